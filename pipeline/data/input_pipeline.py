@@ -1,0 +1,203 @@
+"""tf.data input pipelines over a Manifest: pairs or triples of text, image and audio.
+
+Stages: rows → decode + resize / resample (deterministic) → cache → shuffle (training) →
+augment with per-element stateless seeds (training) → backbone preprocessing, log-mel,
+vectorisation → batch → prefetch. Every stage but the shuffle runs with parallel ``map``;
+with ``deterministic`` set, the same seed gives the same batches.
+
+Rows whose files are missing or unreadable, or which lack a modality the pipeline needs,
+are left out before the pipeline starts, with a logged warning naming each (the first few)
+and a count, so a long run never dies on a bad file halfway through.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import pandas as pd
+import tensorflow as tf
+
+from pipeline.data.file_check import check_files
+from pipeline.data.manifest import FILE_MODALITIES, MODALITIES, Manifest, Problem
+from pipeline.preprocessing import audio_ops, image_ops
+
+log = logging.getLogger(__name__)
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioFeatureConfig:
+    """Args: sample_rate: audio is resampled to it; clip_seconds: fixed clip length (crop/pad);
+    n_mels, window, stride: log-mel parameters in samples; time_masks..freq_width: SpecAugment."""
+
+    sample_rate: int = 16000
+    clip_seconds: float = 4.0
+    n_mels: int = 64
+    window: int = 400
+    stride: int = 160
+    time_masks: int = 2
+    time_width: int = 20
+    freq_masks: int = 2
+    freq_width: int = 8
+
+    @property
+    def clip_samples(self) -> int:
+        return int(round(self.clip_seconds * self.sample_rate))
+
+    @property
+    def frames(self) -> int:
+        return -(-self.clip_samples // self.stride)  # tensorflow-io pads the last frame
+
+
+@dataclasses.dataclass(frozen=True)
+class InputConfig:
+    """Args:
+    modalities: what each element carries: a pair ("text", "image") or a triple.
+    batch_size: elements per batch.
+    image_size: images are resized to image_size × image_size.
+    backbone: which input scaling images get (see image_ops.BACKBONE_PREPROCESSING).
+    image_augment: training-time image augmentation.
+    audio: log-mel and SpecAugment parameters.
+    shuffle_buffer: shuffle buffer size (training only).
+    cache: "memory", "none", or a file prefix for an on-disk cache.
+    seed: drives the shuffle and every augmentation.
+    check_files: decode every file once up front and leave out the bad ones.
+    """
+
+    modalities: tuple[str, ...] = ("text", "image")
+    batch_size: int = 64
+    image_size: int = 128
+    backbone: str = "mobilenet_v2"
+    image_augment: image_ops.ImageAugmentConfig = image_ops.ImageAugmentConfig()
+    audio: AudioFeatureConfig = AudioFeatureConfig()
+    shuffle_buffer: int = 4096
+    cache: str = "memory"
+    seed: int = 0
+    check_files: bool = True
+
+    def __post_init__(self):
+        unknown = [m for m in self.modalities if m not in MODALITIES]
+        if unknown or not self.modalities:
+            raise ValueError(f"modalities must be some of {MODALITIES}, got {self.modalities}")
+
+
+@dataclasses.dataclass
+class RowSelection:
+    """The rows a pipeline will use and the ones it left out, with why."""
+
+    frame: pd.DataFrame
+    skipped: list[Problem]
+    total: int
+
+
+def select_rows(manifest: Manifest, split: str | None, modalities, check: bool = True, max_logged: int = 10) -> RowSelection:
+    """Rows of ``split`` that have every modality in ``modalities`` and whose files decode."""
+    frame = manifest.frame if split is None else manifest.split(split)
+    total = len(frame)
+    has_all = (frame[list(modalities)] != "").all(axis=1)
+    skipped = [p for p in manifest.problems if p.row is not None and p.row in frame.index and p.kind == "empty_caption" and "text" in modalities]
+    frame = frame[has_all]
+    file_modalities = [m for m in modalities if m in FILE_MODALITIES]
+    if check and file_modalities and len(frame):
+        subset = Manifest(root=manifest.root, frame=frame, format=manifest.format)
+        subset.frame.index = frame.index  # keep manifest row numbers in the problems
+        bad = check_files(subset, modalities=file_modalities)
+        bad = [dataclasses.replace(p, row=int(frame.index[p.row])) for p in bad]
+        skipped += bad
+        frame = frame.drop(index=sorted({p.row for p in bad}))
+    where = f"{manifest.root.name}/{split or 'all'}"
+    if skipped:
+        for problem in skipped[:max_logged]:
+            log.warning("skipping %s", problem)
+        more = f" ({len(skipped) - max_logged} more not shown)" if len(skipped) > max_logged else ""
+        log.warning("%s: skipped %d bad row(s) of %d%s", where, len({p.row for p in skipped}), total, more)
+    if len(frame) == 0:
+        raise ValueError(
+            f"{where}: no usable rows with {', '.join(modalities)} "
+            f"({total} rows in the split, {int(has_all.sum())} with every modality). Check the split name "
+            f"and run 'python -m pipeline data describe {manifest.root}'."
+        )
+    return RowSelection(frame, skipped, total)
+
+
+def _load(element, config: InputConfig, training: bool):
+    """Reads and decodes files: the deterministic, cacheable part."""
+    out = {k: v for k, v in element.items() if k not in ("image", "audio")}
+    if "image" in config.modalities:
+        image = image_ops.decode_image(tf.io.read_file(element["image"]))
+        out["image"] = image_ops.resize_image(image, config.image_size)
+    if "audio" in config.modalities:
+        samples, rate = audio_ops.decode_audio(tf.io.read_file(element["audio"]))
+        samples = audio_ops.resample(samples, rate, config.audio.sample_rate)
+        if not training:
+            samples = audio_ops.crop_or_pad(samples, config.audio.clip_samples)
+        out["audio"] = samples
+    return out
+
+
+def _augment(element, seed, config: InputConfig, training: bool):
+    """Training-time randomness (stateless, per-element seed) and the final feature steps."""
+    out = dict(element)
+    seeds = tf.random.experimental.stateless_split(seed, num=3)
+    if "image" in config.modalities:
+        image = element["image"]
+        if training:
+            image = image_ops.augment_image(image, seeds[0], config.image_augment)
+        out["image"] = image_ops.preprocess_for_backbone(image, config.backbone)
+    if "audio" in config.modalities:
+        samples = element["audio"]
+        a = config.audio
+        if training:
+            samples = audio_ops.crop_or_pad(samples, a.clip_samples, seeds[1])
+        spec = audio_ops.log_mel_spectrogram(samples, a.sample_rate, a.n_mels, a.window, a.stride)
+        if training:
+            spec = audio_ops.spec_augment(spec, seeds[2], a.time_masks, a.time_width, a.freq_masks, a.freq_width)
+        out["audio"] = tf.ensure_shape(spec, [a.frames, a.n_mels])
+    return out
+
+
+def make_dataset(
+    manifest: Manifest,
+    split: str | None,
+    config: InputConfig,
+    training: bool,
+    vectorizer=None,
+    selection: RowSelection | None = None,
+) -> tf.data.Dataset:
+    """A batched dataset of dicts: ``row``, ``item`` (int key of item_id), and the modalities.
+
+    ``text`` is a string, or token ids when ``vectorizer`` (a TextVectorization) is given;
+    ``image`` is float32 [size, size, 3] scaled for the backbone; ``audio`` a log-mel
+    spectrogram [frames, n_mels]. Training adds shuffling and augmentation.
+    """
+    selection = selection or select_rows(manifest, split, config.modalities, check=config.check_files)
+    frame = selection.frame
+    item_keys = pd.factorize(manifest.frame["item_id"])[0]
+    columns = {
+        "row": tf.constant(frame.index.to_numpy(), tf.int64),
+        "item": tf.constant(item_keys[frame.index.to_numpy()], tf.int64),
+    }
+    if "text" in config.modalities:
+        columns["text"] = tf.constant(frame["text"].tolist(), tf.string)
+    for modality in FILE_MODALITIES:
+        if modality in config.modalities:
+            columns[modality] = tf.constant([str(manifest.resolve(p)) for p in frame[modality]], tf.string)
+
+    options = tf.data.Options()
+    options.deterministic = True
+    ds = tf.data.Dataset.from_tensor_slices(columns).with_options(options)
+    ds = ds.map(lambda e: _load(e, config, training), num_parallel_calls=AUTOTUNE)
+    if config.cache == "memory":
+        ds = ds.cache()
+    elif config.cache not in ("none", "", None):
+        ds = ds.cache(config.cache)
+    if training:
+        ds = ds.shuffle(min(config.shuffle_buffer, len(frame)), seed=config.seed, reshuffle_each_iteration=True)
+    seeds = tf.data.Dataset.random(seed=config.seed + 1, rerandomize_each_iteration=True).batch(2)
+    ds = tf.data.Dataset.zip((ds, seeds))
+    ds = ds.map(lambda e, s: _augment(e, s, config, training), num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(config.batch_size, drop_remainder=training and len(frame) >= config.batch_size, num_parallel_calls=AUTOTUNE)
+    if vectorizer is not None and "text" in config.modalities:
+        ds = ds.map(lambda b: {**b, "text": vectorizer(b["text"])}, num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)

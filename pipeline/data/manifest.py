@@ -1,0 +1,158 @@
+"""The dataset model: one manifest row per pairing of modalities.
+
+A manifest is a pandas DataFrame with the columns ``item_id, split, text, image, audio,
+label`` (modality columns may be empty) and file paths relative to the dataset root.
+Rows that share an ``item_id`` describe the same item (e.g. the five captions of one
+Flickr8k photo). Adapters may add metadata columns (``speaker``, ``fold``, ...); a
+manifest written by hand may add its own, named ``meta_*``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.io_utils import atomic_path
+
+CORE_COLUMNS = ("item_id", "split", "text", "image", "audio", "label")
+MODALITIES = ("text", "image", "audio")
+FILE_MODALITIES = ("image", "audio")
+SPLITS = ("train", "dev", "test", "unassigned")
+SPLIT_ALIASES = {"val": "dev", "valid": "dev", "validation": "dev", "training": "train", "testing": "test"}
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used at all; the message says what is wrong and what is expected."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a dataset, named precisely enough to fix it."""
+
+    kind: str  # missing_file | unreadable_file | empty_caption | no_modality | unknown_split | ...
+    message: str
+    row: int | None = None  # manifest row (0-based)
+    file: str | None = None  # path relative to the dataset root
+
+    def __str__(self) -> str:
+        where = []
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.file:
+            where.append(self.file)
+        prefix = f"[{self.kind}] " + (" ".join(where) + ": " if where else "")
+        return prefix + self.message
+
+
+@dataclasses.dataclass
+class Manifest:
+    """A dataset: its root folder, its rows, the adapter that read it and the problems seen so far."""
+
+    root: Path
+    frame: pd.DataFrame
+    format: str
+    problems: list[Problem] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self):
+        self.root = Path(self.root)
+        self.frame = normalize_frame(self.frame, source=str(self.root))
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def metadata_columns(self) -> list[str]:
+        return [c for c in self.frame.columns if c not in CORE_COLUMNS]
+
+    def split(self, name: str) -> pd.DataFrame:
+        return self.frame[self.frame["split"] == name]
+
+    def modalities(self) -> list[str]:
+        return [m for m in MODALITIES if (self.frame[m] != "").any()]
+
+    def resolve(self, relative: str) -> Path:
+        return self.root / relative
+
+    def save(self, path: str | Path) -> Path:
+        """Writes the manifest as CSV or Parquet (by extension), atomically."""
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            if path.suffix == ".parquet":
+                self.frame.to_parquet(tmp, index=False)
+            else:
+                self.frame.to_csv(tmp, index=False)
+        return path
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Reads a CSV or Parquet manifest with every cell as a string ('' when empty)."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+        return frame.astype(object).where(frame.notna(), "").astype(str)
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def check_columns(columns, source: str, allowed_extra=()) -> None:
+    """Rejects columns a manifest does not understand, with a did-you-mean hint."""
+    unknown = [c for c in columns if c not in CORE_COLUMNS and c not in allowed_extra and not c.startswith("meta_")]
+    if not unknown:
+        return
+    hints = []
+    for column in unknown:
+        close = difflib.get_close_matches(column.lower(), CORE_COLUMNS, n=1)
+        hints.append(f"'{column}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    raise ManifestError(
+        f"{source}: unknown column(s) {', '.join(hints)}. A manifest has the columns "
+        f"{', '.join(CORE_COLUMNS)} (any modality may be empty); extra metadata columns must "
+        f"be named meta_<something>."
+    )
+
+
+def normalize_frame(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Fills in the defaults of a manifest and checks that it can be used at all."""
+    frame = frame.copy()
+    present = [m for m in MODALITIES if m in frame.columns]
+    if not present:
+        raise ManifestError(
+            f"{source}: no modality column. Expected at least one of {', '.join(MODALITIES)} "
+            f"(found columns: {', '.join(map(str, frame.columns)) or 'none'})."
+        )
+    for column in CORE_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = ""
+    frame = frame.fillna("")
+    for column in CORE_COLUMNS:
+        frame[column] = frame[column].astype(str).str.strip()
+    frame.loc[frame["item_id"] == "", "item_id"] = [f"row{i}" for i in frame.index[frame["item_id"] == ""]]
+    frame["split"] = frame["split"].str.lower().replace(SPLIT_ALIASES)
+    frame.loc[frame["split"] == "", "split"] = "unassigned"
+    if len(frame) == 0:
+        raise ManifestError(f"{source}: the manifest has no rows.")
+    usable = (frame[list(MODALITIES)] != "").any(axis=1)
+    if not usable.any():
+        raise ManifestError(
+            f"{source}: none of the {len(frame)} rows has a text, image or audio value, so there "
+            f"is nothing to train or search on."
+        )
+    ordered = list(CORE_COLUMNS) + [c for c in frame.columns if c not in CORE_COLUMNS]
+    return frame[ordered].reset_index(drop=True)
+
+
+def row_problems(frame: pd.DataFrame) -> list[Problem]:
+    """Problems visible in the table alone (no file access)."""
+    problems = []
+    no_modality = (frame[list(MODALITIES)] == "").all(axis=1)
+    for row in frame.index[no_modality]:
+        problems.append(Problem("no_modality", "no text, image or audio in this row", row=int(row)))
+    unknown_split = ~frame["split"].isin(SPLITS)
+    for row in frame.index[unknown_split]:
+        split = frame.at[row, "split"]
+        problems.append(Problem("unknown_split", f"split '{split}' is not one of {', '.join(SPLITS)}", row=int(row)))
+    return problems

@@ -1,0 +1,239 @@
+"""Builds the embedded default dataset: synthetic scenes, captions and spoken captions.
+
+Deterministic from a seed; no download. Layout of the output folder:
+
+    dataset.json   format, seed, counts (marks the folder for the 'embedded' adapter)
+    manifest.csv   one row per caption: item_id, split, text, image, audio, label, ...
+    images/<item>.png, audio/<item>.wav (16 kHz mono, the spoken version of one caption)
+
+In the dev and test splits every caption is true of its own scene and of no other scene
+in the split, and part of the scenes come as colour-swapped twins whose captions have the
+same words in another order (column ``contrast_group``), so a model that ignores word
+order cannot tell them apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import multiprocessing
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.data.adapters.embedded_adapter import FORMAT_NAME
+from pipeline.data.synthetic import grammar
+from pipeline.data.synthetic.scenes import COLOURS, Scene, render_scene, sample_scene
+from pipeline.io_utils import atomic_path
+from pipeline.progress import progress
+
+log = logging.getLogger(__name__)
+
+SPLIT_CODES = {"train": 0, "dev": 1, "test": 2}
+TWIN_COLOURS = tuple(c for c in COLOURS if len(grammar.COLOUR_WORDS[c]) == 1)
+DATASET_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class DefaultDatasetConfig:
+    """Args:
+    seed: everything is derived from it.
+    train, dev, test: number of scenes (items) per split.
+    image_size: side of the square PNG images.
+    captions_per_item: captions per scene (one of them is also spoken).
+    twin_fraction: share of dev/test multi-object scenes made as colour-swapped pairs.
+    speech: synthesise spoken captions (needs espeakng-loader).
+    """
+
+    seed: int = 1234
+    train: int = 1900
+    dev: int = 300
+    test: int = 300
+    image_size: int = 128
+    captions_per_item: int = 3
+    twin_fraction: float = 0.4
+    speech: bool = True
+
+
+@dataclasses.dataclass
+class PlannedItem:
+    item_id: str
+    split: str
+    scene: Scene
+    captions: list[tuple[str, grammar.Meaning]]
+    spoken: int  # which caption is spoken
+    contrast_group: str = ""
+
+
+def _swap_colours(scene: Scene) -> Scene:
+    a, b = scene.objects[0], scene.objects[1]
+    objects = (dataclasses.replace(a, colour=b.colour), dataclasses.replace(b, colour=a.colour), *scene.objects[2:])
+    return dataclasses.replace(scene, objects=objects)
+
+
+def _swap_caption(text: str, meaning: grammar.Meaning, c0: str, c1: str) -> tuple[str, grammar.Meaning]:
+    swap = {c0: c1, c1: c0}
+    words = [swap.get(w, w) for w in text.split()]
+    for i in range(len(words) - 1):  # articles follow the colour words they now precede
+        if words[i] in ("a", "an"):
+            words[i] = "an" if words[i + 1][0] in "aeiou" else "a"
+    mentions = tuple((s, swap.get(c, c), z) for s, c, z in meaning.mentions)
+    return " ".join(words), dataclasses.replace(meaning, mentions=mentions)
+
+
+def _conflicts(scene: Scene, meanings, accepted: list[PlannedItem]) -> bool:
+    """True if a new scene's captions fit an accepted scene, or an accepted caption fits it."""
+    kinds = {(o.shape, o.colour) for o in scene.objects}
+    for item in accepted:
+        other = {(o.shape, o.colour) for o in item.scene.objects}
+        for meaning in meanings:
+            if {(s, c) for s, c, _ in meaning.mentions} <= other and grammar.satisfies(item.scene, meaning):
+                return True
+        for _, meaning in item.captions:
+            if {(s, c) for s, c, _ in meaning.mentions} <= kinds and grammar.satisfies(scene, meaning):
+                return True
+    return False
+
+
+def plan_split(split: str, count: int, config: DefaultDatasetConfig) -> list[PlannedItem]:
+    """Scenes and captions of one split; dev/test enforce unique captions and add twins."""
+    rng = np.random.default_rng([config.seed, SPLIT_CODES[split]])
+    strict = split != "train"
+    items: list[PlannedItem] = []
+    attempts = 0
+    while len(items) < count:
+        attempts += 1
+        if attempts > 50 * count:
+            raise RuntimeError(f"could not place {count} distinct {split} scenes; lower the count")
+        scene = sample_scene(rng)
+        caption_seed = int(rng.integers(2**31))
+        captions = grammar.captions(scene, caption_seed, config.captions_per_item)
+        spoken = int(rng.integers(config.captions_per_item))
+        for text, meaning in captions:
+            assert grammar.satisfies(scene, meaning), f"grammar bug: {text!r} is false of its own scene"
+        group = [(scene, captions)]
+        make_twin = (
+            strict
+            and len(scene.objects) >= 2
+            and len(items) + 2 <= count
+            and rng.random() < config.twin_fraction
+            and scene.objects[0].colour in TWIN_COLOURS
+            and scene.objects[1].colour in TWIN_COLOURS
+            and scene.objects[0].colour != scene.objects[1].colour
+            and scene.objects[0].shape != scene.objects[1].shape
+        )
+        if make_twin:
+            twin = _swap_colours(scene)
+            c0, c1 = scene.objects[0].colour, scene.objects[1].colour
+            group.append((twin, [_swap_caption(t, m, c0, c1) for t, m in captions]))
+        if strict:
+            placed: list[PlannedItem] = []
+            ok = True
+            for s, caps in group:
+                if _conflicts(s, [m for _, m in caps], items + placed) or not all(grammar.satisfies(s, m) for _, m in caps):
+                    ok = False
+                    break
+                placed.append(PlannedItem("", split, s, caps, spoken))
+            if not ok:
+                continue
+        contrast = f"{split}-pair{len(items):04d}" if len(group) == 2 else ""
+        for s, caps in group:
+            items.append(PlannedItem(f"{split}-{len(items):04d}", split, s, caps, spoken, contrast))
+    return items
+
+
+# Worker side: one eSpeak instance per process.
+_SPEAKER = None
+
+
+def _init_worker(speech: bool):
+    global _SPEAKER
+    if speech:
+        from pipeline.data.synthetic.speech import Speaker
+
+        _SPEAKER = Speaker()
+
+
+def _render(task) -> str:
+    out, item_index, item, config = task
+    rng = np.random.default_rng([config.seed, SPLIT_CODES[item.split], item_index, 7])
+    render_scene(item.scene, config.image_size, rng).save(Path(out) / "images" / f"{item.item_id}.png", optimize=False)
+    if config.speech:
+        import soundfile as sf
+
+        from pipeline.data.synthetic.speech import Voice, to_16k
+
+        voice = Voice.sample(rng)
+        speech = to_16k(_SPEAKER.say(item.captions[item.spoken][0], voice), _SPEAKER.sample_rate)
+        speech = speech / (np.abs(speech).max() + 1e-6) * rng.uniform(0.4, 0.9)
+        pad = [np.zeros(int(16000 * rng.uniform(0.05, 0.35)), np.float32) for _ in range(2)]
+        audio = np.concatenate([pad[0], speech, pad[1]])
+        rms = np.sqrt(np.mean(speech**2)) + 1e-6
+        noise = rng.normal(0, 1, audio.shape).astype(np.float32)
+        noise = np.convolve(noise, np.ones(4) / 4, mode="same")  # a little less hiss, a little more hum
+        audio = audio + noise / (np.sqrt(np.mean(noise**2)) + 1e-6) * rms * 10 ** (-rng.uniform(20, 35) / 20)
+        sf.write(Path(out) / "audio" / f"{item.item_id}.wav", np.clip(audio, -1, 1), 16000, subtype="PCM_16")
+    return item.item_id
+
+
+def manifest_frame(items: list[PlannedItem], speech: bool) -> pd.DataFrame:
+    rows = []
+    for item in items:
+        for k, (text, _) in enumerate(item.captions):
+            rows.append(
+                {
+                    "item_id": item.item_id,
+                    "split": item.split,
+                    "text": text,
+                    "image": f"images/{item.item_id}.png",
+                    "audio": f"audio/{item.item_id}.wav" if speech and k == item.spoken else "",
+                    "label": "",
+                    "caption_index": k,
+                    "contrast_group": item.contrast_group,
+                }
+            )
+    return pd.DataFrame.from_records(rows)
+
+
+def build_default_dataset(out: str | Path, config: DefaultDatasetConfig = DefaultDatasetConfig(), workers: int = 2) -> Path:
+    """Generates the dataset into ``out`` atomically (a half-built folder never replaces it)."""
+    out = Path(out)
+    start = time.time()
+    items = []
+    for split in ("train", "dev", "test"):
+        log.info("planning %d %s scenes and their captions", getattr(config, split), split)
+        items += plan_split(split, getattr(config, split), config)
+    with atomic_path(out) as tmp:
+        (tmp / "images").mkdir(parents=True)
+        (tmp / "audio").mkdir()
+        tasks = [(str(tmp), i, item, config) for i, item in enumerate(items)]
+        what = "images and spoken captions" if config.speech else "images"
+        bar = progress(total=len(tasks), desc=f"rendering {what}", unit="item")
+        context = multiprocessing.get_context("spawn")  # eSpeak and TF dislike fork
+        with context.Pool(workers, initializer=_init_worker, initargs=(config.speech,)) as pool:
+            for _ in pool.imap_unordered(_render, tasks, chunksize=16):
+                bar.update(1)
+        bar.close()
+        frame = manifest_frame(items, config.speech)
+        frame.to_csv(tmp / "manifest.csv", index=False)
+        info = {
+            "format": FORMAT_NAME,
+            "version": DATASET_VERSION,
+            "config": dataclasses.asdict(config),
+            "items": {s: getattr(config, s) for s in SPLIT_CODES},
+            "rows": len(frame),
+            "synthetic": True,
+        }
+        (tmp / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
+        (tmp / "README.md").write_text(
+            "# The embedded default dataset (synthetic)\n\n"
+            "Generated by `make data` (`python -m pipeline data build`). Scenes of one to three coloured\n"
+            "shapes, captions from a grammar whose word order carries meaning, and spoken captions from\n"
+            "eSpeak NG. It exists so that the pipeline can be trained and tested end to end with no\n"
+            "download; it says nothing about performance on real photos or speech.\n"
+        )
+    log.info("default dataset written to %s in %.0f s", out, time.time() - start)
+    return out

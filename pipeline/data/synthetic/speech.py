@@ -1,0 +1,91 @@
+"""Offline text-to-speech with eSpeak NG (the ``espeakng-loader`` package), driven via ctypes.
+
+eSpeak keeps global state in its C library, so one ``Speaker`` per process; the dataset
+builder runs one in each worker process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+
+import numpy as np
+
+AUDIO_OUTPUT_SYNCHRONOUS = 2
+ESPEAK_RATE, ESPEAK_VOLUME, ESPEAK_PITCH, ESPEAK_RANGE = 1, 2, 3, 4
+POS_CHARACTER = 1
+
+VOICES = ("en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan")
+VARIANTS = ("m1", "m2", "m3", "m4", "m7", "f1", "f2", "f3", "f4", "f5")
+
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+
+
+@dataclasses.dataclass(frozen=True)
+class Voice:
+    """Args: name: an eSpeak voice with a variant ("en-us+f3"); rate: words per minute;
+    pitch: 0-99 (50 is normal); pitch_range: 0-99."""
+
+    name: str = "en-us"
+    rate: int = 165
+    pitch: int = 50
+    pitch_range: int = 50
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator) -> "Voice":
+        name = f"{VOICES[int(rng.integers(len(VOICES)))]}+{VARIANTS[int(rng.integers(len(VARIANTS)))]}"
+        return cls(name, int(rng.integers(130, 200)), int(rng.integers(30, 75)), int(rng.integers(30, 80)))
+
+
+class Speaker:
+    """Synthesises speech as int16 samples at ``sample_rate`` (22,050 Hz, eSpeak's own rate).
+
+    Example:
+        >>> speaker = Speaker()
+        >>> samples = speaker.say("a red circle above a blue square")
+    """
+
+    def __init__(self):
+        import espeakng_loader
+
+        self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        self._lib.espeak_Initialize.restype = ctypes.c_int
+        rate = self._lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0)
+        if rate <= 0:
+            raise RuntimeError("eSpeak NG failed to initialise (espeakng-loader's data folder missing?)")
+        self.sample_rate = int(rate)
+        self._chunks: list[np.ndarray] = []
+        self._callback = _CALLBACK(self._collect)  # kept referenced: C holds the pointer
+        self._lib.espeak_SetSynthCallback(self._callback)
+
+    def _collect(self, wav, count, events):
+        if count > 0:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).copy())
+        return 0
+
+    def say(self, text: str, voice: Voice = Voice()) -> np.ndarray:
+        if self._lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
+            raise ValueError(f"eSpeak NG has no voice '{voice.name}'")
+        self._lib.espeak_SetParameter(ESPEAK_RATE, voice.rate, 0)
+        self._lib.espeak_SetParameter(ESPEAK_PITCH, voice.pitch, 0)
+        self._lib.espeak_SetParameter(ESPEAK_RANGE, voice.pitch_range, 0)
+        self._chunks = []
+        data = text.encode("utf-8")
+        status = self._lib.espeak_Synth(data, len(data) + 1, 0, POS_CHARACTER, 0, 0, None, None)
+        self._lib.espeak_Synchronize()
+        if status != 0 or not self._chunks:
+            raise RuntimeError(f"eSpeak NG produced no audio for {text!r} (status {status})")
+        return np.concatenate(self._chunks)
+
+
+def to_16k(samples: np.ndarray, rate: int) -> np.ndarray:
+    """int16 samples at ``rate`` → float32 at 16 kHz (polyphase resampling)."""
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    x = samples.astype(np.float32) / 32768.0
+    if rate == 16000:
+        return x
+    g = gcd(16000, rate)
+    return resample_poly(x, 16000 // g, rate // g).astype(np.float32)
