@@ -23,6 +23,16 @@ FILE_MODALITIES = ("image", "audio")
 SPLITS = ("train", "dev", "test", "unassigned")
 SPLIT_ALIASES = {"val": "dev", "valid": "dev", "validation": "dev", "training": "train", "testing": "test"}
 
+# Column names people often use for the manifest's own, for "did you mean" hints.
+COLUMN_SYNONYMS = {
+    "id": "item_id", "item": "item_id", "key": "item_id",
+    "caption": "text", "captions": "text", "sentence": "text", "description": "text", "query": "text",
+    "picture": "image", "photo": "image", "img": "image", "image_path": "image", "filename": "image",
+    "sound": "audio", "speech": "audio", "wav": "audio", "audio_path": "audio",
+    "class": "label", "category": "label", "target": "label",
+    "subset": "split", "fold": "split",
+}
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 
@@ -106,8 +116,8 @@ def check_columns(columns, source: str, allowed_extra=()) -> None:
         return
     hints = []
     for column in unknown:
-        close = difflib.get_close_matches(column.lower(), CORE_COLUMNS, n=1)
-        hints.append(f"'{column}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        guess = COLUMN_SYNONYMS.get(column.lower()) or next(iter(difflib.get_close_matches(column.lower(), CORE_COLUMNS, n=1)), None)
+        hints.append(f"'{column}'" + (f" (did you mean '{guess}'?)" if guess else ""))
     raise ManifestError(
         f"{source}: unknown column(s) {', '.join(hints)}. A manifest has the columns "
         f"{', '.join(CORE_COLUMNS)} (any modality may be empty); extra metadata columns must "

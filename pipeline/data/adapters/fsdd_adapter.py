@@ -34,7 +34,7 @@ class FsddAdapter:
         if not folder.is_dir():
             return False
         names = [p.name for p in folder.iterdir() if p.suffix == ".wav"]
-        return bool(names) and sum(bool(PATTERN.match(n)) for n in names) >= 0.9 * len(names)
+        return bool(names) and sum(bool(PATTERN.match(n)) for n in names) > 0.5 * len(names)
 
     def load(self, root: Path) -> Manifest:
         folder = recordings_dir(root)

@@ -33,7 +33,9 @@ from pipeline.progress import progress
 log = logging.getLogger(__name__)
 
 SPLIT_CODES = {"train": 0, "dev": 1, "test": 2}
-TWIN_COLOURS = tuple(c for c in COLOURS if len(grammar.COLOUR_WORDS[c]) == 1)
+# Twins swap two colour words; both must be single words that take the same article ("a"),
+# or the swap would change the bag of words ("a little orange" vs "a green").
+TWIN_COLOURS = tuple(c for c in COLOURS if len(grammar.COLOUR_WORDS[c]) == 1 and c[0] not in "aeiou")
 DATASET_VERSION = 1
 
 
@@ -44,7 +46,7 @@ class DefaultDatasetConfig:
     train, dev, test: number of scenes (items) per split.
     image_size: side of the square PNG images.
     captions_per_item: captions per scene (one of them is also spoken).
-    twin_fraction: share of dev/test multi-object scenes made as colour-swapped pairs.
+    twin_fraction: share of dev/test two-object scenes made as colour-swapped pairs.
     speech: synthesise spoken captions (needs espeakng-loader).
     """
 
@@ -54,7 +56,7 @@ class DefaultDatasetConfig:
     test: int = 300
     image_size: int = 128
     captions_per_item: int = 3
-    twin_fraction: float = 0.4
+    twin_fraction: float = 0.8
     speech: bool = True
 
 
@@ -117,7 +119,7 @@ def plan_split(split: str, count: int, config: DefaultDatasetConfig) -> list[Pla
         group = [(scene, captions)]
         make_twin = (
             strict
-            and len(scene.objects) >= 2
+            and len(scene.objects) == 2  # 3-object captions name one object twice: a swap would change the words
             and len(items) + 2 <= count
             and rng.random() < config.twin_fraction
             and scene.objects[0].colour in TWIN_COLOURS

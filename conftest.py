@@ -1,0 +1,51 @@
+"""Shared fixtures. Tests never write into the repository: caches and runs go to a temp dir."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(os.environ.get("PIPELINE_SHARED_DIR", Path(__file__).resolve().parent.parent / "shared"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "shared: needs the ../shared datasets (runs in CI, skipped elsewhere)")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+def pytest_collection_modifyitems(config, items):
+    if (SHARED / "datasets").is_dir():
+        return
+    skip = pytest.mark.skip(reason=f"needs the shared datasets at {SHARED} (set PIPELINE_SHARED_DIR)")
+    for item in items:
+        if "shared" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_models_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("saved_models")
+    old = os.environ.get("PIPELINE_MODELS_DIR")
+    os.environ["PIPELINE_MODELS_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("PIPELINE_MODELS_DIR", None)
+    else:
+        os.environ["PIPELINE_MODELS_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    return SHARED / "datasets"
+
+
+@pytest.fixture(scope="session")
+def tiny_default_dataset(tmp_path_factory) -> Path:
+    """A small build of the embedded default dataset (real generator, fewer scenes)."""
+    from pipeline.data.synthetic.build import DefaultDatasetConfig, build_default_dataset
+
+    out = tmp_path_factory.mktemp("data") / "default"
+    build_default_dataset(out, DefaultDatasetConfig(seed=7, train=40, dev=16, test=16), workers=2)
+    return out

@@ -1,0 +1,100 @@
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from pipeline.data.adapters import load_dataset
+from pipeline.data.input_pipeline import AudioFeatureConfig, InputConfig, make_dataset, select_rows
+from pipeline.data.manifest import Manifest
+from pipeline.preprocessing import text_ops
+from tests.helpers import corrupt, tone, truncate, write_audio, write_image
+
+SMALL_AUDIO = AudioFeatureConfig(clip_seconds=0.5, n_mels=16)
+
+
+def triple_dataset(root, n=6, broken=()):
+    rows = []
+    for i in range(n):
+        image = write_image(root / f"img{i}.png", colour=(20 * i, 50, 200))
+        audio = write_audio(root / f"a{i}.wav", tone(0.4, 8000, freq=300 + 50 * i), 8000)
+        if i in broken:
+            {"corrupt_image": lambda: corrupt(image), "truncated_audio": lambda: truncate(audio, 0.01), "missing": image.unlink}[broken[i]]()
+        rows.append({"item_id": f"i{i}", "split": "train", "text": f"thing number {i}", "image": image.name, "audio": audio.name})
+    return Manifest(root=root, frame=pd.DataFrame(rows), format="manifest")
+
+
+def config(**kw):
+    base = dict(modalities=("text", "image", "audio"), batch_size=4, image_size=32, audio=SMALL_AUDIO, seed=3)
+    return InputConfig(**{**base, **kw})
+
+
+def test_triples_shapes_and_dtypes(tmp_path):
+    m = triple_dataset(tmp_path)
+    batch = next(iter(make_dataset(m, "train", config(), training=True)))
+    assert batch["image"].shape == (4, 32, 32, 3) and batch["image"].dtype == tf.float32
+    assert batch["audio"].shape == (4, SMALL_AUDIO.frames, 16)
+    assert batch["text"].dtype == tf.string and batch["row"].shape == (4,)
+    assert float(tf.reduce_min(batch["image"])) >= -1.0 and float(tf.reduce_max(batch["image"])) <= 1.0
+
+
+def test_vectorized_text_and_pairs(tmp_path):
+    m = triple_dataset(tmp_path)
+    v = text_ops.build_vectorizer(m.frame["text"], sequence_length=5)
+    ds = make_dataset(m, "train", config(modalities=("text", "image")), training=False, vectorizer=v)
+    batch = next(iter(ds))
+    assert set(batch) == {"row", "item", "text", "image"} and batch["text"].dtype == tf.int64
+    assert batch["text"].shape == (4, 5)
+
+
+def test_same_seed_same_batches_and_eval_is_repeatable(tmp_path):
+    m = triple_dataset(tmp_path)
+    first = [b["image"].numpy() for b in make_dataset(m, "train", config(), training=True)]
+    second = [b["image"].numpy() for b in make_dataset(m, "train", config(), training=True)]
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    ds = make_dataset(m, "train", config(), training=False)
+    e1 = np.concatenate([b["audio"].numpy() for b in ds])
+    e2 = np.concatenate([b["audio"].numpy() for b in ds])
+    np.testing.assert_array_equal(e1, e2)  # evaluation: no randomness between passes
+
+
+def test_training_randomness_changes_between_epochs(tmp_path):
+    m = triple_dataset(tmp_path)
+    ds = make_dataset(m, "train", config(), training=True)
+    epoch1 = {int(r): x for b in ds for r, x in zip(b["row"].numpy(), b["image"].numpy())}
+    epoch2 = {int(r): x for b in ds for r, x in zip(b["row"].numpy(), b["image"].numpy())}
+    common = set(epoch1) & set(epoch2)
+    assert common and any(not np.array_equal(epoch1[r], epoch2[r]) for r in common)
+
+
+def test_bad_rows_are_skipped_with_warning_and_count(tmp_path, caplog):
+    broken = {1: "corrupt_image", 2: "truncated_audio", 4: "missing"}
+    m = triple_dataset(tmp_path, broken=broken)
+    with caplog.at_level(logging.WARNING):
+        selection = select_rows(m, "train", ("text", "image", "audio"))
+        rows = sorted(int(r) for b in make_dataset(m, "train", config(), training=False, selection=selection) for r in b["row"].numpy())
+    assert rows == [0, 3, 5]
+    assert sorted({p.row for p in selection.skipped}) == [1, 2, 4]
+    assert "skipped 3 bad row(s) of 6" in caplog.text
+    assert "img1.png" in caplog.text and "a2.wav" in caplog.text and "img4.png" in caplog.text
+
+
+def test_rows_missing_a_needed_modality_are_left_out(tmp_path):
+    m = triple_dataset(tmp_path)
+    m.frame.loc[0, "audio"] = ""
+    assert 0 not in select_rows(m, "train", ("text", "audio")).frame.index
+    assert 0 in select_rows(m, "train", ("text", "image")).frame.index
+
+
+def test_no_usable_rows_error_names_split(tmp_path):
+    m = triple_dataset(tmp_path, n=2)
+    with pytest.raises(ValueError, match="no usable rows with text, image.*0 rows in the split"):
+        select_rows(m, "test", ("text", "image"))
+
+
+def test_default_dataset_pipeline(tiny_default_dataset):
+    m = load_dataset(tiny_default_dataset)
+    ds = make_dataset(m, "dev", config(batch_size=8, image_size=64), training=False)
+    batches = list(ds)
+    assert sum(len(b["row"]) for b in batches) == 16  # one spoken caption per dev scene

@@ -1,0 +1,80 @@
+import json
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+from pipeline.data.adapters import load_dataset
+from pipeline.data.synthetic import grammar
+from pipeline.data.synthetic.build import DefaultDatasetConfig, plan_split
+from pipeline.data.synthetic.scenes import Scene, SceneObject
+
+
+def two_objects(top_colour="red", bottom_colour="blue"):
+    return Scene(
+        (SceneObject("circle", top_colour, "small", 0.5, 0.25), SceneObject("square", bottom_colour, "large", 0.5, 0.75)),
+        "vertical", "plain", ((100, 100, 100), (90, 90, 90)))
+
+
+def test_word_order_carries_meaning():
+    scene = two_objects()
+    red_circle_above = grammar.Meaning((("circle", "red", None), ("square", "blue", None)), relations=((0, "above", 1),))
+    blue_circle_above = grammar.Meaning((("circle", "blue", None), ("square", "red", None)), relations=((0, "above", 1),))
+    square_above = grammar.Meaning((("square", "blue", None), ("circle", "red", None)), relations=((0, "above", 1),))
+    assert grammar.satisfies(scene, red_circle_above)
+    assert not grammar.satisfies(scene, blue_circle_above)
+    assert not grammar.satisfies(scene, square_above)
+    assert not grammar.satisfies(scene, grammar.Meaning((("circle", "red", "large"),)))  # wrong size
+    assert not grammar.satisfies(scene, grammar.Meaning((("circle", "red", None),), exact_count=1))
+
+
+def test_every_caption_is_true_of_its_scene():
+    rng = np.random.default_rng(0)
+    from pipeline.data.synthetic.scenes import sample_scene
+
+    for i in range(300):
+        scene = sample_scene(rng)
+        for text, meaning in grammar.captions(scene, seed=i):
+            assert grammar.satisfies(scene, meaning), text
+
+
+def test_test_split_captions_pick_out_exactly_one_scene():
+    items = plan_split("test", 80, DefaultDatasetConfig(seed=5))
+    for item in items:
+        for text, meaning in item.captions:
+            matches = [other.item_id for other in items if grammar.satisfies(other.scene, meaning)]
+            assert matches == [item.item_id], text
+
+
+def test_twins_share_words_but_not_meaning():
+    items = plan_split("test", 80, DefaultDatasetConfig(seed=5))
+    groups = {}
+    for item in items:
+        if item.contrast_group:
+            groups.setdefault(item.contrast_group, []).append(item)
+    assert len(groups) >= 5
+    for a, b in groups.values():
+        for (ta, _), (tb, _) in zip(a.captions, b.captions):
+            assert ta != tb and Counter(ta.split()) == Counter(tb.split())
+
+
+def test_built_dataset_layout_and_determinism(tiny_default_dataset, tmp_path):
+    from pipeline.data.synthetic.build import build_default_dataset
+
+    info = json.loads((tiny_default_dataset / "dataset.json").read_text())
+    assert info["format"] == "embedded-default" and info["synthetic"] is True
+    m = load_dataset(tiny_default_dataset)
+    assert m.format == "embedded"
+    items = m.frame.groupby("split")["item_id"].nunique().to_dict()
+    assert items == {"train": 40, "dev": 16, "test": 16}
+    assert (m.frame.groupby("item_id")["text"].count() >= 3).all()
+    spoken = m.frame[m.frame["audio"] != ""]
+    assert len(spoken) == 72 and spoken["item_id"].is_unique  # one spoken caption per scene
+    samples, rate = sf.read(tiny_default_dataset / spoken["audio"].iloc[0])
+    assert rate == 16000 and samples.ndim == 1 and 0.5 < len(samples) / rate < 10
+    again = build_default_dataset(tmp_path / "again", DefaultDatasetConfig(seed=7, train=40, dev=16, test=16, speech=False))
+    other = pd.read_csv(again / "manifest.csv", dtype=str, keep_default_na=False)
+    assert other["text"].tolist() == m.frame["text"].tolist()
+    first = m.frame["image"].iloc[0]
+    assert (again / first).read_bytes() == (tiny_default_dataset / first).read_bytes()

@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline.preprocessing import audio_ops
+from tests.helpers import corrupt, tone, truncate, write_audio
+
+
+def in_map(fn, *inputs):
+    """Runs ``fn`` inside tf.data.Dataset.map on one element."""
+    ds = tf.data.Dataset.from_tensors(tuple(inputs)).map(lambda *x: fn(*x))
+    return next(iter(ds))
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac", ".ogg"])
+@pytest.mark.parametrize("rate", [8000, 16000, 22050])
+def test_decode_formats_and_rates(tmp_path, suffix, rate):
+    source = tone(0.25, rate, channels=2)
+    path = write_audio(tmp_path / f"a{suffix}", source, rate)
+    samples, got_rate = audio_ops.decode_audio(tf.io.read_file(str(path)))
+    assert int(got_rate) == rate
+    assert samples.shape == (len(source),)
+    tolerance = 0.05 if suffix == ".ogg" else 1e-3  # vorbis is lossy
+    np.testing.assert_allclose(samples.numpy(), source.mean(axis=1), atol=tolerance)
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac", ".ogg"])
+def test_decode_eager_equals_map(tmp_path, suffix):
+    data = tf.io.read_file(str(write_audio(tmp_path / f"a{suffix}", tone(0.2, 8000), 8000)))
+    eager = audio_ops.decode_audio(data)
+    mapped = in_map(audio_ops.decode_audio, data)
+    np.testing.assert_array_equal(eager[0].numpy(), mapped[0].numpy())
+    assert int(eager[1]) == int(mapped[1]) == 8000
+
+
+def _wav_with_list_chunk(plain: bytes, before_fmt: bool) -> bytes:
+    fmt_chunk, rest = plain[12:36], plain[36:]
+    extra = b"LIST" + (6).to_bytes(4, "little") + b"INFOab"
+    body = extra + fmt_chunk + rest if before_fmt else fmt_chunk + extra + rest
+    return b"RIFF" + (4 + len(body)).to_bytes(4, "little") + b"WAVE" + body
+
+
+def test_wav_with_metadata_chunk_after_fmt(tmp_path):
+    # ffmpeg writes a 'LIST' chunk between 'fmt ' and 'data'.
+    plain = write_audio(tmp_path / "a.wav", tone(0.1, 22050), 22050).read_bytes()
+    samples, rate = audio_ops.decode_audio(tf.constant(_wav_with_list_chunk(plain, before_fmt=False)))
+    assert int(rate) == 22050 and samples.shape == (2205,)
+
+
+def test_wav_with_chunk_before_fmt_fails_loudly(tmp_path):
+    # tensorflow-io's WAV decoder rejects chunks before 'fmt '; it must be an error, not a wrong rate.
+    plain = write_audio(tmp_path / "a.wav", tone(0.1, 22050), 22050).read_bytes()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="LIST"):
+        audio_ops.decode_audio(tf.constant(_wav_with_list_chunk(plain, before_fmt=True)))
+
+
+def test_garbage_and_truncated_files_raise(tmp_path):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not a WAV, FLAC or OGG"):
+        audio_ops.decode_audio(tf.constant(corrupt(tmp_path / "x.wav").read_bytes()))
+    cut = truncate(write_audio(tmp_path / "t.flac", tone(1.0, 16000), 16000), keep=0.01)
+    with pytest.raises(tf.errors.OpError):
+        audio_ops.decode_audio(tf.io.read_file(str(cut)))
+
+
+def test_resample_length_and_pitch():
+    x = tf.constant(tone(1.0, 8000, freq=500.0))
+    y = audio_ops.resample(x, tf.constant(8000, tf.int64), 16000).numpy()
+    assert abs(len(y) - 16000) <= 2
+    spectrum = np.abs(np.fft.rfft(y))
+    assert abs(np.argmax(spectrum) * 16000 / len(y) - 500.0) < 5.0  # same tone, new rate
+    same = audio_ops.resample(x, tf.constant(16000, tf.int64), 16000)
+    np.testing.assert_array_equal(same.numpy(), x.numpy())
+    np.testing.assert_allclose(in_map(lambda v, r: audio_ops.resample(v, r, 16000), x, tf.constant(8000, tf.int64)).numpy(), y, atol=1e-6)
+
+
+def test_crop_or_pad():
+    x = tf.range(10, dtype=tf.float32)
+    np.testing.assert_array_equal(audio_ops.crop_or_pad(x, 4).numpy(), [3, 4, 5, 6])  # centred: (10-4)//2 = 3
+    np.testing.assert_array_equal(audio_ops.crop_or_pad(x[:3], 5).numpy(), [0, 1, 2, 0, 0])
+    seed = tf.constant([1, 2], tf.int64)
+    a = audio_ops.crop_or_pad(x, 4, seed).numpy()
+    np.testing.assert_array_equal(a, in_map(lambda v, s: audio_ops.crop_or_pad(v, 4, s), x, seed).numpy())
+    assert a[1] - a[0] == 1 and 0 <= a[0] <= 6  # a contiguous window
+
+
+def test_log_mel_matches_numpy_reference_energy_and_map():
+    x = tf.constant(tone(1.0, 16000, freq=1000.0))
+    mel = audio_ops.log_mel_spectrogram(x)
+    assert mel.shape == (100, 64)  # ceil(16000 / 160) frames
+    np.testing.assert_allclose(in_map(audio_ops.log_mel_spectrogram, x).numpy(), mel.numpy(), rtol=1e-5, atol=1e-5)
+    # A 1 kHz tone puts its energy in the mel band whose centre is nearest 1 kHz.
+    def hz_to_mel(f):
+        return 2595 * np.log10(1 + f / 700)
+    edges = np.linspace(hz_to_mel(20), hz_to_mel(7600), 66)
+    centres = 700 * (10 ** (edges[1:-1] / 2595) - 1)
+    loudest = int(np.argmax(mel.numpy()[50]))
+    assert abs(loudest - int(np.argmin(np.abs(centres - 1000.0)))) <= 1
+
+
+def test_spec_augment_masks_bands_deterministically():
+    spec = tf.random.stateless_normal([100, 64], seed=[0, 1])
+    seed = tf.constant([3, 4], tf.int64)
+    a = audio_ops.spec_augment(spec, seed, time_masks=2, time_width=10, freq_masks=1, freq_width=5)
+    np.testing.assert_array_equal(a.numpy(), audio_ops.spec_augment(spec, seed, 2, 10, 1, 5).numpy())
+    np.testing.assert_array_equal(a.numpy(), in_map(lambda s, z: audio_ops.spec_augment(s, z, 2, 10, 1, 5), spec, seed).numpy())
+    changed = a.numpy() != spec.numpy()
+    # Masked cells form whole rows (time) or whole columns (frequency).
+    rows, cols = changed.all(axis=1), changed.all(axis=0)
+    assert np.array_equal(changed, rows[:, None] | cols[None, :])
+    assert rows.sum() <= 20 and cols.sum() <= 5
+    other = audio_ops.spec_augment(spec, tf.constant([5, 6], tf.int64), 2, 10, 1, 5)
+    assert not np.array_equal(a.numpy(), other.numpy())
