@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data describe train test test-fast bench-input clean
+.PHONY: help venv data describe train evaluate tensorboard test bench-input clean
 
 help: ## List every target with one line each
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -30,6 +30,16 @@ data: $(STAMP) ## Build the embedded default dataset into data/default (skipped 
 
 describe: $(STAMP) ## Describe a dataset: make describe DATA=path/to/dataset
 	$(PY) -m pipeline data describe $(or $(DATA),$(DATA_DIR))
+
+train: $(STAMP) ## Set up, build the default dataset if missing, train CONFIG (default), evaluate on test, export
+	@$(PY) -m pipeline data build --out $(DATA_DIR)
+	$(PY) -m pipeline train --config $(CONFIG) $(ARGS)
+
+evaluate: $(STAMP) ## Evaluate a run on a dataset: make evaluate RUN=latest DATA=path SPLIT=test
+	$(PY) -m pipeline evaluate --run $(or $(RUN),latest) $(if $(DATA),--data $(DATA)) --split $(or $(SPLIT),test)
+
+tensorboard: $(STAMP) ## Serve TensorBoard over every run in saved_models/runs
+	$(VENV)/bin/tensorboard --logdir saved_models/runs --bind_all
 
 test: $(STAMP) ## Run the test suite (tests needing ../shared run when it exists)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -81,8 +81,95 @@ def _run_data(args: argparse.Namespace) -> int:
     return 1 if any(p.kind != "bad_name" for p in report.problems) else 0
 
 
+# ---------------------------------------------------------------- train
+
+
+def _add_train(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="default", help="a shipped config name (default, smoke, flickr8k) or a .toml/.json path")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set text.kind=lstm --set train.epochs=5 (repeatable)")
+    parser.add_argument("--run-dir", type=Path, default=None,
+                        help="run folder (default saved_models/runs/<name>-<timestamp>); give an interrupted run's folder to resume it")
+    parser.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation")
+    parser.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
+    parser.add_argument("--quiet", action="store_true", help="no per-step progress bars (one line per epoch)")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from pipeline.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config, args.overrides)
+    except ConfigError as error:
+        raise CommandError(f"config: {error}") from None
+    from pipeline.data.manifest import ManifestError
+    from pipeline.evaluation.evaluator import markdown_table
+    from pipeline.training.trainer import TrainingError, train
+
+    try:
+        result = train(config, run_dir=args.run_dir, evaluate_test=not args.no_eval, export=not args.no_export, verbose=2 if args.quiet else 1)
+    except (TrainingError, ManifestError) as error:
+        raise CommandError(str(error)) from None
+    info = json.loads((result.run_dir / "run.json").read_text())
+    print()
+    if "test" in info:
+        print(markdown_table(info["test"], f"{config.name}: test split"))
+        print()
+    print(f"run folder:   {result.run_dir}")
+    print(f"latest:       {paths.runs_dir() / 'latest'}")
+    for kind, path in info.get("test_report", {}).items():
+        print(f"test {kind + ':':8s}{path}")
+    for name, path in info.get("exports", {}).items():
+        print(f"{name + ':':14s}{path}")
+    print(f"TensorBoard:  tensorboard --logdir {result.run_dir / 'logs'}")
+    print(f"time:         {result.seconds:.0f} s")
+    return 0
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+def _add_evaluate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", default="latest", help="run folder, or its name under saved_models/runs (default: latest)")
+    parser.add_argument("--data", type=Path, default=None, help="dataset folder (default: the run's training data)")
+    parser.add_argument("--format", default=None, help="dataset layout (default: detected)")
+    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument("--json", type=Path, default=None, help="report path (default: <run>/eval/<dataset>-<split>.json); .md and .png go beside it")
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from pipeline.data.adapters import load_dataset
+    from pipeline.data.manifest import ManifestError
+    from pipeline.evaluation.embedder import MissingModalities, embed_split
+    from pipeline.evaluation.evaluator import evaluate_embeddings, markdown_table, write_reports
+    from pipeline.inference import Encoder
+    from pipeline.run_artifacts import IncompatibleRun
+
+    try:
+        encoder = Encoder.from_run(args.run)
+        data = args.data or Path(json.loads((encoder.run_dir / "run.json").read_text())["data"]["root"])
+        manifest = load_dataset(data, args.format)
+        if args.split not in set(manifest.frame["split"]):
+            splits = ", ".join(sorted(set(manifest.frame["split"])))
+            raise CommandError(f"{data} has no split '{args.split}' (it has: {splits})")
+        embeddings = embed_split(encoder.model, encoder.vectorizer, encoder.input_config, manifest, args.split)
+    except (IncompatibleRun, ManifestError, MissingModalities) as error:
+        raise CommandError(str(error)) from None
+    report = evaluate_embeddings(embeddings, with_curves=True)
+    json_path = args.json or encoder.run_dir / "eval" / f"{Path(data).name}-{args.split}.json"
+    title = f"{encoder.config.name} on {Path(data).name} / {args.split}"
+    written = write_reports(report, json_path, title)
+    print(markdown_table(report, title))
+    print()
+    for kind, path in written.items():
+        print(f"{kind + ':':10s}{path}")
+    return 0
+
+
 COMMANDS = {
     "data": (_add_data, _run_data, "build, describe and list datasets"),
+    "train": (_add_train, _run_train, "train a config, evaluate it on the test split and export the encoders"),
+    "evaluate": (_add_evaluate, _run_evaluate, "retrieval metrics of a trained run on any dataset split"),
 }
 
 
@@ -117,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except paths.SharedDataMissing as error:
+    except (paths.SharedDataMissing, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -91,6 +91,15 @@ class RowSelection:
     total: int
 
 
+def _file_problems(manifest: Manifest, frame: pd.DataFrame, modalities) -> list[Problem]:
+    """check_files on some rows of a manifest, with problems naming the manifest's row numbers."""
+    file_modalities = [m for m in modalities if m in FILE_MODALITIES]
+    if not file_modalities or not len(frame):
+        return []
+    subset = Manifest(root=manifest.root, frame=frame, format=manifest.format)  # renumbers rows 0..n-1
+    return [dataclasses.replace(p, row=int(frame.index[p.row])) for p in check_files(subset, modalities=file_modalities)]
+
+
 def select_rows(manifest: Manifest, split: str | None, modalities, check: bool = True, max_logged: int = 10) -> RowSelection:
     """Rows of ``split`` that have every modality in ``modalities`` and whose files decode."""
     frame = manifest.frame if split is None else manifest.split(split)
@@ -98,12 +107,8 @@ def select_rows(manifest: Manifest, split: str | None, modalities, check: bool =
     has_all = (frame[list(modalities)] != "").all(axis=1)
     skipped = [p for p in manifest.problems if p.row is not None and p.row in frame.index and p.kind == "empty_caption" and "text" in modalities]
     frame = frame[has_all]
-    file_modalities = [m for m in modalities if m in FILE_MODALITIES]
-    if check and file_modalities and len(frame):
-        subset = Manifest(root=manifest.root, frame=frame, format=manifest.format)
-        subset.frame.index = frame.index  # keep manifest row numbers in the problems
-        bad = check_files(subset, modalities=file_modalities)
-        bad = [dataclasses.replace(p, row=int(frame.index[p.row])) for p in bad]
+    if check:
+        bad = _file_problems(manifest, frame, modalities)
         skipped += bad
         frame = frame.drop(index=sorted({p.row for p in bad}))
     where = f"{manifest.root.name}/{split or 'all'}"
@@ -121,10 +126,60 @@ def select_rows(manifest: Manifest, split: str | None, modalities, check: bool =
     return RowSelection(frame, skipped, total)
 
 
+def select_items(manifest: Manifest, split: str | None, modalities, check: bool = True, max_logged: int = 10) -> RowSelection:
+    """One row per item of ``split`` with all its captions (a list in ``text``), its first
+    image and audio file and its label; items lacking a needed modality are left out.
+
+    The selection's frame is indexed by the manifest row of each item's first row.
+    """
+    frame = manifest.frame if split is None else manifest.split(split)
+    total_items = frame["item_id"].nunique()
+    file_modalities = [m for m in modalities if m in FILE_MODALITIES]
+    skipped: list[Problem] = []
+    if check:
+        bad = _file_problems(manifest, frame, modalities)
+        if bad:
+            frame = frame.copy()
+            for problem in bad:  # a bad file removes that modality from its row, not the whole item
+                for m in file_modalities:
+                    if frame.at[problem.row, m] == problem.file:
+                        frame.at[problem.row, m] = ""
+        skipped += bad
+    first = lambda values: next((v for v in values if v), "")  # noqa: E731
+    grouped = frame.groupby("item_id", sort=False)
+    items = pd.DataFrame(
+        {
+            "first_row": grouped.apply(lambda g: int(g.index[0]), include_groups=False),
+            "text": grouped["text"].agg(lambda v: [t for t in v if t]),
+            "image": grouped["image"].agg(first),
+            "audio": grouped["audio"].agg(first),
+            "label": grouped["label"].agg(first),
+        }
+    )
+    usable = pd.Series(True, index=items.index)
+    for m in modalities:
+        usable &= items[m].map(len) > 0
+    lacking = items.index[~usable].tolist()
+    items = items[usable].reset_index().set_index("first_row")
+    where = f"{manifest.root.name}/{split or 'all'}"
+    for problem in skipped[:max_logged]:
+        log.warning("skipping %s", problem)
+    if lacking:
+        log.warning("%s: %d item(s) lack one of %s and are left out (e.g. %s)", where, len(lacking), ", ".join(modalities), ", ".join(map(str, lacking[:3])))
+    if len(items) == 0:
+        raise ValueError(
+            f"{where}: no usable items with {', '.join(modalities)} ({total_items} items in the split). "
+            f"Check the split name and modalities, and run 'python -m pipeline data describe {manifest.root}'."
+        )
+    if skipped or lacking:
+        log.warning("%s: using %d of %d items", where, len(items), total_items)
+    return RowSelection(items, skipped, total_items)
+
+
 def _load(element, config: InputConfig, training: bool):
     """Reads and decodes files: the deterministic, cacheable part."""
     out = {k: v for k, v in element.items() if k not in ("image", "audio")}
-    if "image" in config.modalities:
+    if "image" in config.modalities and "image_features" not in element:
         image = image_ops.decode_image(tf.io.read_file(element["image"]))
         out["image"] = image_ops.resize_image(image, config.image_size)
     if "audio" in config.modalities:
@@ -139,8 +194,13 @@ def _load(element, config: InputConfig, training: bool):
 def _augment(element, seed, config: InputConfig, training: bool):
     """Training-time randomness (stateless, per-element seed) and the final feature steps."""
     out = dict(element)
-    seeds = tf.random.experimental.stateless_split(seed, num=3)
-    if "image" in config.modalities:
+    seeds = tf.random.experimental.stateless_split(seed, num=4)
+    if "text" in element and element["text"].shape.rank == 1:
+        captions = element["text"]  # an item's captions: one per epoch at random in training, the first otherwise
+        count = tf.shape(captions, out_type=tf.int32)[0]
+        pick = tf.random.stateless_uniform([], seeds[3], 0, count, dtype=tf.int32) if training else 0
+        out["text"] = captions[pick]
+    if "image" in config.modalities and "image" in element:
         image = element["image"]
         if training:
             image = image_ops.augment_image(image, seeds[0], config.image_augment)
@@ -164,14 +224,24 @@ def make_dataset(
     training: bool,
     vectorizer=None,
     selection: RowSelection | None = None,
+    by_item: bool = False,
+    image_features: tuple[list[str], "np.ndarray"] | None = None,
+    label_vocabulary: list[str] | None = None,
 ) -> tf.data.Dataset:
     """A batched dataset of dicts: ``row``, ``item`` (int key of item_id), and the modalities.
 
     ``text`` is a string, or token ids when ``vectorizer`` (a TextVectorization) is given;
     ``image`` is float32 [size, size, 3] scaled for the backbone; ``audio`` a log-mel
     spectrogram [frames, n_mels]. Training adds shuffling and augmentation.
+
+    With ``by_item``, elements are items (``select_items``) and each epoch draws one of an
+    item's captions at random. ``image_features`` = (image paths, feature matrix) feeds cached
+    backbone features as ``image_features`` instead of pixels. ``label_vocabulary`` adds an
+    int ``label`` (-1 when unknown).
     """
-    selection = selection or select_rows(manifest, split, config.modalities, check=config.check_files)
+    if selection is None:
+        select = select_items if by_item else select_rows
+        selection = select(manifest, split, config.modalities, check=config.check_files)
     frame = selection.frame
     item_keys = pd.factorize(manifest.frame["item_id"])[0]
     columns = {
@@ -179,10 +249,22 @@ def make_dataset(
         "item": tf.constant(item_keys[frame.index.to_numpy()], tf.int64),
     }
     if "text" in config.modalities:
-        columns["text"] = tf.constant(frame["text"].tolist(), tf.string)
+        if by_item:
+            columns["text"] = tf.ragged.constant(frame["text"].tolist(), dtype=tf.string)
+        else:
+            columns["text"] = tf.constant(frame["text"].tolist(), tf.string)
     for modality in FILE_MODALITIES:
-        if modality in config.modalities:
+        if modality in config.modalities and not (modality == "image" and image_features is not None):
             columns[modality] = tf.constant([str(manifest.resolve(p)) for p in frame[modality]], tf.string)
+    if image_features is not None and "image" in config.modalities:
+        position = {p: i for i, p in enumerate(image_features[0])}
+        missing = [p for p in frame["image"] if p not in position]
+        if missing:
+            raise ValueError(f"no cached features for {len(missing)} image(s), e.g. {missing[0]}")
+        columns["image_features"] = tf.constant(image_features[1][[position[p] for p in frame["image"]]])
+    if label_vocabulary is not None:
+        label_ids = {label: i for i, label in enumerate(label_vocabulary)}
+        columns["label"] = tf.constant([label_ids.get(v, -1) for v in frame["label"]], tf.int64)
 
     options = tf.data.Options()
     options.deterministic = True

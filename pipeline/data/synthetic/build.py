@@ -171,7 +171,7 @@ def _render(task) -> str:
         voice = Voice.sample(rng)
         speech = to_16k(_SPEAKER.say(item.captions[item.spoken][0], voice), _SPEAKER.sample_rate)
         speech = speech / (np.abs(speech).max() + 1e-6) * rng.uniform(0.4, 0.9)
-        pad = [np.zeros(int(16000 * rng.uniform(0.05, 0.35)), np.float32) for _ in range(2)]
+        pad = [np.zeros(int(16000 * rng.uniform(0.05, 0.25)), np.float32) for _ in range(2)]
         audio = np.concatenate([pad[0], speech, pad[1]])
         rms = np.sqrt(np.mean(speech**2)) + 1e-6
         noise = rng.normal(0, 1, audio.shape).astype(np.float32)

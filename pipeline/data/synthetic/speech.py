@@ -34,7 +34,7 @@ class Voice:
     @classmethod
     def sample(cls, rng: np.random.Generator) -> "Voice":
         name = f"{VOICES[int(rng.integers(len(VOICES)))]}+{VARIANTS[int(rng.integers(len(VARIANTS)))]}"
-        return cls(name, int(rng.integers(130, 200)), int(rng.integers(30, 75)), int(rng.integers(30, 80)))
+        return cls(name, int(rng.integers(150, 215)), int(rng.integers(30, 75)), int(rng.integers(30, 80)))
 
 
 class Speaker:

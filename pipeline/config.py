@@ -1,0 +1,294 @@
+"""Experiment configuration: frozen dataclasses, named configs, and ``--set key=value`` overrides.
+
+Named configs live in ``pipeline/configs/<name>.toml``; a path to a ``.toml`` or ``.json``
+file works the same way. Only the keys that differ from the defaults need to be given.
+Unknown keys and values of the wrong type are rejected with a message naming them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import tomllib
+import typing
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+CONFIG_FORMAT_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the key and what is expected."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Args: path: dataset folder, or "default" for data/default; format: adapter name or "" to detect;
+    modalities: what the model is trained on; *_split: split names."""
+
+    path: str = "default"
+    format: str = ""
+    modalities: tuple[str, ...] = ("text", "image", "audio")
+    train_split: str = "train"
+    dev_split: str = "dev"
+    test_split: str = "test"
+    cache: str = "memory"
+
+
+@dataclasses.dataclass(frozen=True)
+class TextConfig:
+    """Args: kind: conv | lstm | serial | parallel | mixed; glove: start embeddings from GloVe 50-d
+    (forces embedding_dim 50); kernel_sizes: Conv1D widths, one branch each."""
+
+    kind: str = "serial"
+    max_tokens: int = 10000
+    min_count: int = 1
+    sequence_length: int = 32
+    embedding_dim: int = 128
+    glove: bool = False
+    conv_filters: int = 256
+    kernel_sizes: tuple[int, ...] = (2, 3, 4)
+    lstm_units: int = 256
+    bidirectional: bool = True
+    dropout: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageConfig:
+    """Args: backbone: a keras.applications name (mobilenet_v2, ...) or "scratch" (a small CNN);
+    weights: "imagenet" (looked up in the Keras cache), a path to a weights file, or "none";
+    trainable_layers: top backbone layers to fine-tune (0 = frozen); cache_features: with a
+    frozen backbone, compute its features once and cache them on disk."""
+
+    backbone: str = "scratch"
+    weights: str = "imagenet"
+    image_size: int = 64
+    trainable_layers: int = 0
+    cache_features: bool = True
+    scratch_filters: tuple[int, ...] = (32, 64, 128, 256)
+    scratch_convs_per_block: int = 2
+    dropout: float = 0.1
+    crop_min_area: float = 0.85
+    flip: bool = False
+    brightness: float = 0.1
+    contrast: float = 0.15
+    saturation: float = 0.15
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioConfig:
+    """Args: clip_seconds: audio is cropped/padded to this; filters: Conv1D blocks over time;
+    recurrent: "" or "gru" (a bidirectional GRU after the convolutions)."""
+
+    clip_seconds: float = 6.0
+    n_mels: int = 64
+    filters: tuple[int, ...] = (128, 192, 256)
+    kernel_size: int = 5
+    first_stride: int = 1
+    recurrent: str = "gru"
+    recurrent_units: int = 128
+    dropout: float = 0.1
+    time_masks: int = 2
+    time_width: int = 20
+    freq_masks: int = 2
+    freq_width: int = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class FusionConfig:
+    """Args: strategy: average | weighted | concat_dense; hidden: width of concat_dense's hidden layer;
+    modality_dropout: chance, in training, of hiding each modality of an item from the fusion."""
+
+    strategy: str = "weighted"
+    hidden: int = 256
+    modality_dropout: float = 0.3
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Args: loss: infonce (symmetric, learnable temperature) | vse (max-violation hinge);
+    pairs: modality pairs trained together ("text-image", "audio-image", "audio-text", "text-item");
+    aux_words / aux_labels: weights of the auxiliary heads (0 = off)."""
+
+    loss: str = "infonce"
+    temperature: float = 0.07
+    learn_temperature: bool = True
+    margin: float = 0.2
+    pairs: tuple[str, ...] = ("text-image", "audio-image", "audio-text", "text-item")
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    early_stopping_patience: int = 6
+    aux_words: float = 0.0
+    aux_labels: float = 0.0
+    dev_items: int = 1000
+    projector_items: int = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "default"
+    seed: int = 0
+    strategy: str = "default"
+    embedding_dim: int = 256
+    data: DataConfig = DataConfig()
+    text: TextConfig = TextConfig()
+    image: ImageConfig = ImageConfig()
+    audio: AudioConfig = AudioConfig()
+    fusion: FusionConfig = FusionConfig()
+    train: TrainConfig = TrainConfig()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "ExperimentConfig":
+        choices = {
+            "strategy": (self.strategy, ("default", "mirrored", "multiworker")),
+            "text.kind": (self.text.kind, ("conv", "lstm", "serial", "parallel", "mixed")),
+            "fusion.strategy": (self.fusion.strategy, ("average", "weighted", "concat_dense")),
+            "train.loss": (self.train.loss, ("infonce", "vse")),
+            "audio.recurrent": (self.audio.recurrent, ("", "gru")),
+        }
+        for key, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ConfigError(f"{key} = {value!r} is not one of {', '.join(map(repr, allowed))}")
+        for modality in self.data.modalities:
+            if modality not in ("text", "image", "audio"):
+                raise ConfigError(f"data.modalities: unknown modality {modality!r} (text, image, audio)")
+        for pair in self.train.pairs:
+            parts = pair.split("-")
+            if len(parts) != 2 or any(p not in ("text", "image", "audio", "item") for p in parts):
+                raise ConfigError(f"train.pairs: {pair!r} is not of the form 'text-image' (text, image, audio, item)")
+            missing = [p for p in parts if p != "item" and p not in self.data.modalities]
+            if missing:
+                raise ConfigError(f"train.pairs: {pair!r} needs {', '.join(missing)}, which is not in data.modalities {self.data.modalities}")
+        positive = {
+            "embedding_dim": self.embedding_dim, "train.epochs": self.train.epochs, "train.batch_size": self.train.batch_size,
+            "text.sequence_length": self.text.sequence_length, "image.image_size": self.image.image_size,
+        }
+        for key, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"{key} must be positive, got {value}")
+        if not 0 <= self.fusion.modality_dropout < 1:
+            raise ConfigError("fusion.modality_dropout must be in [0, 1)")
+        if self.image.backbone == "scratch" and self.image.image_size < 32:
+            raise ConfigError("image.image_size must be at least 32 for the scratch CNN")
+        return self
+
+
+def _field_types(cls) -> dict[str, typing.Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value, hint, key: str):
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} is a section; give its keys ({', '.join(f.name for f in dataclasses.fields(hint))})")
+        return _build(hint, value, prefix=f"{key}.")
+    if origin is tuple:
+        (inner, *_rest) = typing.get_args(hint)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} takes a list, got {value!r}")
+        return tuple(_coerce(v, inner, key) for v in value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{key} takes true or false, got {value!r}")
+    if hint in (int, float):
+        try:
+            number = hint(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} takes a number ({hint.__name__}), got {value!r}") from None
+        if hint is int and isinstance(value, float) and value != int(value):
+            raise ConfigError(f"{key} takes a whole number, got {value!r}")
+        return number
+    if hint is str:
+        return str(value)
+    return value
+
+
+def _build(cls, values: dict, prefix: str = ""):
+    hints = _field_types(cls)
+    unknown = [k for k in values if k not in hints]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, hints, n=1)
+        hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+        raise ConfigError(f"unknown config key '{prefix}{key}'{hint}; known keys here: {', '.join(prefix + k for k in hints)}")
+    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def from_dict(values: dict) -> ExperimentConfig:
+    values = {k: v for k, v in values.items() if k != "format_version"}
+    return _build(ExperimentConfig, values).validate()
+
+
+def _nested_update(base: dict, key: str, value) -> None:
+    parts = key.split(".")
+    node = base
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: '{part}' is not a section")
+    node[parts[-1]] = value
+
+
+def apply_overrides(values: dict, overrides: list[str]) -> dict:
+    """Applies ``key=value`` strings (dotted keys) to a raw config dict."""
+    values = json.loads(json.dumps(values))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set takes key=value, got {item!r}")
+        _nested_update(values, key.strip(), raw.strip())
+    return values
+
+
+def named_configs() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+
+
+def read_config_file(name_or_path: str) -> dict:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = CONFIG_DIR / f"{name_or_path}.toml"
+        if not path.exists():
+            raise ConfigError(f"no config named '{name_or_path}'; shipped: {', '.join(named_configs())}, or give a .toml/.json path")
+    if not path.exists():
+        raise ConfigError(f"config file {path} not found")
+    if path.suffix == ".json":
+        return json.loads(path.read_text())
+    with path.open("rb") as handle:
+        return tomllib.load(handle)
+
+
+def load_config(name_or_path: str, overrides: list[str] = ()) -> ExperimentConfig:
+    return from_dict(apply_overrides(read_config_file(name_or_path), list(overrides)))
+
+
+def to_toml(config: ExperimentConfig) -> str:
+    """A TOML rendering that ``load_config`` reads back to an equal config."""
+
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps(v)
+
+    data = config.to_dict()
+    lines = [f"{k} = {value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for section, fields in data.items():
+        if isinstance(fields, dict):
+            lines += ["", f"[{section}]"] + [f"{k} = {value(v)}" for k, v in fields.items()]
+    return "\n".join(lines) + "\n"

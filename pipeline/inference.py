@@ -1,0 +1,94 @@
+"""The inference library: load a trained run and encode text, images and audio.
+
+Separate from training code: it reads a run folder and needs nothing else.
+
+Example:
+    >>> encoder = Encoder.from_run("saved_models/runs/latest")
+    >>> queries = encoder.encode_text(["a red circle above a blue square"])
+    >>> images = encoder.encode_image(["data/default/images/test-0000.png"])
+    >>> scores = queries @ images.T
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from pipeline.preprocessing import audio_ops, image_ops, text_ops
+from pipeline.run_artifacts import input_config_for, read_run_config, read_run_info, resolve_run
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Encoder:
+    """A trained model with its vocabulary and input settings, ready to embed raw inputs."""
+
+    model: "object"  # CrossModalModel
+    vectorizer: "object"
+    config: "object"  # ExperimentConfig
+    run_dir: Path | None = None
+    labels: list[str] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def from_run(cls, run: str | Path) -> "Encoder":
+        from pipeline.models.retrieval_model import CrossModalModel, dummy_inputs
+
+        run_dir = resolve_run(run)
+        info = read_run_info(run_dir)
+        config = read_run_config(run_dir)
+        vocab = text_ops.load_vocabulary(run_dir / "vocab.txt")
+        vectorizer = text_ops.vectorizer_from_vocabulary(vocab, config.text.sequence_length)
+        labels_path = run_dir / "labels.txt"
+        labels = text_ops.load_vocabulary(labels_path) if labels_path.exists() else []
+        model = CrossModalModel(
+            config, vocab_size=len(vectorizer.get_vocabulary()), audio_frames=info.get("audio_frames"),
+            image_feature_dim=info.get("image_feature_dim"), label_count=len(labels),
+        )
+        model(dummy_inputs(model))
+        model.load_weights(str(run_dir / "model.weights.h5"))
+        return cls(model, vectorizer, config, run_dir, labels)
+
+    @property
+    def input_config(self):
+        return input_config_for(self.config)
+
+    def _batches(self, values, batch_size):
+        for start in range(0, len(values), batch_size):
+            yield values[start : start + batch_size]
+
+    def encode_text(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
+        out = [self.model.text_encoder(self.vectorizer(tf.constant(list(chunk))), training=False).numpy() for chunk in self._batches(list(texts), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.config.embedding_dim), np.float32)
+
+    def image_pixels(self, data: tf.Tensor) -> tf.Tensor:
+        size, backbone = self.config.image.image_size, self.config.image.backbone
+        return image_ops.preprocess_for_backbone(image_ops.resize_image(image_ops.decode_image(data), size), backbone)
+
+    def audio_features(self, data: tf.Tensor) -> tf.Tensor:
+        c = self.input_config.audio
+        samples, rate = audio_ops.decode_audio(data)
+        samples = audio_ops.crop_or_pad(audio_ops.resample(samples, rate, c.sample_rate), c.clip_samples)
+        return audio_ops.log_mel_spectrogram(samples, c.sample_rate, c.n_mels, c.window, c.stride)
+
+    def _encode_files(self, items, prepare, encoder, batch_size):
+        def load(item):
+            return tf.io.read_file(item) if isinstance(item, (str, Path)) else tf.constant(item)
+
+        data = [load(str(i) if isinstance(i, Path) else i) for i in items]
+        ds = tf.data.Dataset.from_tensor_slices(tf.stack(data) if data else tf.constant([], tf.string))
+        ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+        out = [encoder(batch, training=False).numpy() for batch in ds]
+        return np.concatenate(out) if out else np.zeros((0, self.config.embedding_dim), np.float32)
+
+    def encode_image(self, images, batch_size: int = 64) -> np.ndarray:
+        """Images as file paths or encoded bytes → unit vectors."""
+        return self._encode_files(images, self.image_pixels, self.model.image_encoder, batch_size)
+
+    def encode_audio(self, clips, batch_size: int = 64) -> np.ndarray:
+        """Audio as file paths or encoded bytes (WAV/FLAC/OGG) → unit vectors."""
+        return self._encode_files(clips, self.audio_features, self.model.audio_encoder, batch_size)

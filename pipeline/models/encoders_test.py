@@ -1,0 +1,123 @@
+"""Shapes, config round trips, save → load → allclose and one training step for every encoder."""
+
+import logging
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline.config import AudioConfig, FusionConfig, ImageConfig, TextConfig
+from pipeline.models.audio_encoder import build_audio_encoder
+from pipeline.models.fusion import build_fusion
+from pipeline.models.image_encoder import build_image_encoder, find_imagenet_weights, resolve_weights
+from pipeline.models.text_encoder import build_text_encoder
+
+TEXT = TextConfig(sequence_length=8, embedding_dim=8, conv_filters=8, kernel_sizes=(2, 3), lstm_units=8)
+RNG = np.random.default_rng(0)
+TOKENS = RNG.integers(1, 30, (4, 8)).astype("int64")
+TOKENS[:, 6:] = 0  # padding
+
+
+def encoders():
+    yield from (
+        (f"text-{kind}", build_text_encoder(TextConfig(**{**TEXT.__dict__, "kind": kind}), 30, 16), TOKENS)
+        for kind in ("conv", "lstm", "serial", "parallel", "mixed")
+    )
+    yield "image-scratch", build_image_encoder(ImageConfig(image_size=32, scratch_filters=(4, 8)), 16), RNG.random((4, 32, 32, 3), "float32")
+    yield "image-mobilenet", build_image_encoder(ImageConfig(backbone="mobilenet_v2", weights="none", image_size=32), 16), RNG.random((4, 32, 32, 3), "float32")
+    yield "audio", build_audio_encoder(AudioConfig(n_mels=8, filters=(8, 8), first_stride=2, recurrent_units=4), 40, 16), RNG.random((4, 40, 8), "float32")
+
+
+CASES = list(encoders())
+
+
+@pytest.mark.parametrize("name,model,x", CASES, ids=[c[0] for c in CASES])
+def test_shape_unit_norm_and_name(name, model, x):
+    y = model(x).numpy()
+    assert y.shape == (4, 16)
+    if "mixed" not in name:  # mixed combines two unit vectors: its norm is at most 1
+        np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1.0, rtol=1e-4)
+    assert model.name in ("text_encoder", "image_encoder", "audio_encoder")
+
+
+@pytest.mark.parametrize("name,model,x", CASES, ids=[c[0] for c in CASES])
+def test_config_round_trip(name, model, x):
+    clone = keras.Model.from_config(model.get_config())
+    assert [w.shape for w in clone.weights] == [w.shape for w in model.weights]
+
+
+@pytest.mark.parametrize("name,model,x", CASES, ids=[c[0] for c in CASES])
+def test_save_load_allclose(name, model, x, tmp_path):
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("name,model,x", CASES, ids=[c[0] for c in CASES])
+def test_one_training_step_changes_weights(name, model, x):
+    target = np.roll(model(x).numpy(), 1, axis=0)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    model.train_on_batch(x, target)
+    changed = [not np.allclose(b, w.numpy()) for b, w in zip(before, model.trainable_weights)]
+    assert any(changed)
+
+
+def test_mixed_combines_two_towers_with_a_learned_weight():
+    model = build_text_encoder(TextConfig(**{**TEXT.__dict__, "kind": "mixed"}), 30, 16)
+    mix = model.get_layer("mix")
+    conv = keras.Model(model.input, model.get_layer("conv_l2").output)(TOKENS).numpy()
+    lstm = keras.Model(model.input, model.get_layer("lstm_l2").output)(TOKENS).numpy()
+    w = float(keras.ops.sigmoid(mix.logit))
+    assert w == pytest.approx(0.5)
+    np.testing.assert_allclose(model(TOKENS).numpy(), w * conv + (1 - w) * lstm, atol=1e-6)
+
+
+def test_fusion_average_masks_missing_modalities():
+    fusion = build_fusion(FusionConfig(strategy="average"), ("image", "audio"), 2)
+    image, audio = np.array([[1.0, 0.0]] * 3, "float32"), np.array([[0.0, 1.0]] * 3, "float32")
+    out = fusion({"image": image, "audio": audio, "image_mask": np.array([1.0, 1.0, 0.0]), "audio_mask": np.array([0.0, 1.0, 0.0])}).numpy()
+    # row 0: image only → (1, 0); row 1: mean (0.5, 0.5) normalised → (0.7071, 0.7071); row 2: nothing → zeros
+    np.testing.assert_allclose(out, [[1, 0], [0.70710678, 0.70710678], [0, 0]], atol=1e-6)
+
+
+def test_fusion_weighted_uses_softmax_of_learned_logits():
+    fusion = build_fusion(FusionConfig(strategy="weighted"), ("image", "audio"), 2)
+    fusion.get_layer("merge").logits.assign([np.log(3.0), 0.0])  # weights 3/4 and 1/4
+    out = fusion({"image": np.array([[1.0, 0.0]], "float32"), "audio": np.array([[0.0, 1.0]], "float32"),
+                  "image_mask": np.ones(1), "audio_mask": np.ones(1)}).numpy()
+    np.testing.assert_allclose(out, [[0.75, 0.25] / np.hypot(0.75, 0.25)], atol=1e-6)
+
+
+def test_fusion_concat_dense_ignores_masked_embeddings():
+    fusion = build_fusion(FusionConfig(strategy="concat_dense", hidden=8), ("image", "audio"), 4)
+    image = RNG.random((2, 4), "float32")
+    masks = {"image_mask": np.ones(2), "audio_mask": np.zeros(2)}
+    a = fusion({"image": image, "audio": RNG.random((2, 4), "float32"), **masks}).numpy()
+    b = fusion({"image": image, "audio": RNG.random((2, 4), "float32"), **masks}).numpy()
+    np.testing.assert_allclose(a, b, atol=1e-6)  # the absent audio's values do not leak in
+
+
+def test_imagenet_weights_found_in_keras_cache_or_warned(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setenv("PIPELINE_SHARED_DIR", str(tmp_path / "no-shared"))
+    with caplog.at_level(logging.WARNING):
+        assert resolve_weights(ImageConfig(backbone="mobilenet_v2")) is None
+    assert "RANDOM weights" in caplog.text and "--set image.weights=PATH" in caplog.text
+    (tmp_path / "models").mkdir()
+    weights = tmp_path / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+    weights.write_bytes(b"")
+    assert find_imagenet_weights("mobilenet_v2") == weights
+    with pytest.raises(FileNotFoundError, match="image.weights=/nope.h5"):
+        resolve_weights(ImageConfig(backbone="mobilenet_v2", weights="/nope.h5"))
+
+
+def test_unknown_backbone():
+    with pytest.raises(ValueError, match="unknown image backbone 'vgg99'"):
+        build_image_encoder(ImageConfig(backbone="vgg99"), 8)
+
+
+def test_encoders_run_inside_tf_function():
+    model = build_text_encoder(TEXT, 30, 16)
+    np.testing.assert_allclose(tf.function(model)(TOKENS).numpy(), model(TOKENS).numpy(), atol=1e-6)

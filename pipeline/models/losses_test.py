@@ -1,0 +1,31 @@
+import math
+
+import numpy as np
+import pytest
+
+from pipeline.models.losses import infonce_loss, vse_hinge_loss
+
+I2 = np.eye(2, dtype="float32")
+
+
+def test_infonce_by_hand():
+    # logits = scale · I. Each row: -log(e^s / (e^s + e^0)) = log(1 + e^-s); both directions equal.
+    assert float(infonce_loss(I2, I2, 1.0)) == pytest.approx(math.log(1 + math.exp(-1)), rel=1e-6)  # 0.31326
+    assert float(infonce_loss(I2, I2, 2.0)) == pytest.approx(math.log(1 + math.exp(-2)), rel=1e-6)  # 0.12693
+
+
+def test_infonce_duplicate_items_share_the_target():
+    # ids [0, 0]: target (0.5, 0.5) per row. Row loss = -(0.5·(1 - log(1+e)) + 0.5·(-log(1+e))) = log(1+e) - 0.5
+    expected = math.log(1 + math.e) - 0.5  # 0.81326
+    assert float(infonce_loss(I2, I2, 1.0, ids=np.array([0, 0]))) == pytest.approx(expected, rel=1e-6)
+
+
+def test_vse_hinge_by_hand():
+    a = np.array([[1.0, 0.0], [0.6, 0.8]], "float32")
+    b = np.array([[0.8, 0.6], [0.0, 1.0]], "float32")
+    # s = a·bᵀ = [[0.8, 0.0], [0.96, 0.8]], diagonal 0.8.
+    # a-anchors: row 0 max(0.2 + 0.0 - 0.8)+ = 0; row 1 (0.2 + 0.96 - 0.8)+ = 0.36
+    # b-anchors: column 0 (0.2 + 0.96 - 0.8)+ = 0.36; column 1 (0.2 + 0.0 - 0.8)+ = 0
+    # loss = mean([0 + 0.36, 0.36 + 0]) = 0.36
+    assert float(vse_hinge_loss(a, b, 0.2)) == pytest.approx(0.36, abs=1e-6)
+    assert float(vse_hinge_loss(I2, I2, 0.2)) == 0.0  # every negative is 1 below its positive

@@ -1,0 +1,188 @@
+"""The jointly trained cross-modal model: towers, fusion, temperature and the one ``compute_loss``."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from pipeline.config import ExperimentConfig
+from pipeline.models.audio_encoder import build_audio_encoder
+from pipeline.models.fusion import build_fusion
+from pipeline.models.image_encoder import backbone_is_frozen, build_image_encoder
+from pipeline.models.losses import infonce_loss, vse_hinge_loss
+from pipeline.models.text_encoder import build_text_encoder
+
+CONTENT_MODALITIES = ("image", "audio")  # what the fusion network merges into an item
+
+
+def content_modalities(config: ExperimentConfig) -> tuple[str, ...]:
+    return tuple(m for m in CONTENT_MODALITIES if m in config.data.modalities)
+
+
+@keras.saving.register_keras_serializable(package="pipeline")
+class CrossModalModel(keras.Model):
+    """Encoders for each modality trained into one space, plus the fusion network.
+
+    Args:
+        config: the experiment configuration (encoders, fusion, loss).
+        vocab_size: size of the text vocabulary (TextVectorization's).
+        audio_frames: time frames of the log-mel input.
+        image_feature_dim: set when a frozen backbone's cached features are fed instead of pixels.
+        label_count: classes for the auxiliary label head (0 = none).
+        embedding_matrix: optional initial word embeddings (GloVe).
+
+    ``call`` takes a dict with any of ``text`` (token ids), ``image`` (pixels) or
+    ``image_features``, ``audio`` (log-mel), and optional ``image_mask``/``audio_mask``, and
+    returns unit vectors per modality and, when the item has content, the fused ``item``.
+
+    Example:
+        >>> model = CrossModalModel(load_config("smoke"), vocab_size=100, audio_frames=200)
+        >>> model({"text": ids, "image": pixels})["text"].shape
+    """
+
+    def __init__(self, config, vocab_size, audio_frames=None, image_feature_dim=None, label_count=0, embedding_matrix=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(config, dict):
+            from pipeline.config import from_dict
+
+            config = from_dict(config)
+        self.experiment = config
+        self.vocab_size = int(vocab_size)
+        self.audio_frames = audio_frames
+        self.image_feature_dim = image_feature_dim
+        self.label_count = int(label_count)
+        dim = config.embedding_dim
+        modalities = config.data.modalities
+        if "text" in modalities:
+            self.text_encoder = build_text_encoder(config.text, vocab_size, dim, embedding_matrix)
+        if "image" in modalities:
+            self.image_encoder = build_image_encoder(config.image, dim)
+            self.image_head = self.image_encoder.get_layer("image_head")
+        if "audio" in modalities:
+            self.audio_encoder = build_audio_encoder(config.audio, audio_frames, dim)
+        self.content = content_modalities(config)
+        if self.content:
+            self.fusion = build_fusion(config.fusion, self.content, dim)
+        t = config.train
+        self.log_scale = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(math.log(1.0 / t.temperature)),
+            trainable=t.learn_temperature and t.loss == "infonce", name="log_scale",
+        )
+        if t.aux_words > 0:
+            self.word_head = keras.layers.Dense(vocab_size, name="word_head")
+        if t.aux_labels > 0 and label_count > 0:
+            self.label_head = keras.layers.Dense(label_count, name="label_head")
+        self.seed_generator = keras.random.SeedGenerator(config.seed)
+        self.pair_trackers = {p: keras.metrics.Mean(name=f"loss_{p.replace('-', '_')}") for p in t.pairs}
+        self.aux_tracker = keras.metrics.Mean(name="loss_aux")
+
+    @property
+    def scale(self):
+        return ops.exp(ops.minimum(self.log_scale, math.log(100.0)))
+
+    @property
+    def metrics(self):
+        return [*super().metrics, *self.pair_trackers.values(), self.aux_tracker]
+
+    def call(self, inputs, training=False):
+        out = {}
+        if "text" in inputs:
+            out["text"] = self.text_encoder(inputs["text"], training=training)
+        if "image_features" in inputs:
+            out["image"] = self.image_head(inputs["image_features"], training=training)
+        elif "image" in inputs:
+            out["image"] = self.image_encoder(inputs["image"], training=training)
+        if "audio" in inputs:
+            out["audio"] = self.audio_encoder(inputs["audio"], training=training)
+        present = [m for m in self.content if m in out]
+        if present:
+            batch = ops.shape(out[present[0]])[0]
+            fusion_inputs = {}
+            masks = []
+            for m in self.content:
+                fusion_inputs[m] = out.get(m, ops.zeros((batch, self.experiment.embedding_dim)))
+                mask = inputs.get(f"{m}_mask", ops.ones((batch,)) if m in out else ops.zeros((batch,)))
+                masks.append(ops.cast(mask, "float32"))
+            if training and self.experiment.fusion.modality_dropout > 0 and len(self.content) > 1:
+                keep = [
+                    ops.cast(keras.random.uniform((batch,), seed=self.seed_generator) >= self.experiment.fusion.modality_dropout, "float32")
+                    for _ in self.content
+                ]
+                dropped = [m * k for m, k in zip(masks, keep)]
+                none_left = ops.cast(ops.sum(ops.stack(dropped, 1), axis=1) == 0, "float32")
+                masks = [d + none_left * m for d, m in zip(dropped, masks)]  # never hide everything
+            for m, mask in zip(self.content, masks):
+                fusion_inputs[f"{m}_mask"] = mask
+            out["item"] = self.fusion(fusion_inputs, training=training)
+        return out
+
+    def pair_loss(self, a, b, ids=None):
+        t = self.experiment.train
+        if t.loss == "infonce":
+            return infonce_loss(a, b, self.scale, ids)
+        return vse_hinge_loss(a, b, t.margin, ids)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Sum of the pair losses over ``train.pairs``, plus the weighted auxiliary losses."""
+        ids = x.get("item") if isinstance(x, dict) else None
+        total = 0.0
+        for pair, tracker in self.pair_trackers.items():
+            a, b = pair.split("-")
+            if a in y_pred and b in y_pred:
+                loss = self.pair_loss(y_pred[a], y_pred[b], ids)
+                tracker.update_state(loss)
+                total = total + loss
+        aux = 0.0
+        t = self.experiment.train
+        if t.aux_words > 0 and "text" in x:
+            words = ops.sum(ops.one_hot(x["text"], self.vocab_size), axis=1)
+            targets = ops.cast(words > 0, "float32") * ops.cast(ops.arange(self.vocab_size) > 1, "float32")[None, :]
+            for m in self.content:
+                if m in y_pred:
+                    logits = self.word_head(y_pred[m])
+                    aux = aux + t.aux_words * ops.mean(keras.losses.binary_crossentropy(targets, logits, from_logits=True))
+        if t.aux_labels > 0 and self.label_count > 0 and "label" in x:
+            labels = x["label"]
+            known = ops.cast(labels >= 0, "float32")
+            for m in ("text", *self.content):
+                if m in y_pred:
+                    ce = keras.losses.sparse_categorical_crossentropy(ops.maximum(labels, 0), self.label_head(y_pred[m]), from_logits=True)
+                    aux = aux + t.aux_labels * ops.sum(ce * known) / ops.maximum(ops.sum(known), 1.0)
+        self.aux_tracker.update_state(aux)
+        return total + aux
+
+    def get_config(self):
+        return {
+            "config": self.experiment.to_dict(),
+            "vocab_size": self.vocab_size,
+            "audio_frames": self.audio_frames,
+            "image_feature_dim": self.image_feature_dim,
+            "label_count": self.label_count,
+        }
+
+    @property
+    def uses_image_features(self) -> bool:
+        return self.image_feature_dim is not None
+
+
+def uses_cached_image_features(config: ExperimentConfig) -> bool:
+    return "image" in config.data.modalities and backbone_is_frozen(config.image) and config.image.cache_features
+
+
+def dummy_inputs(model: CrossModalModel, batch: int = 2) -> dict:
+    """Zero inputs of the right shapes: building the model before loading weights."""
+    c = model.experiment
+    x = {}
+    if "text" in c.data.modalities:
+        x["text"] = np.zeros((batch, c.text.sequence_length), "int64")
+    if "image" in c.data.modalities:
+        if model.uses_image_features:
+            x["image_features"] = np.zeros((batch, model.image_feature_dim), "float32")
+        else:
+            x["image"] = np.zeros((batch, c.image.image_size, c.image.image_size, 3), "float32")
+    if "audio" in c.data.modalities:
+        x["audio"] = np.zeros((batch, model.audio_frames, c.audio.n_mels), "float32")
+    return x

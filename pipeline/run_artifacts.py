@@ -1,0 +1,94 @@
+"""What a run folder holds, and reading it back.
+
+    run.json             format version, pipeline version, timings, data summary
+    config.toml          the full experiment config (loadable with --config PATH)
+    vocab.txt, labels.txt
+    model.weights.h5     the selected (best dev rsum) weights
+    history.csv, logs/   Keras history and TensorBoard events
+    eval/<split>.json|md|png
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pipeline import __version__, paths
+from pipeline.config import CONFIG_FORMAT_VERSION, ExperimentConfig, from_dict, read_config_file
+
+RUN_FORMAT_VERSION = 1
+
+
+class IncompatibleRun(ValueError):
+    """A run folder written by another, incompatible version, or incomplete."""
+
+
+def input_config_for(config: ExperimentConfig, modalities=None, batch_size=None):
+    from pipeline.data.input_pipeline import AudioFeatureConfig, InputConfig
+    from pipeline.preprocessing.image_ops import ImageAugmentConfig
+
+    i, a = config.image, config.audio
+    return InputConfig(
+        modalities=tuple(modalities or config.data.modalities),
+        batch_size=batch_size or config.train.batch_size,
+        image_size=i.image_size,
+        backbone=i.backbone,
+        image_augment=ImageAugmentConfig(i.crop_min_area, i.flip, i.brightness, i.contrast, i.saturation),
+        audio=AudioFeatureConfig(
+            clip_seconds=a.clip_seconds, n_mels=a.n_mels, time_masks=a.time_masks, time_width=a.time_width,
+            freq_masks=a.freq_masks, freq_width=a.freq_width,
+        ),
+        cache=config.data.cache,
+        seed=config.seed,
+    )
+
+
+def resolve_run(run: str | Path) -> Path:
+    """A run folder from a path, a folder name under saved_models/runs, or 'latest'."""
+    path = Path(run)
+    if not path.exists():
+        candidate = paths.runs_dir() / str(run)
+        if candidate.exists():
+            path = candidate
+    if not path.is_dir():
+        raise IncompatibleRun(f"run folder {run} not found (looked in . and {paths.runs_dir()})")
+    return path.resolve()
+
+
+def read_run_info(run_dir: Path) -> dict:
+    info_path = run_dir / "run.json"
+    if not info_path.is_file():
+        raise IncompatibleRun(f"{run_dir} has no run.json: not a finished training run (train again, or pass another --run)")
+    info = json.loads(info_path.read_text())
+    version = info.get("run_format_version")
+    if version != RUN_FORMAT_VERSION:
+        raise IncompatibleRun(
+            f"{run_dir} was written with run format {version!r} (pipeline {info.get('pipeline_version', '?')}); this is "
+            f"pipeline {__version__}, which reads run format {RUN_FORMAT_VERSION}. Retrain it with this version."
+        )
+    for name in ("config.toml", "vocab.txt", "model.weights.h5"):
+        if not (run_dir / name).is_file():
+            raise IncompatibleRun(f"{run_dir} is missing {name}; the run is incomplete")
+    return info
+
+
+def read_run_config(run_dir: Path) -> ExperimentConfig:
+    values = read_config_file(str(run_dir / "config.toml"))
+    if values.get("format_version", CONFIG_FORMAT_VERSION) != CONFIG_FORMAT_VERSION:
+        raise IncompatibleRun(f"{run_dir}/config.toml has config format {values.get('format_version')}, expected {CONFIG_FORMAT_VERSION}")
+    try:
+        return from_dict(values)
+    except ValueError as error:
+        raise IncompatibleRun(f"{run_dir}/config.toml does not fit this version of the pipeline: {error}") from error
+
+
+def point_latest(run_dir: Path) -> Path:
+    """Atomically points saved_models/runs/latest at ``run_dir``."""
+    latest = paths.runs_dir() / "latest"
+    tmp = latest.with_name(f".latest.{os.getpid()}")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(os.path.relpath(run_dir, latest.parent))
+    os.replace(tmp, latest)
+    return latest

@@ -1,0 +1,83 @@
+"""Training callbacks: dev retrieval metrics per epoch, learning rate, the embedding projector."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from pipeline.evaluation.embedder import embed_prepared, prepare_split
+from pipeline.evaluation.evaluator import evaluate_embeddings
+
+log = logging.getLogger(__name__)
+
+
+def metric_name(direction: str, key: str) -> str:
+    return f"dev_{direction.replace('->', '_to_').replace(' ', '_')}_{key.replace('@', '')}"
+
+
+class DevRetrieval(keras.callbacks.Callback):
+    """Adds dev retrieval metrics to the epoch logs (``dev_rsum``, ``dev_text_to_image_R1``, ...),
+    so TensorBoard, checkpoints and early stopping see them."""
+
+    def __init__(self, embed_kwargs: dict):
+        super().__init__()
+        self.embed_kwargs = dict(embed_kwargs)
+        self.vectorizer = self.embed_kwargs.pop("vectorizer")
+        self.prepared = None
+        self.last_report: dict = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        start = time.time()
+        if self.prepared is None:  # decode the dev inputs once; later epochs only re-run the encoders
+            self.prepared = prepare_split(self.model, **self.embed_kwargs)
+        report = evaluate_embeddings(embed_prepared(self.model, self.vectorizer, self.prepared))
+        self.last_report = report
+        if logs is not None:
+            logs["dev_rsum"] = report["rsum"]
+            for direction, values in report.items():
+                if isinstance(values, dict):
+                    for key in ("R@1", "R@5", "R@10"):
+                        logs[metric_name(direction, key)] = values[key]
+        parts = [f"{d} R@1 {v['R@1']:.1f}" for d, v in report.items() if isinstance(v, dict) and "->" in d and "subset" not in d]
+        log.info("epoch %d dev: rsum %.1f | %s (%.0f s)", epoch + 1, report["rsum"], " | ".join(parts[:4]), time.time() - start)
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+class StopAfterEpochs(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt after ``epochs`` epochs: how tests simulate an interruption."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 >= self.epochs:
+            raise KeyboardInterrupt(f"stopped after epoch {epoch + 1}")
+
+
+def write_projector(log_dir: Path, vectors: np.ndarray, labels: list[str], name: str = "dev_items") -> Path:
+    """Embeddings + metadata for TensorBoard's projector tab."""
+    import tensorflow as tf
+    from tensorboard.plugins import projector
+
+    folder = Path(log_dir) / "projector"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metadata.tsv").write_text("\n".join(label.replace("\t", " ").replace("\n", " ") or "(no caption)" for label in labels) + "\n")
+    variable = tf.Variable(vectors, name=name)
+    checkpoint = tf.train.Checkpoint(embedding=variable)
+    checkpoint.save(str(folder / "embedding.ckpt"))
+    config = projector.ProjectorConfig()
+    embedding = config.embeddings.add()
+    embedding.tensor_name = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
+    embedding.metadata_path = "metadata.tsv"
+    projector.visualize_embeddings(str(folder), config)
+    return folder

@@ -1,0 +1,155 @@
+"""The train → evaluate → export path, driven through main(argv) on the tiny default dataset."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline.cli import main
+from tests.helpers import write_image
+
+pytestmark = pytest.mark.slow
+DIRECTION_KEYS = {"R@1", "R@5", "R@10", "MedR", "MeanR"}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tiny_default_dataset, isolated_models_dir):
+    code = main(["train", "--config", "smoke", "--set", f"data.path={tiny_default_dataset}", "--quiet"])
+    assert code == 0
+    latest = isolated_models_dir / "runs" / "latest"
+    return latest.resolve()
+
+
+def test_run_folder_contents(smoke_run, isolated_models_dir):
+    for name in ("run.json", "config.toml", "vocab.txt", "model.weights.h5", "history.csv", "eval/test.json", "eval/test.md", "eval/test.png"):
+        assert (smoke_run / name).is_file(), name
+    assert list((smoke_run / "logs").rglob("events.out.tfevents*")), "no TensorBoard events"
+    assert (smoke_run / "logs" / "projector" / "projector_config.pbtxt").is_file()
+    report = json.loads((smoke_run / "eval" / "test.json").read_text())
+    for direction in ("text->image", "image->text", "audio->image", "text->audio"):
+        assert DIRECTION_KEYS <= set(report[direction]), direction
+    assert report["rsum"] == pytest.approx(sum(report[d][f"R@{k}"] for d in report if "->" in d and "subset" not in d and d != "text->item" for k in (1, 5, 10)))
+    history = (smoke_run / "history.csv").read_text().splitlines()
+    assert "dev_rsum" in history[0] and len(history) == 3  # header + 2 epochs
+
+
+def test_exports_reload_and_match_in_memory_encoder(smoke_run, isolated_models_dir, tiny_default_dataset):
+    from pipeline.inference import Encoder
+
+    encoder = Encoder.from_run(smoke_run)
+    info = json.loads((smoke_run / "run.json").read_text())
+    texts = ["a red circle above a blue square", "just one green star"]
+    images = sorted((tiny_default_dataset / "images").glob("test-*.png"))[:3]
+    clips = sorted((tiny_default_dataset / "audio").glob("test-*.wav"))[:2]
+    cases = {
+        "text_encoder": (tf.constant(texts), encoder.encode_text(texts)),
+        "image_encoder": (tf.constant([p.read_bytes() for p in images]), encoder.encode_image(images)),
+        "audio_encoder": (tf.constant([p.read_bytes() for p in clips]), encoder.encode_audio(clips)),
+    }
+    for name, (raw, expected) in cases.items():
+        path = Path(info["exports"][name])
+        assert path.parent == isolated_models_dir / name and path.name.isdigit()
+        assert (path / "saved_model.pb").is_file() and (path / "variables").is_dir()
+        loaded = tf.saved_model.load(str(path))
+        served = loaded.signatures["serving_default"](raw)["embedding"].numpy()
+        np.testing.assert_allclose(served, expected, atol=1e-4, err_msg=name)
+
+
+def test_export_versions_count_up(smoke_run, isolated_models_dir):
+    from pipeline.export import export_encoders
+    from pipeline.inference import Encoder
+
+    encoder = Encoder.from_run(smoke_run)
+    before = sorted(int(p.name) for p in (isolated_models_dir / "text_encoder").iterdir() if p.name.isdigit())
+    out = export_encoders(encoder.model, encoder.vectorizer, encoder.config)
+    assert int(out["text_encoder"].name) == before[-1] + 1
+    assert all((isolated_models_dir / "text_encoder" / str(v) / "saved_model.pb").exists() for v in before)
+
+
+def test_evaluate_on_a_dataset_seen_only_at_evaluation(smoke_run, tmp_path, capsys):
+    colours = {"red": (220, 40, 40), "blue": (40, 80, 220), "green": (40, 170, 60)}
+    for i, (name, rgb) in enumerate(colours.items()):
+        write_image(tmp_path / "test" / f"{name}.png", colour=rgb)
+        (tmp_path / "test" / f"{name}.txt").write_text(f"a {name} square\nsomething {name}\n")
+    report_path = tmp_path / "report.json"
+    code = main(["evaluate", "--run", str(smoke_run), "--data", str(tmp_path), "--split", "test", "--json", str(report_path)])
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    assert set(report) >= {"text->image", "image->text", "rsum"} and "audio->image" not in report
+    assert report["text->image"]["queries"] == 6 and report["text->image"]["gallery"] == 3
+    assert DIRECTION_KEYS <= set(report["image->text"])
+    assert report_path.with_suffix(".md").is_file() and report_path.with_suffix(".png").is_file()
+    assert "| text->image |" in capsys.readouterr().out
+
+
+def test_incompatible_run_folder_stops_at_once(smoke_run, tmp_path, capsys):
+    import shutil
+
+    old = tmp_path / "old-run"
+    shutil.copytree(smoke_run, old, ignore=shutil.ignore_patterns("logs", "backup", "checkpoints"))
+    info = json.loads((old / "run.json").read_text())
+    info["run_format_version"] = 0
+    (old / "run.json").write_text(json.dumps(info))
+    assert main(["evaluate", "--run", str(old)]) == 2
+    assert "written with run format 0" in capsys.readouterr().err
+    (old / "run.json").unlink()
+    assert main(["evaluate", "--run", str(old)]) == 2
+    assert "not a finished training run" in capsys.readouterr().err
+
+
+def test_unknown_config_key_and_bad_value(capsys):
+    assert main(["train", "--config", "smoke", "--set", "text.knd=lstm"]) == 2
+    assert "unknown config key 'text.knd' (did you mean 'text.kind'?)" in capsys.readouterr().err
+    assert main(["train", "--config", "smoke", "--set", "text.kind=transformer"]) == 2
+    assert "text.kind = 'transformer' is not one of" in capsys.readouterr().err
+    assert main(["train", "--config", "nosuch"]) == 2
+    assert "no config named 'nosuch'" in capsys.readouterr().err
+
+
+def test_dataset_without_needed_modalities_stops_at_once(tmp_path, capsys):
+    for i in range(3):
+        write_image(tmp_path / f"p{i}.png")
+        (tmp_path / f"p{i}.txt").write_text("a picture\n")
+    assert main(["train", "--config", "smoke", "--set", f"data.path={tmp_path}", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "the dataset has no audio" in err and "--set data.modalities=text,image" in err
+
+
+def test_resume_after_interruption(tiny_default_dataset, tmp_path):
+    from pipeline.config import load_config
+    from pipeline.training.callbacks import StopAfterEpochs
+    from pipeline.training.trainer import train
+
+    config = load_config("smoke", [f"data.path={tiny_default_dataset}", "train.epochs=3"])
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(config, run_dir=run_dir, extra_callbacks=[StopAfterEpochs(1)], evaluate_test=False, export=False, verbose=0)
+    assert not (run_dir / "run.json").exists()  # not finished, so not a usable run
+    result = train(config, run_dir=run_dir, evaluate_test=False, export=False, verbose=0)
+    epochs = [line.split(",")[0] for line in (run_dir / "history.csv").read_text().splitlines()[1:]]
+    assert epochs == ["0", "1", "2"]  # epoch 0 from the first attempt, 1 and 2 after resuming
+    assert len(result.history["loss"]) == 2
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tiny_default_dataset, tmp_path):
+    script = f"""
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from pipeline.config import load_config
+from pipeline.training.trainer import make_strategy, train
+assert make_strategy("mirrored").num_replicas_in_sync == 2
+config = load_config("smoke", ["data.path={tiny_default_dataset}", "strategy=mirrored", "train.epochs=1"])
+result = train(config, run_dir=r"{tmp_path / 'run'}", evaluate_test=False, export=False, verbose=0)
+print("REPLICAS", result.model.distribute_strategy.num_replicas_in_sync, "LOSS", result.history["loss"][-1])
+"""
+    env = {**os.environ, "PIPELINE_MODELS_DIR": str(tmp_path / "models"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600, cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = [l for l in done.stdout.splitlines() if l.startswith("REPLICAS")][0]
+    assert line.split()[1] == "2" and np.isfinite(float(line.split()[3]))
