@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data describe train evaluate tensorboard test bench-input clean
+.PHONY: help venv data describe train evaluate tensorboard test bench-input bench-default clean
 
 help: ## List every target with one line each
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -46,6 +46,10 @@ test: $(STAMP) ## Run the test suite (tests needing ../shared run when it exists
 
 bench-input: $(STAMP) ## Input-pipeline throughput vs a plain Python loop (needs ../shared)
 	$(PY) -m benchmarks.bench_input
+
+bench-default: $(STAMP) ## Text models (conv, lstm, serial) on the default dataset, incl. its word-order subset
+	@$(PY) -m pipeline data build --out $(DATA_DIR)
+	$(PY) -m benchmarks.bench_default
 
 clean: ## Remove the virtual environment and caches (keeps data/ and saved_models/runs)
 	rm -rf $(VENV) .pytest_cache saved_models/cache

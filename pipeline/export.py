@@ -37,6 +37,8 @@ def _write(name: str, archive: keras.export.ExportArchive, root: Path | None) ->
 
 def text_archive(model, vectorizer) -> keras.export.ExportArchive:
     archive = keras.export.ExportArchive()
+    if not vectorizer.built:  # a vectorizer restored from vocab.txt is built on its first call
+        vectorizer(tf.constant([""]))
     archive.track(model.text_encoder)
     archive.track(vectorizer)
 

@@ -86,6 +86,7 @@ def read_run_config(run_dir: Path) -> ExperimentConfig:
 def point_latest(run_dir: Path) -> Path:
     """Atomically points saved_models/runs/latest at ``run_dir``."""
     latest = paths.runs_dir() / "latest"
+    latest.parent.mkdir(parents=True, exist_ok=True)
     tmp = latest.with_name(f".latest.{os.getpid()}")
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()

@@ -147,6 +147,7 @@ def select_items(manifest: Manifest, split: str | None, modalities, check: bool 
         skipped += bad
     first = lambda values: next((v for v in values if v), "")  # noqa: E731
     grouped = frame.groupby("item_id", sort=False)
+    spoken = frame[(frame["audio"] != "") & (frame["text"] != "")].groupby("item_id", sort=False)["text"].first()
     items = pd.DataFrame(
         {
             "first_row": grouped.apply(lambda g: int(g.index[0]), include_groups=False),
@@ -156,6 +157,8 @@ def select_items(manifest: Manifest, split: str | None, modalities, check: bool 
             "label": grouped["label"].agg(first),
         }
     )
+    # The caption on the audio's own row is what the audio says (a spoken caption), when there is one.
+    items["audio_text"] = spoken.reindex(items.index).fillna("")
     usable = pd.Series(True, index=items.index)
     for m in modalities:
         usable &= items[m].map(len) > 0
@@ -251,6 +254,8 @@ def make_dataset(
     if "text" in config.modalities:
         if by_item:
             columns["text"] = tf.ragged.constant(frame["text"].tolist(), dtype=tf.string)
+            if "audio" in config.modalities and "audio_text" in frame:
+                columns["audio_text"] = tf.constant(frame["audio_text"].tolist(), tf.string)
         else:
             columns["text"] = tf.constant(frame["text"].tolist(), tf.string)
     for modality in FILE_MODALITIES:
@@ -281,5 +286,6 @@ def make_dataset(
     ds = ds.map(lambda e, s: _augment(e, s, config, training), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(config.batch_size, drop_remainder=training and len(frame) >= config.batch_size, num_parallel_calls=AUTOTUNE)
     if vectorizer is not None and "text" in config.modalities:
-        ds = ds.map(lambda b: {**b, "text": vectorizer(b["text"])}, num_parallel_calls=AUTOTUNE)
+        text_keys = [k for k in ("text", "audio_text") if k in ds.element_spec]
+        ds = ds.map(lambda b: {**b, **{k: vectorizer(b[k]) for k in text_keys}}, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)

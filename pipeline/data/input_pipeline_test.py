@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from pipeline.data.adapters import load_dataset
-from pipeline.data.input_pipeline import AudioFeatureConfig, InputConfig, make_dataset, select_rows
+from pipeline.data.input_pipeline import AudioFeatureConfig, InputConfig, make_dataset, select_items, select_rows
 from pipeline.data.manifest import Manifest
 from pipeline.preprocessing import text_ops
 from tests.helpers import corrupt, tone, truncate, write_audio, write_image
@@ -98,3 +98,33 @@ def test_default_dataset_pipeline(tiny_default_dataset):
     ds = make_dataset(m, "dev", config(batch_size=8, image_size=64), training=False)
     batches = list(ds)
     assert sum(len(b["row"]) for b in batches) == 16  # one spoken caption per dev scene
+
+
+def test_items_draw_a_caption_per_epoch_and_keep_the_spoken_one(tmp_path):
+    rows = []
+    for i in range(4):
+        image = write_image(tmp_path / f"img{i}.png").name
+        audio = write_audio(tmp_path / f"a{i}.wav", tone(0.3, 8000), 8000).name
+        rows += [{"item_id": f"i{i}", "split": "train", "text": f"caption {i} {k}", "image": image, "audio": audio if k == 1 else ""} for k in range(3)]
+    m = Manifest(root=tmp_path, frame=pd.DataFrame(rows), format="manifest")
+    selection = select_items(m, "train", ("text", "image", "audio"))
+    assert selection.frame["audio_text"].tolist() == [f"caption {i} 1" for i in range(4)]
+    assert selection.frame["text"].iloc[0] == ["caption 0 0", "caption 0 1", "caption 0 2"]
+    ds = make_dataset(m, "train", config(batch_size=4), training=True, selection=selection, by_item=True)
+    seen = {}
+    for _ in range(6):
+        for b in ds:
+            for item, text in zip(b["item"].numpy(), b["text"].numpy()):
+                seen.setdefault(int(item), set()).add(text.decode())
+    assert all(len(texts) > 1 for texts in seen.values())  # captions vary across epochs
+    assert all(t.startswith(f"caption {sorted(seen).index(k)} ") for k, texts in seen.items() for t in texts)
+    evaluation = next(iter(make_dataset(m, "train", config(batch_size=4), training=False, selection=selection, by_item=True)))
+    assert sorted(evaluation["text"].numpy().astype(str)) == [f"caption {i} 0" for i in range(4)]  # first caption, no randomness
+
+
+def test_item_keeps_its_other_modalities_when_one_file_is_bad(tmp_path):
+    m = triple_dataset(tmp_path, n=3, broken={1: "truncated_audio"})
+    items = select_items(m, "train", ("text", "image")).frame
+    assert len(items) == 3  # the bad audio does not matter for text-image
+    items = select_items(m, "train", ("text", "image", "audio")).frame
+    assert items["item_id"].tolist() == ["i0", "i2"]

@@ -91,6 +91,9 @@ class CrossModalModel(keras.Model):
         out = {}
         if "text" in inputs:
             out["text"] = self.text_encoder(inputs["text"], training=training)
+        if training and "audio_text" in inputs and "audio" in inputs:
+            # The audio's own transcript: the exact positive for audio-text, when the data has it.
+            out["audio_text"] = self.text_encoder(inputs["audio_text"], training=training)
         if "image_features" in inputs:
             out["image"] = self.image_head(inputs["image_features"], training=training)
         elif "image" in inputs:
@@ -131,6 +134,8 @@ class CrossModalModel(keras.Model):
         total = 0.0
         for pair, tracker in self.pair_trackers.items():
             a, b = pair.split("-")
+            if a == "audio" and b == "text" and "audio_text" in y_pred:
+                b = "audio_text"
             if a in y_pred and b in y_pred:
                 loss = self.pair_loss(y_pred[a], y_pred[b], ids)
                 tracker.update_state(loss)
@@ -138,12 +143,11 @@ class CrossModalModel(keras.Model):
         aux = 0.0
         t = self.experiment.train
         if t.aux_words > 0 and "text" in x:
-            words = ops.sum(ops.one_hot(x["text"], self.vocab_size), axis=1)
-            targets = ops.cast(words > 0, "float32") * ops.cast(ops.arange(self.vocab_size) > 1, "float32")[None, :]
             for m in self.content:
                 if m in y_pred:
+                    tokens = x["audio_text"] if m == "audio" and "audio_text" in x else x["text"]
                     logits = self.word_head(y_pred[m])
-                    aux = aux + t.aux_words * ops.mean(keras.losses.binary_crossentropy(targets, logits, from_logits=True))
+                    aux = aux + t.aux_words * ops.mean(keras.losses.binary_crossentropy(self.word_targets(tokens), logits, from_logits=True))
         if t.aux_labels > 0 and self.label_count > 0 and "label" in x:
             labels = x["label"]
             known = ops.cast(labels >= 0, "float32")
@@ -153,6 +157,11 @@ class CrossModalModel(keras.Model):
                     aux = aux + t.aux_labels * ops.sum(ce * known) / ops.maximum(ops.sum(known), 1.0)
         self.aux_tracker.update_state(aux)
         return total + aux
+
+    def word_targets(self, tokens):
+        """Multi-hot [batch, vocab] of the words in token ids, padding and OOV left out."""
+        words = ops.sum(ops.one_hot(tokens, self.vocab_size), axis=1)
+        return ops.cast(words > 0, "float32") * ops.cast(ops.arange(self.vocab_size) > 1, "float32")[None, :]
 
     def get_config(self):
         return {
