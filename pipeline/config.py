@@ -24,7 +24,8 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Args: path: dataset folder, or "default" for data/default; format: adapter name or "" to detect;
+    """Args: path: dataset folder, "default" for data/default, or "shared:NAME" for ../shared/datasets/NAME;
+    format: adapter name or "" to detect;
     modalities: what the model is trained on; *_split: split names."""
 
     path: str = "default"

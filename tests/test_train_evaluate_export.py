@@ -73,7 +73,7 @@ def test_export_versions_count_up(smoke_run, isolated_models_dir):
 
 def test_evaluate_on_a_dataset_seen_only_at_evaluation(smoke_run, tmp_path, capsys):
     colours = {"red": (220, 40, 40), "blue": (40, 80, 220), "green": (40, 170, 60)}
-    for i, (name, rgb) in enumerate(colours.items()):
+    for name, rgb in colours.items():
         write_image(tmp_path / "test" / f"{name}.png", colour=rgb)
         (tmp_path / "test" / f"{name}.txt").write_text(f"a {name} square\nsomething {name}\n")
     report_path = tmp_path / "report.json"
@@ -153,3 +153,15 @@ print("REPLICAS", result.model.distribute_strategy.num_replicas_in_sync, "LOSS",
     assert done.returncode == 0, done.stderr[-3000:]
     line = [l for l in done.stdout.splitlines() if l.startswith("REPLICAS")][0]
     assert line.split()[1] == "2" and np.isfinite(float(line.split()[3]))
+
+
+def test_shipped_configs_load_and_shared_data_is_named_when_missing(monkeypatch, tmp_path, capsys):
+    from pipeline.config import load_config, named_configs
+
+    assert {"default", "smoke", "flickr8k"} <= set(named_configs())
+    for name in named_configs():
+        load_config(name)
+    monkeypatch.setenv("PIPELINE_SHARED_DIR", str(tmp_path / "nowhere"))
+    assert main(["train", "--config", "flickr8k"]) == 2
+    err = capsys.readouterr().err
+    assert "shared dataset 'flickr8k' was not found" in err and "PIPELINE_SHARED_DIR" in err

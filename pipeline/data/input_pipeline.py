@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 
@@ -228,7 +229,7 @@ def make_dataset(
     vectorizer=None,
     selection: RowSelection | None = None,
     by_item: bool = False,
-    image_features: tuple[list[str], "np.ndarray"] | None = None,
+    image_features: tuple[list[str], np.ndarray] | None = None,
     label_vocabulary: list[str] | None = None,
 ) -> tf.data.Dataset:
     """A batched dataset of dicts: ``row``, ``item`` (int key of item_id), and the modalities.

@@ -14,13 +14,18 @@ from tests.helpers import corrupt, tone, truncate, write_audio, write_image
 SMALL_AUDIO = AudioFeatureConfig(clip_seconds=0.5, n_mels=16)
 
 
-def triple_dataset(root, n=6, broken=()):
+def triple_dataset(root, n=6, broken=None):
+    broken = broken or {}
     rows = []
     for i in range(n):
         image = write_image(root / f"img{i}.png", colour=(20 * i, 50, 200))
         audio = write_audio(root / f"a{i}.wav", tone(0.4, 8000, freq=300 + 50 * i), 8000)
-        if i in broken:
-            {"corrupt_image": lambda: corrupt(image), "truncated_audio": lambda: truncate(audio, 0.01), "missing": image.unlink}[broken[i]]()
+        if broken.get(i) == "corrupt_image":
+            corrupt(image)
+        elif broken.get(i) == "truncated_audio":
+            truncate(audio, 0.01)
+        elif broken.get(i) == "missing":
+            image.unlink()
         rows.append({"item_id": f"i{i}", "split": "train", "text": f"thing number {i}", "image": image.name, "audio": audio.name})
     return Manifest(root=root, frame=pd.DataFrame(rows), format="manifest")
 

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from pipeline import __version__, paths
@@ -43,7 +42,10 @@ class TrainResult:
 
 
 def resolve_data_path(path: str) -> Path:
-    """'default' → data/default (built on first use); anything else is a folder or file path."""
+    """'default' → data/default (built on first use); 'shared:NAME' → the shared dataset NAME
+    (a clear error where it is absent); anything else is a folder or file path."""
+    if path.startswith("shared:"):
+        return paths.shared_dataset(path.split(":", 1)[1])
     if path == "default":
         root = paths.default_dataset_dir()
         if not (root / "dataset.json").exists():
