@@ -51,12 +51,15 @@ def _run_data(args: argparse.Namespace) -> int:
             print(f"{name:10s} {adapter.description}")
         return 0
     if args.data_command == "build":
-        from pipeline.data.synthetic.build import DefaultDatasetConfig, build_default_dataset
+        from pipeline.data.synthetic.build import DATASET_VERSION, DefaultDatasetConfig, build_default_dataset, dataset_version
 
         out = args.out or paths.default_dataset_dir()
-        if (out / "dataset.json").exists() and not args.force:
+        found = dataset_version(out)
+        if found == DATASET_VERSION and not args.force:
             print(f"{out} already exists; use --force to rebuild it.")
             return 0
+        if found is not None and found != DATASET_VERSION:
+            print(f"{out} holds version {found} of the default dataset; rebuilding it as version {DATASET_VERSION}.")
         kwargs = {"seed": args.seed, "speech": not args.no_speech}
         if args.items:
             try:

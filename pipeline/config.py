@@ -110,7 +110,11 @@ class FusionConfig:
 class TrainConfig:
     """Args: loss: infonce (symmetric, learnable temperature) | vse (max-violation hinge);
     pairs: modality pairs trained together ("text-image", "audio-image", "audio-text", "text-item");
-    aux_words / aux_labels: weights of the auxiliary heads (0 = off)."""
+    aux_words / aux_labels: weights of the auxiliary heads (0 = off);
+    aux_ctc: weight of a CTC loss that reads the spoken caption's words off the audio
+    encoder's frame sequence (needs the audio's own transcript; 0 = off);
+    keep_contrast_groups: batch items that share a ``contrast_group`` (e.g. colour-swapped
+    twins) together, so each is the other's hard negative."""
 
     loss: str = "infonce"
     temperature: float = 0.07
@@ -124,8 +128,10 @@ class TrainConfig:
     early_stopping_patience: int = 6
     aux_words: float = 0.0
     aux_labels: float = 0.0
+    aux_ctc: float = 0.0
     dev_items: int = 1000
     projector_items: int = 200
+    keep_contrast_groups: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -66,3 +66,17 @@ def test_build_refuses_to_overwrite_without_force(tiny_default_dataset, capsys):
 def test_build_bad_items_argument(tmp_path, capsys):
     assert main(["data", "build", "--out", str(tmp_path / "d"), "--items", "10,x"]) == 2
     assert "--items takes three whole numbers" in capsys.readouterr().err
+
+
+def test_build_replaces_a_dataset_from_an_older_version(tmp_path, capsys):
+    import json
+
+    from pipeline.data.synthetic.build import DATASET_VERSION, is_current
+
+    out = tmp_path / "default"
+    out.mkdir()
+    (out / "dataset.json").write_text(json.dumps({"format": "embedded-default", "version": DATASET_VERSION - 1}))
+    assert not is_current(out)
+    assert main(["data", "build", "--out", str(out), "--items", "6,4,4", "--no-speech", "--workers", "1"]) == 0
+    assert f"rebuilding it as version {DATASET_VERSION}" in capsys.readouterr().out
+    assert is_current(out) and (out / "manifest.csv").exists()

@@ -158,6 +158,8 @@ def select_items(manifest: Manifest, split: str | None, modalities, check: bool 
             "label": grouped["label"].agg(first),
         }
     )
+    if "contrast_group" in frame:
+        items["contrast_group"] = grouped["contrast_group"].agg(first)
     # The caption on the audio's own row is what the audio says (a spoken caption), when there is one.
     items["audio_text"] = spoken.reindex(items.index).fillna("")
     usable = pd.Series(True, index=items.index)
@@ -191,7 +193,7 @@ def _load(element, config: InputConfig, training: bool):
         samples = audio_ops.resample(samples, rate, config.audio.sample_rate)
         if not training:
             samples = audio_ops.crop_or_pad(samples, config.audio.clip_samples)
-        out["audio"] = samples
+        out["audio"] = tf.ensure_shape(samples, [None])  # a known rank lets ragged_batch batch clips of any length
     return out
 
 
@@ -221,6 +223,20 @@ def _augment(element, seed, config: InputConfig, training: bool):
     return out
 
 
+def pair_order(groups: list[str], seed: int) -> list[int]:
+    """An order of positions in which every group of exactly two ("" = no group) fills one
+    aligned block of two; everything else is paired in a fixed random order."""
+    members: dict[str, list[int]] = {}
+    for position, group in enumerate(groups):
+        if group:
+            members.setdefault(group, []).append(position)
+    pairs = [m for m in members.values() if len(m) == 2]
+    paired = {p for m in pairs for p in m}
+    singles = [p for p in range(len(groups)) if p not in paired]
+    singles = [singles[i] for i in np.random.default_rng(seed).permutation(len(singles))]
+    return [p for m in pairs for p in m] + singles
+
+
 def make_dataset(
     manifest: Manifest,
     split: str | None,
@@ -231,6 +247,7 @@ def make_dataset(
     by_item: bool = False,
     image_features: tuple[list[str], np.ndarray] | None = None,
     label_vocabulary: list[str] | None = None,
+    keep_groups: bool = False,
 ) -> tf.data.Dataset:
     """A batched dataset of dicts: ``row``, ``item`` (int key of item_id), and the modalities.
 
@@ -241,12 +258,17 @@ def make_dataset(
     With ``by_item``, elements are items (``select_items``) and each epoch draws one of an
     item's captions at random. ``image_features`` = (image paths, feature matrix) feeds cached
     backbone features as ``image_features`` instead of pixels. ``label_vocabulary`` adds an
-    int ``label`` (-1 when unknown).
+    int ``label`` (-1 when unknown). With ``keep_groups`` (training), items sharing a
+    ``contrast_group`` (colour-swapped twins) are shuffled as a pair and so always land in
+    the same batch, each the other's hard negative.
     """
     if selection is None:
         select = select_items if by_item else select_rows
         selection = select(manifest, split, config.modalities, check=config.check_files)
     frame = selection.frame
+    pair_blocks = training and keep_groups and "contrast_group" in frame
+    if pair_blocks:
+        frame = frame.iloc[pair_order(frame["contrast_group"].fillna("").astype(str).tolist(), config.seed)]
     item_keys = pd.factorize(manifest.frame["item_id"])[0]
     columns = {
         "row": tf.constant(frame.index.to_numpy(), tf.int64),
@@ -280,7 +302,12 @@ def make_dataset(
         ds = ds.cache()
     elif config.cache not in ("none", "", None):
         ds = ds.cache(config.cache)
-    if training:
+    if training and pair_blocks:
+        # Shuffle blocks of two consecutive elements (a twin pair, or two single items paired
+        # once at random): ragged_batch copes with the variable-length captions and audio.
+        blocks = -(-len(frame) // 2)
+        ds = ds.ragged_batch(2).shuffle(min(config.shuffle_buffer, blocks), seed=config.seed, reshuffle_each_iteration=True).unbatch()
+    elif training:
         ds = ds.shuffle(min(config.shuffle_buffer, len(frame)), seed=config.seed, reshuffle_each_iteration=True)
     seeds = tf.data.Dataset.random(seed=config.seed + 1, rerandomize_each_iteration=True).batch(2)
     ds = tf.data.Dataset.zip((ds, seeds))

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from pipeline.data.adapters import load_dataset
-from pipeline.data.input_pipeline import AudioFeatureConfig, InputConfig, make_dataset, select_items, select_rows
+from pipeline.data.input_pipeline import AudioFeatureConfig, InputConfig, make_dataset, pair_order, select_items, select_rows
 from pipeline.data.manifest import Manifest
 from pipeline.preprocessing import text_ops
 from tests.helpers import corrupt, tone, truncate, write_audio, write_image
@@ -133,3 +133,40 @@ def test_item_keeps_its_other_modalities_when_one_file_is_bad(tmp_path):
     assert len(items) == 3  # the bad audio does not matter for text-image
     items = select_items(m, "train", ("text", "image", "audio")).frame
     assert items["item_id"].tolist() == ["i0", "i2"]
+
+
+def test_pair_order_puts_each_pair_in_one_aligned_block():
+    groups = ["", "g1", "", "g2", "g1", "g3", "g3", "g3", "", "g2"]
+    order = pair_order(groups, seed=0)
+    assert sorted(order) == list(range(len(groups)))  # a permutation: nothing lost or repeated
+    blocks = [order[i : i + 2] for i in range(0, len(order), 2)]
+    assert sorted(blocks[0]) == [1, 4] and sorted(blocks[1]) == [3, 9]  # the two pairs
+    # g3 has three members: not a pair, so its members are shuffled in with the single items
+    assert {p for b in blocks[2:] for p in b} == {0, 2, 5, 6, 7, 8}
+    assert pair_order(groups, seed=0) == order
+
+
+def test_training_batches_keep_contrast_pairs_together(tmp_path):
+    rows = []
+    for i in range(10):
+        image = write_image(tmp_path / f"img{i}.png", colour=(20 * i, 50, 200)).name
+        audio = write_audio(tmp_path / f"a{i}.wav", tone(0.2 + 0.05 * i, 8000), 8000).name  # clips of different lengths
+        group = f"pair{i // 2}" if i < 6 else ""  # items 0-5 form three pairs, 6-9 stand alone
+        rows += [{"item_id": f"i{i}", "split": "train", "text": f"caption {i} {k}", "image": image, "audio": audio if k == 0 else "", "contrast_group": group} for k in range(2)]
+    m = Manifest(root=tmp_path, frame=pd.DataFrame(rows), format="manifest")
+    selection = select_items(m, "train", ("text", "image", "audio"))
+    assert selection.frame["contrast_group"].tolist()[:2] == ["pair0", "pair0"]
+    cfg = config(batch_size=4)
+    ds = make_dataset(m, "train", cfg, training=True, selection=selection, by_item=True, keep_groups=True)
+    partner = {f"i{i}": f"i{i ^ 1}" for i in range(6)}
+    orders = []
+    for _ in range(4):
+        order = []
+        for b in ds:
+            ids = [m.frame["item_id"].iloc[int(r)] for r in b["row"].numpy()]
+            assert all(partner[i] in ids for i in ids if i in partner), ids  # no twin without its partner
+            assert b["text"].shape == (len(ids),)  # captions came through the pair blocks as strings
+            order += ids
+        assert len(order) == len(set(order)) == 8  # two full batches of 4 out of 10; the rest dropped
+        orders.append(order)
+    assert len({tuple(o) for o in orders}) > 1  # the blocks are reshuffled every epoch

@@ -8,6 +8,11 @@ from pipeline.config import AudioConfig
 from pipeline.models.layers import L2Normalize
 
 
+def sequence_layer_name(config: AudioConfig) -> str:
+    """The layer whose output is the encoder's frame sequence (before pooling)."""
+    return "bigru" if config.recurrent == "gru" else f"block{len(config.filters) - 1}_pool"
+
+
 def build_audio_encoder(config: AudioConfig, frames: int, output_dim: int) -> keras.Model:
     """A ``keras.Model`` named "audio_encoder": log-mel [batch, frames, n_mels] → unit vectors.
 

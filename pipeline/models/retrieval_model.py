@@ -9,7 +9,7 @@ import numpy as np
 from keras import ops
 
 from pipeline.config import ExperimentConfig
-from pipeline.models.audio_encoder import build_audio_encoder
+from pipeline.models.audio_encoder import build_audio_encoder, sequence_layer_name
 from pipeline.models.fusion import build_fusion
 from pipeline.models.image_encoder import backbone_is_frozen, build_image_encoder
 from pipeline.models.losses import infonce_loss, vse_hinge_loss
@@ -63,6 +63,11 @@ class CrossModalModel(keras.Model):
             self.image_head = self.image_encoder.get_layer("image_head")
         if "audio" in modalities:
             self.audio_encoder = build_audio_encoder(config.audio, audio_frames, dim)
+            if config.train.aux_ctc > 0:
+                # Same layers, a second output: the frame sequence the CTC head reads words from.
+                sequence = self.audio_encoder.get_layer(sequence_layer_name(config.audio)).output
+                self.audio_with_sequence = keras.Model(self.audio_encoder.input, [self.audio_encoder.output, sequence], name="audio_with_sequence")
+                self.ctc_head = keras.layers.Dense(vocab_size, name="ctc_head")  # index 0 (padding) is the CTC blank
         self.content = content_modalities(config)
         if self.content:
             self.fusion = build_fusion(config.fusion, self.content, dim)
@@ -99,7 +104,11 @@ class CrossModalModel(keras.Model):
         elif "image" in inputs:
             out["image"] = self.image_encoder(inputs["image"], training=training)
         if "audio" in inputs:
-            out["audio"] = self.audio_encoder(inputs["audio"], training=training)
+            if training and hasattr(self, "ctc_head"):
+                out["audio"], sequence = self.audio_with_sequence(inputs["audio"], training=training)
+                out["audio_ctc_logits"] = self.ctc_head(sequence)
+            else:
+                out["audio"] = self.audio_encoder(inputs["audio"], training=training)
         present = [m for m in self.content if m in out]
         if present:
             batch = ops.shape(out[present[0]])[0]
@@ -155,8 +164,25 @@ class CrossModalModel(keras.Model):
                 if m in y_pred:
                     ce = keras.losses.sparse_categorical_crossentropy(ops.maximum(labels, 0), self.label_head(y_pred[m]), from_logits=True)
                     aux = aux + t.aux_labels * ops.sum(ce * known) / ops.maximum(ops.sum(known), 1.0)
+        if t.aux_ctc > 0 and "audio_ctc_logits" in y_pred and "audio_text" in x:
+            aux = aux + t.aux_ctc * self.ctc_loss(x["audio_text"], y_pred["audio_ctc_logits"])
         self.aux_tracker.update_state(aux)
         return total + aux
+
+    @staticmethod
+    def ctc_loss(tokens, logits):
+        """Mean CTC loss per word of the transcripts ``tokens`` (ids, 0-padded) against frame
+        ``logits`` [batch, frames, vocab] with 0 as the blank. A transcript too long for the
+        frames (a clip cropped mid-sentence) contributes nothing rather than infinity."""
+        target_length = ops.sum(ops.cast(tokens != 0, "int32"), axis=1)
+        frames = ops.shape(logits)[1]
+        output_length = ops.full(ops.shape(target_length), frames, dtype="int32")
+        per_item = ops.ctc_loss(tokens, logits, target_length, output_length, mask_index=0)
+        # A path needs one frame per word plus a blank between two equal words in a row.
+        repeats = ops.sum(ops.cast(ops.logical_and(tokens[:, 1:] == tokens[:, :-1], tokens[:, 1:] != 0), "int32"), axis=1)
+        usable = ops.logical_and(target_length + repeats <= frames, target_length > 0)
+        per_item = ops.where(usable, per_item, 0.0) / ops.cast(ops.maximum(target_length, 1), "float32")
+        return ops.sum(per_item) / ops.maximum(ops.sum(ops.cast(usable, "float32")), 1.0)
 
     def word_targets(self, tokens):
         """Multi-hot [batch, vocab] of the words in token ids, padding and OOV left out."""

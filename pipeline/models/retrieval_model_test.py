@@ -52,3 +52,40 @@ def test_one_training_step_lowers_the_loss_on_that_batch(model):
     for _ in range(5):
         model.fit(ds, epochs=1, verbose=0)
     assert model.evaluate(ds, verbose=0, return_dict=True)["loss"] < first
+
+
+def test_ctc_loss_against_hand_arithmetic():
+    # Vocabulary {0: blank, 1: word}; equal logits give every symbol probability 1/2 per frame.
+    # One frame, transcript [1]: the only path is "1", p = 1/2, loss = ln 2 (÷ 1 word).
+    # Two frames, transcript [1]: paths "1 1", "_ 1", "1 _", p = 3/4, loss = -ln 0.75 (÷ 1 word).
+    # One frame, transcript [1, 1]: no path fits (it needs 3 frames); that item is left out.
+    one = CrossModalModel.ctc_loss(np.array([[1, 0]]), np.zeros((1, 1, 2), "float32"))
+    two = CrossModalModel.ctc_loss(np.array([[1, 0]]), np.zeros((1, 2, 2), "float32"))
+    mixed = CrossModalModel.ctc_loss(np.array([[1, 0], [1, 1]]), np.zeros((2, 1, 2), "float32"))
+    assert float(one) == pytest.approx(np.log(2), rel=1e-4)
+    assert float(two) == pytest.approx(-np.log(0.75), rel=1e-4)
+    assert float(mixed) == pytest.approx(np.log(2), rel=1e-4)
+
+
+def test_ctc_head_trains_and_saves_with_the_audio_encoder(tmp_path):
+    import keras
+
+    config = load_config("smoke", ["train.aux_words=0", "train.aux_ctc=1.0"])
+    m = CrossModalModel(config, vocab_size=20, audio_frames=50)
+    m(dummy_inputs(m))
+    x = batch(m, n=4)
+    x["audio_text"] = np.zeros_like(x["text"])
+    x["audio_text"][:, :3] = [3, 4, 5]
+    y = m(x, training=True)
+    assert y["audio_ctc_logits"].shape[0] == 4 and y["audio_ctc_logits"].shape[2] == 20
+    with_ctc = float(m.compute_loss(x, None, y))
+    without = float(m.compute_loss({k: v for k, v in x.items() if k != "audio_text"}, None, y))
+    assert with_ctc > without  # the CTC term is in the total
+    m.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
+    m.fit(tf.data.Dataset.from_tensors(x), epochs=1, verbose=0)
+    path = tmp_path / "w.weights.h5"
+    m.save_weights(path)
+    again = CrossModalModel(config, vocab_size=20, audio_frames=50)
+    again(dummy_inputs(again))
+    again.load_weights(path)
+    np.testing.assert_allclose(again.audio_encoder(x["audio"]).numpy(), m.audio_encoder(x["audio"]).numpy(), atol=1e-5)

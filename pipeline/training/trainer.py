@@ -47,11 +47,12 @@ def resolve_data_path(path: str) -> Path:
     if path.startswith("shared:"):
         return paths.shared_dataset(path.split(":", 1)[1])
     if path == "default":
-        root = paths.default_dataset_dir()
-        if not (root / "dataset.json").exists():
-            from pipeline.data.synthetic.build import build_default_dataset
+        from pipeline.data.synthetic.build import build_default_dataset, dataset_version, is_current
 
-            log.info("the default dataset is missing: building it into %s (once)", root)
+        root = paths.default_dataset_dir()
+        if not is_current(root):
+            why = "missing" if dataset_version(root) is None else "from an older version"
+            log.info("the default dataset is %s: building it into %s", why, root)
             build_default_dataset(root)
         return root
     return Path(path)
@@ -141,7 +142,7 @@ def train(
     _write_run_files(run_dir, config, vectorizer, labels)
     train_ds = make_dataset(
         manifest, config.data.train_split, input_config, training=True, vectorizer=vectorizer, selection=train_items,
-        by_item=True, image_features=image_features, label_vocabulary=labels,
+        by_item=True, image_features=image_features, label_vocabulary=labels, keep_groups=config.train.keep_contrast_groups,
     )
     steps = max(len(train_items.frame) // config.train.batch_size, 1)
     with strategy.scope():

@@ -7,9 +7,10 @@ Deterministic from a seed; no download. Layout of the output folder:
     images/<item>.png, audio/<item>.wav (16 kHz mono, the spoken version of one caption)
 
 In the dev and test splits every caption is true of its own scene and of no other scene
-in the split, and part of the scenes come as colour-swapped twins whose captions have the
-same words in another order (column ``contrast_group``), so a model that ignores word
-order cannot tell them apart.
+in the split. In every split part of the scenes come as colour-swapped twins whose
+captions have the same words in another order (column ``contrast_group``), so a model that
+ignores word order cannot tell them apart; training batches keep twins together, so each
+is the other's hard negative.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ SPLIT_CODES = {"train": 0, "dev": 1, "test": 2}
 # Twins swap two colour words; both must be single words that take the same article ("a"),
 # or the swap would change the bag of words ("a little orange" vs "a green").
 TWIN_COLOURS = tuple(c for c in COLOURS if len(grammar.COLOUR_WORDS[c]) == 1 and c[0] not in "aeiou")
-DATASET_VERSION = 1
+DATASET_VERSION = 2  # 2: colour-swapped twins in the training split too
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +48,7 @@ class DefaultDatasetConfig:
     image_size: side of the square PNG images.
     captions_per_item: captions per scene (one of them is also spoken).
     twin_fraction: share of dev/test two-object scenes made as colour-swapped pairs.
+    train_twin_fraction: the same share in the training split (hard negatives for training).
     speech: synthesise spoken captions (needs espeakng-loader).
     """
 
@@ -57,6 +59,7 @@ class DefaultDatasetConfig:
     image_size: int = 128
     captions_per_item: int = 3
     twin_fraction: float = 0.8
+    train_twin_fraction: float = 0.8
     speech: bool = True
 
 
@@ -118,10 +121,9 @@ def plan_split(split: str, count: int, config: DefaultDatasetConfig) -> list[Pla
             assert grammar.satisfies(scene, meaning), f"grammar bug: {text!r} is false of its own scene"
         group = [(scene, captions)]
         make_twin = (
-            strict
-            and len(scene.objects) == 2  # 3-object captions name one object twice: a swap would change the words
+            len(scene.objects) == 2  # 3-object captions name one object twice: a swap would change the words
             and len(items) + 2 <= count
-            and rng.random() < config.twin_fraction
+            and rng.random() < (config.twin_fraction if strict else config.train_twin_fraction)
             and scene.objects[0].colour in TWIN_COLOURS
             and scene.objects[1].colour in TWIN_COLOURS
             and scene.objects[0].colour != scene.objects[1].colour
@@ -198,6 +200,21 @@ def manifest_frame(items: list[PlannedItem], speech: bool) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame.from_records(rows)
+
+
+def dataset_version(root: str | Path) -> int | None:
+    """The version recorded in a built dataset folder, None where there is none."""
+    info = Path(root) / "dataset.json"
+    if not info.exists():
+        return None
+    try:
+        return int(json.loads(info.read_text()).get("version", 1))
+    except (ValueError, AttributeError):
+        return 0
+
+
+def is_current(root: str | Path) -> bool:
+    return dataset_version(root) == DATASET_VERSION
 
 
 def build_default_dataset(out: str | Path, config: DefaultDatasetConfig = DefaultDatasetConfig(), workers: int = 2) -> Path:
