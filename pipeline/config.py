@@ -113,6 +113,9 @@ class TrainConfig:
     aux_words / aux_labels: weights of the auxiliary heads (0 = off);
     aux_ctc: weight of a CTC loss that reads the spoken caption's words off the audio
     encoder's frame sequence (needs the audio's own transcript; 0 = off);
+    audio_follows: audio pairs train only the audio side: the text and image embeddings audio
+    is compared with are held fixed there (stop-gradient), so an audio encoder that has not
+    learned yet cannot pull the text-image space apart;
     keep_contrast_groups: batch items that share a ``contrast_group`` (e.g. colour-swapped
     twins) together, so each is the other's hard negative."""
 
@@ -132,6 +135,7 @@ class TrainConfig:
     dev_items: int = 1000
     projector_items: int = 200
     keep_contrast_groups: bool = True
+    audio_follows: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -165,3 +165,11 @@ def test_shipped_configs_load_and_shared_data_is_named_when_missing(monkeypatch,
     assert main(["train", "--config", "flickr8k"]) == 2
     err = capsys.readouterr().err
     assert "shared dataset 'flickr8k' was not found" in err and "PIPELINE_SHARED_DIR" in err
+
+
+def test_test_report_is_recorded_without_export(tiny_default_dataset, isolated_models_dir, tmp_path):
+    run_dir = tmp_path / "no-export"
+    argv = ["train", "--config", "smoke", "--set", f"data.path={tiny_default_dataset}", "--set", "train.epochs=1", "--run-dir", str(run_dir), "--no-export", "--quiet"]
+    assert main(argv) == 0
+    info = json.loads((run_dir / "run.json").read_text())
+    assert "text->image" in info["test"] and "exports" not in info

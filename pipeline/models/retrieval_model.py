@@ -146,7 +146,10 @@ class CrossModalModel(keras.Model):
             if a == "audio" and b == "text" and "audio_text" in y_pred:
                 b = "audio_text"
             if a in y_pred and b in y_pred:
-                loss = self.pair_loss(y_pred[a], y_pred[b], ids)
+                ea, eb = y_pred[a], y_pred[b]
+                if self.experiment.train.audio_follows and (a == "audio") != (b == "audio"):
+                    ea, eb = (ea, ops.stop_gradient(eb)) if a == "audio" else (ops.stop_gradient(ea), eb)
+                loss = self.pair_loss(ea, eb, ids)
                 tracker.update_state(loss)
                 total = total + loss
         aux = 0.0

@@ -89,3 +89,18 @@ def test_ctc_head_trains_and_saves_with_the_audio_encoder(tmp_path):
     again(dummy_inputs(again))
     again.load_weights(path)
     np.testing.assert_allclose(again.audio_encoder(x["audio"]).numpy(), m.audio_encoder(x["audio"]).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("audio_follows", [False, True])
+def test_audio_follows_keeps_audio_pairs_off_the_text_and_image_towers(audio_follows):
+    config = load_config("smoke", ["train.aux_words=0", "train.pairs=audio-text,image-audio", f"train.audio_follows={str(audio_follows).lower()}"])
+    m = CrossModalModel(config, vocab_size=20, audio_frames=50)
+    m(dummy_inputs(m))
+    x = batch(m)
+    with tf.GradientTape() as tape:
+        loss = m.compute_loss(x, None, m(x, training=True))
+    towers = {"text": m.text_encoder, "image": m.image_encoder, "audio": m.audio_encoder}
+    grads = dict(zip(towers, tape.gradient(loss, [t.trainable_variables for t in towers.values()])))
+    moved = {name: any(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in gs) for name, gs in grads.items()}
+    assert moved["audio"]
+    assert moved["text"] is not audio_follows and moved["image"] is not audio_follows

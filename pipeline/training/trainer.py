@@ -200,6 +200,7 @@ def train(
         report = evaluate_embeddings(embeddings, with_curves=True)
         info["test_report"] = write_reports(report, run_dir / "eval" / f"{config.data.test_split}.json", f"{config.name}: {manifest.root.name} / {config.data.test_split}")
         info["test"] = report
+        write_json_atomic(run_dir / "run.json", info)
     if export:
         from pipeline.export import export_encoders
 
