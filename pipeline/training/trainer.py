@@ -47,11 +47,12 @@ def resolve_data_path(path: str) -> Path:
     if path.startswith("shared:"):
         return paths.shared_dataset(path.split(":", 1)[1])
     if path == "default":
-        from pipeline.data.synthetic.build import build_default_dataset, dataset_version, is_current
+        from pipeline.data.synthetic.build import DATASET_VERSION, build_default_dataset, dataset_version
 
         root = paths.default_dataset_dir()
-        if not is_current(root):
-            why = "missing" if dataset_version(root) is None else "from an older version"
+        found = dataset_version(root)
+        if found != DATASET_VERSION:
+            why = "missing" if found is None else f"version {found}, not {DATASET_VERSION}"
             log.info("the default dataset is %s: building it into %s", why, root)
             build_default_dataset(root)
         return root
