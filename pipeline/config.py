@@ -60,7 +60,8 @@ class ImageConfig:
     """Args: backbone: a keras.applications name (mobilenet_v2, ...) or "scratch" (a small CNN);
     weights: "imagenet" (looked up in the Keras cache), a path to a weights file, or "none";
     trainable_layers: top backbone layers to fine-tune (0 = frozen); cache_features: with a
-    frozen backbone, compute its features once and cache them on disk."""
+    frozen backbone, compute its features once and cache them on disk; scratch_global_pool:
+    the scratch CNN adds a global max pool of its last maps to the flattened grid."""
 
     backbone: str = "scratch"
     weights: str = "imagenet"
@@ -69,6 +70,7 @@ class ImageConfig:
     cache_features: bool = True
     scratch_filters: tuple[int, ...] = (32, 64, 128, 256)
     scratch_convs_per_block: int = 2
+    scratch_global_pool: bool = True
     dropout: float = 0.1
     crop_min_area: float = 0.85
     flip: bool = False
@@ -80,7 +82,10 @@ class ImageConfig:
 @dataclasses.dataclass(frozen=True)
 class AudioConfig:
     """Args: clip_seconds: audio is cropped/padded to this; filters: Conv1D blocks over time;
-    recurrent: "" or "gru" (a bidirectional GRU after the convolutions)."""
+    recurrent: "" or "gru" (a bidirectional GRU after the convolutions); readout: how a clip
+    becomes its embedding: "pool" (pooled frames → projection), "words" (the words the
+    frame-word head hears, read by the text encoder: speech → transcript → text embedding;
+    needs train.aux_frame_words), or "both" (the two averaged)."""
 
     clip_seconds: float = 6.0
     n_mels: int = 64
@@ -94,6 +99,7 @@ class AudioConfig:
     time_width: int = 20
     freq_masks: int = 2
     freq_width: int = 8
+    readout: str = "pool"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +119,8 @@ class TrainConfig:
     aux_words / aux_labels: weights of the auxiliary heads (0 = off);
     aux_ctc: weight of a CTC loss that reads the spoken caption's words off the audio
     encoder's frame sequence (needs the audio's own transcript; 0 = off);
+    aux_frame_words: weight of a per-frame word classifier on the audio encoder's frame
+    sequence, taught by word timings (manifest column ``audio_words``; 0 = off);
     audio_follows: audio pairs train only the audio side: the text and image embeddings audio
     is compared with are held fixed there (stop-gradient), so an audio encoder that has not
     learned yet cannot pull the text-image space apart;
@@ -132,6 +140,7 @@ class TrainConfig:
     aux_words: float = 0.0
     aux_labels: float = 0.0
     aux_ctc: float = 0.0
+    aux_frame_words: float = 0.0
     dev_items: int = 1000
     projector_items: int = 200
     keep_contrast_groups: bool = True
@@ -161,6 +170,7 @@ class ExperimentConfig:
             "fusion.strategy": (self.fusion.strategy, ("average", "weighted", "concat_dense")),
             "train.loss": (self.train.loss, ("infonce", "vse")),
             "audio.recurrent": (self.audio.recurrent, ("", "gru")),
+            "audio.readout": (self.audio.readout, ("pool", "words", "both")),
         }
         for key, (value, allowed) in choices.items():
             if value not in allowed:
@@ -184,6 +194,12 @@ class ExperimentConfig:
                 raise ConfigError(f"{key} must be positive, got {value}")
         if not 0 <= self.fusion.modality_dropout < 1:
             raise ConfigError("fusion.modality_dropout must be in [0, 1)")
+        if self.audio.readout != "pool" and "audio" in self.data.modalities:
+            if "text" not in self.data.modalities or self.train.aux_frame_words <= 0:
+                raise ConfigError(
+                    f"audio.readout = {self.audio.readout!r} reads the words heard in a clip with the text encoder: it needs "
+                    f"'text' in data.modalities and train.aux_frame_words > 0 (the head that hears them)"
+                )
         if self.image.backbone == "scratch" and self.image.image_size < 32:
             raise ConfigError("image.image_size must be at least 32 for the scratch CNN")
         return self

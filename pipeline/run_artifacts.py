@@ -17,7 +17,7 @@ from pathlib import Path
 from pipeline import __version__, paths
 from pipeline.config import CONFIG_FORMAT_VERSION, ExperimentConfig, from_dict, read_config_file
 
-RUN_FORMAT_VERSION = 1
+RUN_FORMAT_VERSION = 2  # 2: the scratch image CNN adds a global max pool
 
 
 class IncompatibleRun(ValueError):

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from pipeline.cli import main
-from tests.helpers import write_image
+from tests.helpers import tone, write_audio, write_image
 
 pytestmark = pytest.mark.slow
 DIRECTION_KEYS = {"R@1", "R@5", "R@10", "MedR", "MeanR"}
@@ -19,7 +19,10 @@ DIRECTION_KEYS = {"R@1", "R@5", "R@10", "MedR", "MeanR"}
 
 @pytest.fixture(scope="module")
 def smoke_run(tiny_default_dataset, isolated_models_dir):
-    code = main(["train", "--config", "smoke", "--set", f"data.path={tiny_default_dataset}", "--quiet"])
+    # The default config's audio readout (pooled frames and the transcript the text encoder
+    # reads), so the export of that composite encoder is checked below.
+    readout = ["--set", "train.aux_frame_words=1", "--set", "audio.readout=both"]
+    code = main(["train", "--config", "smoke", "--set", f"data.path={tiny_default_dataset}", *readout, "--quiet"])
     assert code == 0
     latest = isolated_models_dir / "runs" / "latest"
     return latest.resolve()
@@ -118,6 +121,18 @@ def test_dataset_without_needed_modalities_stops_at_once(tmp_path, capsys):
     assert main(["train", "--config", "smoke", "--set", f"data.path={tmp_path}", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "the dataset has no audio" in err and "--set data.modalities=text,image" in err
+
+
+def test_frame_word_head_without_word_timings_stops_at_once(tmp_path, capsys):
+    rows = ["item_id,split,text,image,audio,label"]
+    for i in range(4):
+        write_image(tmp_path / f"p{i}.png")
+        write_audio(tmp_path / f"a{i}.wav", tone(0.3), 16000)
+        rows += [f"i{i},{split},a picture,p{i}.png,a{i}.wav," for split in ("train", "dev")]
+    (tmp_path / "manifest.csv").write_text("\n".join(rows) + "\n")
+    assert main(["train", "--config", "smoke", "--set", f"data.path={tmp_path}", "--set", "train.aux_frame_words=1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "needs word timings" in err and "audio_words" in err and "train.aux_frame_words=0" in err
 
 
 def test_resume_after_interruption(tiny_default_dataset, tmp_path):

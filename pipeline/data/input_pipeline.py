@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from pipeline.data.file_check import check_files
 from pipeline.data.manifest import FILE_MODALITIES, MODALITIES, Manifest, Problem
-from pipeline.preprocessing import audio_ops, image_ops
+from pipeline.preprocessing import audio_ops, image_ops, text_ops
 
 log = logging.getLogger(__name__)
 AUTOTUNE = tf.data.AUTOTUNE
@@ -162,6 +162,13 @@ def select_items(manifest: Manifest, split: str | None, modalities, check: bool 
         items["contrast_group"] = grouped["contrast_group"].agg(first)
     # The caption on the audio's own row is what the audio says (a spoken caption), when there is one.
     items["audio_text"] = spoken.reindex(items.index).fillna("")
+    # Every clip of an item (several spoken captions, say), for training to draw one per epoch:
+    # its file, its transcript (the row's text) and its word timings.
+    clip_rows = frame[frame["audio"] != ""].groupby("item_id", sort=False)
+    as_lists = lambda column: clip_rows[column].agg(list).reindex(items.index).map(lambda v: v if isinstance(v, list) else [])  # noqa: E731
+    items["audio_clips"] = as_lists("audio")
+    items["audio_clip_texts"] = as_lists("text")
+    items["audio_clip_words"] = as_lists("audio_words") if "audio_words" in frame else items["audio_clips"].map(lambda v: [""] * len(v))
     usable = pd.Series(True, index=items.index)
     for m in modalities:
         usable &= items[m].map(len) > 0
@@ -189,18 +196,23 @@ def _load(element, config: InputConfig, training: bool):
         image = image_ops.decode_image(tf.io.read_file(element["image"]))
         out["image"] = image_ops.resize_image(image, config.image_size)
     if "audio" in config.modalities:
-        samples, rate = audio_ops.decode_audio(tf.io.read_file(element["audio"]))
-        samples = audio_ops.resample(samples, rate, config.audio.sample_rate)
-        if not training:
-            samples = audio_ops.crop_or_pad(samples, config.audio.clip_samples)
-        out["audio"] = tf.ensure_shape(samples, [None])  # a known rank lets ragged_batch batch clips of any length
+        # One file is decoded here, once; from a list of clips one is drawn per epoch later.
+        out["audio"] = _decode(element["audio"], config, crop=not training) if element["audio"].shape.rank == 0 else element["audio"]
     return out
+
+
+def _decode(path, config: InputConfig, crop: bool):
+    samples, rate = audio_ops.decode_audio(tf.io.read_file(path))
+    samples = audio_ops.resample(samples, rate, config.audio.sample_rate)
+    if crop:
+        samples = audio_ops.crop_or_pad(samples, config.audio.clip_samples)
+    return tf.ensure_shape(samples, [None])  # a known rank lets ragged_batch batch clips of any length
 
 
 def _augment(element, seed, config: InputConfig, training: bool):
     """Training-time randomness (stateless, per-element seed) and the final feature steps."""
     out = dict(element)
-    seeds = tf.random.experimental.stateless_split(seed, num=4)
+    seeds = tf.random.experimental.stateless_split(seed, num=5)
     if "text" in element and element["text"].shape.rank == 1:
         captions = element["text"]  # an item's captions: one per epoch at random in training, the first otherwise
         count = tf.shape(captions, out_type=tf.int32)[0]
@@ -212,15 +224,55 @@ def _augment(element, seed, config: InputConfig, training: bool):
             image = image_ops.augment_image(image, seeds[0], config.image_augment)
         out["image"] = image_ops.preprocess_for_backbone(image, config.backbone)
     if "audio" in config.modalities:
-        samples = element["audio"]
         a = config.audio
+        if element["audio"].dtype == tf.string:  # an item's clips: one per epoch at random
+            count = tf.shape(element["audio"], out_type=tf.int32)[0]
+            pick = tf.random.stateless_uniform([], seeds[4], 0, count, dtype=tf.int32)
+            samples = _decode(element["audio"][pick], config, crop=False)
+            for key in ("audio_text", "audio_words"):
+                if key in element:
+                    out[key] = element[key][pick]
+        else:
+            samples = element["audio"]
+        start = audio_ops.crop_start(samples, a.clip_samples, seeds[1]) if training else 0
         if training:
-            samples = audio_ops.crop_or_pad(samples, a.clip_samples, seeds[1])
+            samples = audio_ops.crop_or_pad(samples, a.clip_samples, start=start)
+        if "audio_words" in out:
+            ids, starts, ends = _parse_id_timings(out["audio_words"])
+            offset = tf.cast(start, tf.float32) / a.sample_rate
+            out["audio_words"] = audio_ops.word_frame_labels(ids, starts, ends, a.frames, a.stride / a.sample_rate, offset)
+            out["audio_words_timed"] = tf.cast(tf.size(ids) > 0, tf.float32)
         spec = audio_ops.log_mel_spectrogram(samples, a.sample_rate, a.n_mels, a.window, a.stride)
         if training:
             spec = audio_ops.spec_augment(spec, seeds[2], a.time_masks, a.time_width, a.freq_masks, a.freq_width)
         out["audio"] = tf.ensure_shape(spec, [a.frames, a.n_mels])
     return out
+
+
+def _id_timings(clip_words: pd.Series, vocabulary: list[str], where: str) -> list[list[str]]:
+    """Each clip's ``audio_words`` with vocabulary ids for words ("id:start:end ...", OOV id 1);
+    timings that cannot be read become "" (no timings) with a warning and a count."""
+    parsed, bad = [], []
+    for row, texts in clip_words.items():
+        clips = []
+        for text in texts:
+            try:
+                clips.append(audio_ops.parse_word_timings(text))
+            except ValueError as error:
+                bad.append(f"row {row}: {error}")
+                clips.append([])
+        parsed.append(clips)
+    if bad:
+        log.warning("%s: %d clip(s) with unreadable audio_words, trained without word timings (e.g. %s)", where, len(bad), bad[0])
+    words = iter(text_ops.standardize_words([w for clips in parsed for timings in clips for w, _, _ in timings]))
+    index = {word: i for i, word in enumerate(vocabulary)}
+    return [[" ".join(f"{index.get(next(words), 1)}:{s}:{e}" for _, s, e in timings) for timings in clips] for clips in parsed]
+
+
+def _parse_id_timings(text):
+    """"id:start:end ..." → (int32 ids, float32 starts, float32 ends), inside tf.data."""
+    fields = tf.strings.split(tf.strings.split(text), ":").to_tensor(default_value="0", shape=[None, 3])
+    return tf.strings.to_number(fields[:, 0], tf.int32), tf.strings.to_number(fields[:, 1]), tf.strings.to_number(fields[:, 2])
 
 
 def pair_order(groups: list[str], seed: int) -> list[int]:
@@ -248,6 +300,7 @@ def make_dataset(
     image_features: tuple[list[str], np.ndarray] | None = None,
     label_vocabulary: list[str] | None = None,
     keep_groups: bool = False,
+    word_vocabulary: list[str] | None = None,
 ) -> tf.data.Dataset:
     """A batched dataset of dicts: ``row``, ``item`` (int key of item_id), and the modalities.
 
@@ -260,13 +313,20 @@ def make_dataset(
     backbone features as ``image_features`` instead of pixels. ``label_vocabulary`` adds an
     int ``label`` (-1 when unknown). With ``keep_groups`` (training), items sharing a
     ``contrast_group`` (colour-swapped twins) are shuffled as a pair and so always land in
-    the same batch, each the other's hard negative.
+    the same batch, each the other's hard negative. Training on items draws one of an item's
+    audio clips per epoch, with ``audio_text`` its transcript. ``word_vocabulary`` (the
+    vectorizer's) then adds ``audio_words``, int [frames]: the id of the word heard in each
+    spectrogram frame, from the manifest's ``audio_words`` timings, and ``audio_words_timed``
+    (1 where the clip has timings); timings that cannot be read are skipped with a warning
+    and a count.
     """
     if selection is None:
         select = select_items if by_item else select_rows
         selection = select(manifest, split, config.modalities, check=config.check_files)
     frame = selection.frame
     pair_blocks = training and keep_groups and "contrast_group" in frame
+    # Training on items draws one of each item's audio clips per epoch (with its transcript and timings).
+    clip_lists = training and by_item and "audio" in config.modalities and "audio_clips" in frame
     if pair_blocks:
         frame = frame.iloc[pair_order(frame["contrast_group"].fillna("").astype(str).tolist(), config.seed)]
     item_keys = pd.factorize(manifest.frame["item_id"])[0]
@@ -277,13 +337,20 @@ def make_dataset(
     if "text" in config.modalities:
         if by_item:
             columns["text"] = tf.ragged.constant(frame["text"].tolist(), dtype=tf.string)
-            if "audio" in config.modalities and "audio_text" in frame:
+            if "audio" in config.modalities and "audio_text" in frame and not clip_lists:
                 columns["audio_text"] = tf.constant(frame["audio_text"].tolist(), tf.string)
         else:
             columns["text"] = tf.constant(frame["text"].tolist(), tf.string)
     for modality in FILE_MODALITIES:
         if modality in config.modalities and not (modality == "image" and image_features is not None):
             columns[modality] = tf.constant([str(manifest.resolve(p)) for p in frame[modality]], tf.string)
+    if clip_lists:
+        ragged = lambda values: tf.ragged.constant(values, dtype=tf.string, ragged_rank=1)  # noqa: E731
+        columns["audio"] = ragged([[str(manifest.resolve(p)) for p in clips] for clips in frame["audio_clips"]])
+        if "text" in config.modalities:
+            columns["audio_text"] = ragged(frame["audio_clip_texts"].tolist())
+        if word_vocabulary is not None:
+            columns["audio_words"] = ragged(_id_timings(frame["audio_clip_words"], word_vocabulary, f"{manifest.root.name}/{split or 'all'}"))
     if image_features is not None and "image" in config.modalities:
         position = {p: i for i, p in enumerate(image_features[0])}
         missing = [p for p in frame["image"] if p not in position]

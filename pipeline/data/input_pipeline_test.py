@@ -170,3 +170,59 @@ def test_training_batches_keep_contrast_pairs_together(tmp_path):
         assert len(order) == len(set(order)) == 8  # two full batches of 4 out of 10; the rest dropped
         orders.append(order)
     assert len({tuple(o) for o in orders}) > 1  # the blocks are reshuffled every epoch
+
+
+def test_word_timings_become_frame_labels_through_pair_blocks(tmp_path, caplog):
+    # 0.5 s clips at 10 ms hops: 50 frames. Item i says "red" in [0.1, 0.2) s and "disc" in
+    # [0.2, 0.4) s, so frames 10-19 (centres 0.105 ... 0.195 s) hear red and 20-39 disc.
+    vocabulary = ["", "[UNK]", "red", "disc"]
+    rows = []
+    for i in range(6):
+        image = write_image(tmp_path / f"img{i}.png").name
+        audio = write_audio(tmp_path / f"a{i}.wav", tone(0.3, 8000), 8000).name  # shorter than the clip: no crop
+        timings = "Red:0.1:0.2 disc,:0.2:0.4" if i < 4 else ("red:0.1" if i == 4 else "")
+        group = f"pair{i // 2}" if i < 2 else ""
+        rows.append({"item_id": f"i{i}", "split": "train", "text": "red disc", "image": image, "audio": audio, "contrast_group": group, "audio_words": timings})
+    m = Manifest(root=tmp_path, frame=pd.DataFrame(rows), format="manifest")
+    selection = select_items(m, "train", ("text", "image", "audio"))
+    expected = np.zeros(50, int)
+    expected[10:20], expected[20:40] = 2, 3
+    with caplog.at_level(logging.WARNING):
+        ds = make_dataset(m, "train", config(batch_size=6), training=True, selection=selection, by_item=True, keep_groups=True, word_vocabulary=vocabulary)
+    assert "1 clip(s) with unreadable audio_words" in caplog.text and "red:0.1" in caplog.text
+    b = next(iter(ds))
+    assert b["audio_words"].shape == (6, 50) and b["audio"].shape[1] == 50
+    for row, labels, timed in zip(b["row"].numpy(), b["audio_words"].numpy(), b["audio_words_timed"].numpy()):
+        item = m.frame["item_id"].iloc[int(row)]
+        if int(item[1:]) < 4:
+            np.testing.assert_array_equal(labels, expected)  # case and punctuation standardised like the text
+            assert timed == 1.0
+        else:
+            assert timed == 0.0 and not labels.any()  # unreadable or no timings: left out of the loss
+
+
+def test_training_draws_one_of_an_items_clips_with_its_own_transcript(tmp_path):
+    # Every caption of an item is spoken; clip k of item i is a tone of its own length, so the
+    # drawn clip can be told from its spectrogram's non-silent frames.
+    rows = []
+    for i in range(4):
+        image = write_image(tmp_path / f"img{i}.png").name
+        for k in range(3):
+            audio = write_audio(tmp_path / f"a{i}_{k}.wav", tone(0.1 * (k + 1), 16000), 16000).name
+            rows.append({"item_id": f"i{i}", "split": "train", "text": f"caption {k}", "image": image, "audio": audio})
+    m = Manifest(root=tmp_path, frame=pd.DataFrame(rows), format="manifest")
+    selection = select_items(m, "train", ("text", "image", "audio"))
+    assert selection.frame["audio_clips"].iloc[0] == ["a0_0.wav", "a0_1.wav", "a0_2.wav"]
+    unmasked = AudioFeatureConfig(clip_seconds=0.5, n_mels=16, time_masks=0, freq_masks=0)
+    ds = make_dataset(m, "train", config(batch_size=4, audio=unmasked), training=True, selection=selection, by_item=True)
+    drawn = set()
+    for _ in range(5):
+        for b in ds:
+            for spec, said in zip(b["audio"].numpy(), b["audio_text"].numpy()):
+                loud = int((spec.max(axis=1) > spec.min() + 5).sum())  # ~10 frames per 0.1 s of tone
+                k = int(said.decode().split()[1])
+                assert abs(loud - 10 * (k + 1)) <= 2, (loud, said)  # the transcript is the drawn clip's
+                drawn.add(k)
+    assert drawn == {0, 1, 2}
+    evaluation = next(iter(make_dataset(m, "train", config(batch_size=4), training=False, selection=selection, by_item=True)))
+    assert evaluation["audio"].shape == (4, 50, 16)  # evaluation: each item's first clip, decoded once

@@ -18,6 +18,11 @@ import pandas as pd
 from pipeline.io_utils import atomic_path
 
 CORE_COLUMNS = ("item_id", "split", "text", "image", "audio", "label")
+# Columns any manifest may carry, read by training where present.
+OPTIONAL_COLUMNS = {
+    "contrast_group": "items sharing a group (e.g. colour-swapped twins) are batched together as hard negatives",
+    "audio_words": "when each word of the row's text is heard in its audio: 'word:start:end ...' in seconds",
+}
 MODALITIES = ("text", "image", "audio")
 FILE_MODALITIES = ("image", "audio")
 SPLITS = ("train", "dev", "test", "unassigned")
@@ -111,7 +116,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 def check_columns(columns, source: str, allowed_extra=()) -> None:
     """Rejects columns a manifest does not understand, with a did-you-mean hint."""
-    unknown = [c for c in columns if c not in CORE_COLUMNS and c not in allowed_extra and not c.startswith("meta_")]
+    unknown = [c for c in columns if c not in CORE_COLUMNS and c not in OPTIONAL_COLUMNS and c not in allowed_extra and not c.startswith("meta_")]
     if not unknown:
         return
     hints = []
@@ -120,8 +125,8 @@ def check_columns(columns, source: str, allowed_extra=()) -> None:
         hints.append(f"'{column}'" + (f" (did you mean '{guess}'?)" if guess else ""))
     raise ManifestError(
         f"{source}: unknown column(s) {', '.join(hints)}. A manifest has the columns "
-        f"{', '.join(CORE_COLUMNS)} (any modality may be empty); extra metadata columns must "
-        f"be named meta_<something>."
+        f"{', '.join(CORE_COLUMNS)} (any modality may be empty), optionally {', '.join(OPTIONAL_COLUMNS)}; "
+        f"extra metadata columns must be named meta_<something>."
     )
 
 

@@ -65,8 +65,10 @@ def resolve_weights(config: ImageConfig) -> Path | None:
 
 
 def _scratch_backbone(config: ImageConfig) -> keras.Model:
-    """A small CNN trained from scratch; keeps a coarse spatial grid (no global pooling),
-    since captions talk about where things are."""
+    """A small CNN trained from scratch. Its features are the coarse spatial grid, since
+    captions talk about where things are, plus a global max pool of the same maps: what is
+    in the picture wherever it is, learned from every position at once rather than per grid
+    cell (without it, shapes were barely learned at all)."""
     inputs = keras.Input((config.image_size, config.image_size, 3), name="image")
     x = inputs
     for i, filters in enumerate(config.scratch_filters):
@@ -75,7 +77,10 @@ def _scratch_backbone(config: ImageConfig) -> keras.Model:
             x = keras.layers.BatchNormalization(name=f"block{i}_bn{j}")(x)
             x = keras.layers.ReLU(name=f"block{i}_relu{j}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
+    features = [keras.layers.Flatten(name="flatten")(x)]
+    if config.scratch_global_pool:
+        features.append(keras.layers.GlobalMaxPooling2D(name="global_max")(x))
+    x = features[0] if len(features) == 1 else keras.layers.Concatenate(name="features")(features)
     return keras.Model(inputs, x, name="image_backbone")
 
 

@@ -54,3 +54,37 @@ class MixScores(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "initial_weight": self.initial_weight}
+
+
+@keras.saving.register_keras_serializable(package="pipeline")
+class GreedyTranscript(keras.layers.Layer):
+    """Per-step word logits [batch, steps, vocab] → token ids [batch, length]: the most likely
+    word at each step, a run of the same word read once, steps with no word (id 0) dropped,
+    the words moved to the front and padded with 0 (or cut) to ``length``.
+
+    Example:
+        >>> logits = ops.one_hot([[0, 5, 5, 0, 7, 7, 5]], 8)
+        >>> GreedyTranscript(4)(logits)  # → [[5, 7, 5, 0]]
+    """
+
+    def __init__(self, length: int, **kwargs):
+        super().__init__(**kwargs)
+        self.length = length
+
+    def call(self, logits):
+        ids = ops.cast(ops.argmax(logits, axis=-1), "int32")
+        steps = ops.shape(ids)[1]
+        previous = ops.pad(ids[:, :-1], [[0, 0], [1, 0]])
+        keep = ops.logical_and(ids != 0, ids != previous)
+        position = ops.arange(steps, dtype="int32")[None, :]
+        order = ops.argsort(ops.where(keep, position, position + steps), axis=1)  # kept steps first, in order
+        words = ops.take_along_axis(ops.where(keep, ids, 0), order, axis=1)
+        if steps >= self.length:
+            return words[:, : self.length]
+        return ops.pad(words, [[0, 0], [0, self.length - steps]])
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.length)
+
+    def get_config(self):
+        return {**super().get_config(), "length": self.length}

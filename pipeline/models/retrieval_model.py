@@ -12,6 +12,7 @@ from pipeline.config import ExperimentConfig
 from pipeline.models.audio_encoder import build_audio_encoder, sequence_layer_name
 from pipeline.models.fusion import build_fusion
 from pipeline.models.image_encoder import backbone_is_frozen, build_image_encoder
+from pipeline.models.layers import GreedyTranscript, L2Normalize
 from pipeline.models.losses import infonce_loss, vse_hinge_loss
 from pipeline.models.text_encoder import build_text_encoder
 
@@ -63,11 +64,23 @@ class CrossModalModel(keras.Model):
             self.image_head = self.image_encoder.get_layer("image_head")
         if "audio" in modalities:
             self.audio_encoder = build_audio_encoder(config.audio, audio_frames, dim)
-            if config.train.aux_ctc > 0:
-                # Same layers, a second output: the frame sequence the CTC head reads words from.
+            if config.train.aux_ctc > 0 or config.train.aux_frame_words > 0:
+                # Same layers, a second output: the frame sequence the word heads read words from.
                 sequence = self.audio_encoder.get_layer(sequence_layer_name(config.audio)).output
                 self.audio_with_sequence = keras.Model(self.audio_encoder.input, [self.audio_encoder.output, sequence], name="audio_with_sequence")
+            # The heads are built here, not on first use in training, so that weights saved by a
+            # training run load into them when a run is reopened for inference.
+            if config.train.aux_ctc > 0:
                 self.ctc_head = keras.layers.Dense(vocab_size, name="ctc_head")  # index 0 (padding) is the CTC blank
+                self.ctc_head.build(sequence.shape)
+            if config.train.aux_frame_words > 0:
+                self.frame_word_head = keras.layers.Dense(vocab_size, name="frame_word_head")  # 0: no word heard
+                self.frame_word_head.build(sequence.shape)
+            if config.audio.readout != "pool":
+                # Inference and export go through this: the pooled encoder trained by the
+                # contrastive losses, and/or the text tower reading what the frame head hears.
+                self.pooled_audio_encoder = self.audio_encoder
+                self.audio_encoder = self._transcribing_audio_encoder(config)
         self.content = content_modalities(config)
         if self.content:
             self.fusion = build_fusion(config.fusion, self.content, dim)
@@ -78,11 +91,23 @@ class CrossModalModel(keras.Model):
         )
         if t.aux_words > 0:
             self.word_head = keras.layers.Dense(vocab_size, name="word_head")
+            self.word_head.build((None, dim))
         if t.aux_labels > 0 and label_count > 0:
             self.label_head = keras.layers.Dense(label_count, name="label_head")
+            self.label_head.build((None, dim))
         self.seed_generator = keras.random.SeedGenerator(config.seed)
         self.pair_trackers = {p: keras.metrics.Mean(name=f"loss_{p.replace('-', '_')}") for p in t.pairs}
         self.aux_tracker = keras.metrics.Mean(name="loss_aux")
+
+    def _transcribing_audio_encoder(self, config) -> keras.Model:
+        spec = keras.Input(self.pooled_audio_encoder.input.shape[1:], name="log_mel")
+        pooled, sequence = self.audio_with_sequence(spec)
+        words = GreedyTranscript(config.text.sequence_length, name="transcript")(self.frame_word_head(sequence))
+        heard = self.text_encoder(words)
+        if config.audio.readout == "words":
+            return keras.Model(spec, heard, name="audio_encoder")
+        both = L2Normalize(name="l2")(keras.layers.Average(name="average")([pooled, heard]))
+        return keras.Model(spec, both, name="audio_encoder")
 
     @property
     def scale(self):
@@ -104,9 +129,12 @@ class CrossModalModel(keras.Model):
         elif "image" in inputs:
             out["image"] = self.image_encoder(inputs["image"], training=training)
         if "audio" in inputs:
-            if training and hasattr(self, "ctc_head"):
+            if training and hasattr(self, "audio_with_sequence"):
                 out["audio"], sequence = self.audio_with_sequence(inputs["audio"], training=training)
-                out["audio_ctc_logits"] = self.ctc_head(sequence)
+                if hasattr(self, "ctc_head"):
+                    out["audio_ctc_logits"] = self.ctc_head(sequence)
+                if hasattr(self, "frame_word_head"):
+                    out["audio_frame_logits"] = self.frame_word_head(sequence)
             else:
                 out["audio"] = self.audio_encoder(inputs["audio"], training=training)
         present = [m for m in self.content if m in out]
@@ -169,6 +197,8 @@ class CrossModalModel(keras.Model):
                     aux = aux + t.aux_labels * ops.sum(ce * known) / ops.maximum(ops.sum(known), 1.0)
         if t.aux_ctc > 0 and "audio_ctc_logits" in y_pred and "audio_text" in x:
             aux = aux + t.aux_ctc * self.ctc_loss(x["audio_text"], y_pred["audio_ctc_logits"])
+        if t.aux_frame_words > 0 and "audio_frame_logits" in y_pred and "audio_words" in x:
+            aux = aux + t.aux_frame_words * self.frame_word_loss(x["audio_words"], y_pred["audio_frame_logits"], x.get("audio_words_timed"))
         self.aux_tracker.update_state(aux)
         return total + aux
 
@@ -186,6 +216,19 @@ class CrossModalModel(keras.Model):
         usable = ops.logical_and(target_length + repeats <= frames, target_length > 0)
         per_item = ops.where(usable, per_item, 0.0) / ops.cast(ops.maximum(target_length, 1), "float32")
         return ops.sum(per_item) / ops.maximum(ops.sum(ops.cast(usable, "float32")), 1.0)
+
+    @staticmethod
+    def frame_word_loss(labels, logits, timed=None):
+        """Cross-entropy of the word heard at each encoder step: ``labels`` [batch, frames]
+        (spectrogram frames, 0 = no word) are read at the centre of each of the ``logits``
+        [batch, steps, vocab] steps, which pool frames/steps frames each. Averaged over steps,
+        then over the items with timings (``timed`` = 1)."""
+        frames, steps = ops.shape(labels)[1], ops.shape(logits)[1]
+        centres = ops.cast((ops.cast(ops.arange(steps), "float32") + 0.5) * frames / steps, "int32")
+        step_labels = ops.take(labels, centres, axis=1)
+        per_item = ops.mean(keras.losses.sparse_categorical_crossentropy(step_labels, logits, from_logits=True), axis=1)
+        timed = ops.ones_like(per_item) if timed is None else ops.cast(timed, "float32")
+        return ops.sum(per_item * timed) / ops.maximum(ops.sum(timed), 1.0)
 
     def word_targets(self, tokens):
         """Multi-hot [batch, vocab] of the words in token ids, padding and OOV left out."""

@@ -25,6 +25,16 @@ def batch(model, n=4, seed=0):
     return x
 
 
+def reloaded(model, config, tmp_path):
+    """A new model of ``config`` with ``model``'s weights, through a weights file."""
+    path = tmp_path / "w.weights.h5"
+    model.save_weights(path)
+    again = CrossModalModel(config, vocab_size=20, audio_frames=50)
+    again(dummy_inputs(again))
+    again.load_weights(path)
+    return again
+
+
 def test_compute_loss_is_the_sum_of_the_pair_losses(model):
     x = batch(model)
     y = model(x)
@@ -83,11 +93,7 @@ def test_ctc_head_trains_and_saves_with_the_audio_encoder(tmp_path):
     assert with_ctc > without  # the CTC term is in the total
     m.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
     m.fit(tf.data.Dataset.from_tensors(x), epochs=1, verbose=0)
-    path = tmp_path / "w.weights.h5"
-    m.save_weights(path)
-    again = CrossModalModel(config, vocab_size=20, audio_frames=50)
-    again(dummy_inputs(again))
-    again.load_weights(path)
+    again = reloaded(m, config, tmp_path)
     np.testing.assert_allclose(again.audio_encoder(x["audio"]).numpy(), m.audio_encoder(x["audio"]).numpy(), atol=1e-5)
 
 
@@ -104,3 +110,82 @@ def test_audio_follows_keeps_audio_pairs_off_the_text_and_image_towers(audio_fol
     moved = {name: any(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in gs) for name, gs in grads.items()}
     assert moved["audio"]
     assert moved["text"] is not audio_follows and moved["image"] is not audio_follows
+
+
+def test_frame_word_loss_against_hand_arithmetic():
+    # 4 spectrogram frames read by 2 encoder steps: step k reads frame (k + 0.5) * 4 / 2 = 1, 3.
+    # Vocabulary of 2; item 0: labels at frames 1, 3 are [1, 0]; logits ln 3 vs 0 favour word 1,
+    # so p(1) = 3/4, p(0) = 1/4 → losses -ln(3/4), -ln(1/4); mean over steps (ln 4 - ln 3 + ln 4) / 2.
+    # Item 1 has no timings (timed = 0) and is left out of the mean.
+    labels = np.array([[0, 1, 0, 0], [1, 1, 1, 1]])
+    logits = np.zeros((2, 2, 2), "float32")
+    logits[:, :, 1] = np.log(3.0)
+    loss = CrossModalModel.frame_word_loss(labels, logits, np.array([1.0, 0.0]))
+    assert float(loss) == pytest.approx((2 * np.log(4) - np.log(3)) / 2, rel=1e-5)
+
+
+def test_frame_word_head_trains_and_saves_with_the_audio_encoder(tmp_path):
+    import keras
+
+    config = load_config("smoke", ["train.aux_words=0", "train.aux_frame_words=1.0"])
+    m = CrossModalModel(config, vocab_size=20, audio_frames=50)
+    m(dummy_inputs(m))
+    x = batch(m, n=4)
+    x["audio_words"] = np.tile(np.repeat(np.arange(5), 10), (4, 1))  # 50 frames: words 0..4, 10 frames each
+    x["audio_words_timed"] = np.ones(4, "float32")
+    y = m(x, training=True)
+    assert y["audio_frame_logits"].shape[0] == 4 and y["audio_frame_logits"].shape[2] == 20
+    assert "audio_frame_logits" not in m(x)  # inference runs the plain encoder
+    with_words = float(m.compute_loss(x, None, y))
+    untimed = float(m.compute_loss({**x, "audio_words_timed": np.zeros(4, "float32")}, None, y))
+    assert with_words > untimed  # the frame term is in the total, and only for timed items
+    m.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
+    ds = tf.data.Dataset.from_tensors(x)
+    before = float(CrossModalModel.frame_word_loss(x["audio_words"], m(x, training=True)["audio_frame_logits"]))
+    m.fit(ds, epochs=5, verbose=0)
+    after = float(CrossModalModel.frame_word_loss(x["audio_words"], m(x, training=True)["audio_frame_logits"]))
+    assert after < before
+    again = reloaded(m, config, tmp_path)
+    np.testing.assert_allclose(again.audio_encoder(x["audio"]).numpy(), m.audio_encoder(x["audio"]).numpy(), atol=1e-5)
+    frames = lambda model: model.frame_word_head(model.audio_with_sequence(x["audio"])[1]).numpy()  # noqa: E731
+    np.testing.assert_allclose(frames(again), frames(m), atol=1e-5)  # the head is saved and reloaded too
+
+
+def test_greedy_transcript_by_hand():
+    from keras import ops
+
+    from pipeline.models.layers import GreedyTranscript
+
+    # Steps heard: -, red, red, -, disc, disc, red → "red disc red"; a run is one word, a
+    # word again after a pause is a new word.
+    logits = ops.one_hot([[0, 5, 5, 0, 7, 7, 5], [3, 3, 3, 3, 3, 3, 3]], 8)
+    np.testing.assert_array_equal(np.asarray(GreedyTranscript(4)(logits)), [[5, 7, 5, 0], [3, 0, 0, 0]])
+    np.testing.assert_array_equal(np.asarray(GreedyTranscript(2)(logits)), [[5, 7], [3, 0]])  # cut to length
+    layer = GreedyTranscript.from_config(GreedyTranscript(9).get_config())
+    assert layer.length == 9 and np.asarray(layer(logits)).shape == (2, 9)
+
+
+@pytest.mark.parametrize("readout", ["words", "both"])
+def test_transcribing_readout_reads_the_heard_words_with_the_text_encoder(tmp_path, readout):
+    from pipeline.models.layers import GreedyTranscript
+
+    config = load_config("smoke", ["train.aux_words=0", "train.aux_frame_words=1.0", f"audio.readout={readout}"])
+    m = CrossModalModel(config, vocab_size=20, audio_frames=50)
+    m(dummy_inputs(m))
+    audio = np.random.default_rng(0).random((3, 50, 16), "float32")
+    pooled, sequence = m.audio_with_sequence(audio)
+    heard = m.text_encoder(GreedyTranscript(config.text.sequence_length)(m.frame_word_head(sequence))).numpy()
+    expected = heard if readout == "words" else (pooled.numpy() + heard) / np.linalg.norm(pooled.numpy() + heard, axis=1, keepdims=True)
+    np.testing.assert_allclose(m.audio_encoder(audio).numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(m({"audio": audio})["audio"].numpy(), expected, atol=1e-5)  # inference uses it
+    again = reloaded(m, config, tmp_path)
+    np.testing.assert_allclose(again.audio_encoder(audio).numpy(), expected, atol=1e-5)
+
+
+def test_transcribing_readout_needs_text_and_the_frame_word_head():
+    from pipeline.config import ConfigError
+
+    with pytest.raises(ConfigError, match="aux_frame_words"):
+        load_config("smoke", ["audio.readout=both"])
+    with pytest.raises(ConfigError, match="'text' in data.modalities"):
+        load_config("smoke", ["audio.readout=words", "train.aux_frame_words=1", "data.modalities=image,audio", "train.pairs=audio-image"])

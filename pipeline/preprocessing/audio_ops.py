@@ -102,17 +102,53 @@ def resample(samples: tf.Tensor, rate_in: tf.Tensor, rate_out: int = SAMPLE_RATE
     )
 
 
-def crop_or_pad(samples: tf.Tensor, length: int, seed: tf.Tensor | None = None) -> tf.Tensor:
-    """Fixed-length audio: a centred crop (or a random one when ``seed`` is given), zero padding."""
-    n = tf.shape(samples)[0]
-    excess = tf.maximum(n - length, 0)
+def crop_start(samples: tf.Tensor, length: int, seed: tf.Tensor | None = None) -> tf.Tensor:
+    """Where ``crop_or_pad`` starts its crop: centred, or at random when ``seed`` is given."""
+    excess = tf.maximum(tf.shape(samples)[0] - length, 0)
     if seed is None:
-        start = excess // 2
-    else:
-        start = tf.random.stateless_uniform([], seed, 0, excess + 1, dtype=tf.int32)
+        return excess // 2
+    return tf.random.stateless_uniform([], seed, 0, excess + 1, dtype=tf.int32)
+
+
+def crop_or_pad(samples: tf.Tensor, length: int, seed: tf.Tensor | None = None, start: tf.Tensor | None = None) -> tf.Tensor:
+    """Fixed-length audio: a centred crop (a random one when ``seed`` is given, or the one
+    starting at ``start``), zero padding."""
+    if start is None:
+        start = crop_start(samples, length, seed)
     cropped = samples[start : start + length]
     padded = tf.pad(cropped, [[0, length - tf.shape(cropped)[0]]])
     return tf.ensure_shape(padded, [length])
+
+
+def parse_word_timings(text: str) -> list[tuple[str, float, float]]:
+    """The manifest's ``audio_words`` text ("word:start:end ..." in seconds) as tuples.
+
+    Raises ValueError naming the entry that is not of that form.
+    """
+    timings = []
+    for entry in text.split():
+        word, _, rest = entry.rpartition(":")
+        word, _, start = word.rpartition(":")
+        try:
+            timings.append((word, float(start), float(rest)))
+        except ValueError:
+            raise ValueError(f"audio_words entry {entry!r} is not word:start:end (seconds)") from None
+        if not word or timings[-1][2] < timings[-1][1]:
+            raise ValueError(f"audio_words entry {entry!r} is not word:start:end with start <= end")
+    return timings
+
+
+def word_frame_labels(word_ids: tf.Tensor, starts: tf.Tensor, ends: tf.Tensor, frames: int, hop_seconds: float, offset_seconds=0.0) -> tf.Tensor:
+    """int32 [frames]: for each spectrogram frame, the id of the word heard at its centre, 0
+    where none is. Frame f of a crop that starts ``offset_seconds`` into the clip is centred
+    at offset + (f + 0.5) · hop seconds."""
+    centres = tf.cast(offset_seconds, tf.float32) + (tf.range(frames, dtype=tf.float32) + 0.5) * hop_seconds
+    inside = tf.logical_and(centres[:, None] >= tf.cast(starts, tf.float32)[None, :], centres[:, None] < tf.cast(ends, tf.float32)[None, :])
+    # 1 + the index of the (last) word around each centre, 0 for none; max(·, 0) because the
+    # max over no words at all is the smallest int.
+    which = tf.maximum(tf.reduce_max(tf.cast(inside, tf.int32) * tf.range(1, tf.shape(starts)[0] + 1)[None, :], axis=1), 0)
+    ids = tf.concat([[0], tf.cast(word_ids, tf.int32)], 0)
+    return tf.gather(ids, which)
 
 
 def log_mel_spectrogram(

@@ -110,3 +110,32 @@ def test_spec_augment_masks_bands_deterministically():
     assert rows.sum() <= 20 and cols.sum() <= 5
     other = audio_ops.spec_augment(spec, tf.constant([5, 6], tf.int64), 2, 10, 1, 5)
     assert not np.array_equal(a.numpy(), other.numpy())
+
+
+def test_crop_start_is_the_start_crop_or_pad_uses():
+    x = tf.range(10, dtype=tf.float32)
+    seed = tf.constant([3, 4], tf.int64)
+    start = int(audio_ops.crop_start(x, 4, seed))
+    np.testing.assert_array_equal(audio_ops.crop_or_pad(x, 4, seed).numpy(), x.numpy()[start : start + 4])
+    assert int(audio_ops.crop_start(x[:3], 5, seed)) == 0  # nothing to crop from a short clip
+
+
+def test_parse_word_timings_and_bad_entries():
+    assert audio_ops.parse_word_timings("a:0.1:0.2 red:0.2:0.45") == [("a", 0.1, 0.2), ("red", 0.2, 0.45)]
+    assert audio_ops.parse_word_timings("") == []
+    for bad in ("red:0.2", "red:x:0.3", "red:0.5:0.2", ":0.1:0.2"):
+        with pytest.raises(ValueError, match="word:start:end"):
+            audio_ops.parse_word_timings(bad)
+
+
+def test_word_frame_labels_by_hand_eager_and_in_map():
+    # Words 5 in [0.1, 0.2) s and 7 in [0.2, 0.5) s; 0.1 s hops put frame centres at
+    # 0.05, 0.15, 0.25, ... → labels 0, 5, 7, 7, 7, 0, 0, 0. A crop starting 0.1 s in shifts
+    # every centre by 0.1 s → 5, 7, 7, 7, 0, ...
+    ids, starts, ends = tf.constant([5, 7]), tf.constant([0.1, 0.2]), tf.constant([0.2, 0.5])
+    np.testing.assert_array_equal(audio_ops.word_frame_labels(ids, starts, ends, 8, 0.1).numpy(), [0, 5, 7, 7, 7, 0, 0, 0])
+    np.testing.assert_array_equal(audio_ops.word_frame_labels(ids, starts, ends, 8, 0.1, 0.1).numpy(), [5, 7, 7, 7, 0, 0, 0, 0])
+    mapped = in_map(lambda i, s, e: audio_ops.word_frame_labels(i, s, e, 8, 0.1), ids, starts, ends)
+    np.testing.assert_array_equal(mapped.numpy(), [0, 5, 7, 7, 7, 0, 0, 0])
+    none = audio_ops.word_frame_labels(tf.constant([], tf.int32), tf.constant([], tf.float32), tf.constant([], tf.float32), 4, 0.1)
+    np.testing.assert_array_equal(none.numpy(), [0, 0, 0, 0])

@@ -29,6 +29,13 @@ def standardize_text(text: tf.Tensor) -> tf.Tensor:
     return tf.strings.strip(text)
 
 
+def standardize_words(words: list[str]) -> list[str]:
+    """Words as ``standardize_text`` leaves them, as Python strings (one op for the whole list)."""
+    if not words:
+        return []
+    return [w.decode("utf-8") for w in standardize_text(tf.constant(words)).numpy()]
+
+
 def build_vectorizer(
     texts, max_tokens: int = 20000, sequence_length: int = 32, min_count: int = 1
 ) -> keras.layers.TextVectorization:

@@ -115,6 +115,12 @@ def train(
     vectorizer = text_ops.build_vectorizer(captions, config.text.max_tokens, config.text.sequence_length, config.text.min_count)
     vocabulary = vectorizer.get_vocabulary()
     labels = sorted({v for v in train_items.frame["label"] if v})
+    timed = any(any(clips) for clips in train_items.frame.get("audio_clip_words", []))
+    if config.train.aux_frame_words > 0 and "audio" in modalities and not timed:
+        raise TrainingError(
+            f"train.aux_frame_words needs word timings of the training audio (manifest column audio_words), and "
+            f"{data_root}/{config.data.train_split} has none. Set train.aux_frame_words=0, or add the column."
+        )
     embedding_matrix = None
     if config.text.glove:
         embedding_matrix, coverage = text_ops.glove_matrix(vocabulary, seed=config.seed)
@@ -144,6 +150,7 @@ def train(
     train_ds = make_dataset(
         manifest, config.data.train_split, input_config, training=True, vectorizer=vectorizer, selection=train_items,
         by_item=True, image_features=image_features, label_vocabulary=labels, keep_groups=config.train.keep_contrast_groups,
+        word_vocabulary=vocabulary if config.train.aux_frame_words > 0 else None,
     )
     steps = max(len(train_items.frame) // config.train.batch_size, 1)
     with strategy.scope():

@@ -28,7 +28,7 @@ class EmbeddedAdapter:
         if not path.is_file():
             raise ManifestError(f"{root}: dataset.json is here but manifest.csv is missing; rebuild with 'make data'.")
         frame = read_table(path)
-        check_columns(frame.columns, source=str(path), allowed_extra=("caption_index", "contrast_group"))
+        check_columns(frame.columns, source=str(path), allowed_extra=("caption_index",))
         manifest = Manifest(root=root, frame=frame, format=self.name)
         manifest.problems.extend(row_problems(manifest.frame))
         return manifest

@@ -3,14 +3,17 @@
 Deterministic from a seed; no download. Layout of the output folder:
 
     dataset.json   format, seed, counts (marks the folder for the 'embedded' adapter)
-    manifest.csv   one row per caption: item_id, split, text, image, audio, label, ...
-    images/<item>.png, audio/<item>.wav (16 kHz mono, the spoken version of one caption)
+    manifest.csv   one row per caption: item_id, split, text, image, audio, label, ...,
+                   audio_words (when each spoken word is heard: "word:start:end ..." in seconds)
+    images/<item>.png, audio/<item>-<caption>.wav (16 kHz mono, spoken captions: every
+    caption in the training split, one per scene in dev and test)
 
 In the dev and test splits every caption is true of its own scene and of no other scene
 in the split. In every split part of the scenes come as colour-swapped twins whose
 captions have the same words in another order (column ``contrast_group``), so a model that
-ignores word order cannot tell them apart; training batches keep twins together, so each
-is the other's hard negative.
+ignores word order cannot tell them apart. In the training split, part of the other scenes
+come with a twin that differs in one object's shape. Training batches keep twins together,
+so each is the other's hard negative.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import pandas as pd
 
 from pipeline.data.adapters.embedded_adapter import FORMAT_NAME
 from pipeline.data.synthetic import grammar
-from pipeline.data.synthetic.scenes import COLOURS, Scene, render_scene, sample_scene
+from pipeline.data.synthetic.scenes import COLOURS, SHAPES, Scene, render_scene, sample_scene
 from pipeline.io_utils import atomic_path
 from pipeline.progress import progress
 
@@ -37,7 +40,7 @@ SPLIT_CODES = {"train": 0, "dev": 1, "test": 2}
 # Twins swap two colour words; both must be single words that take the same article ("a"),
 # or the swap would change the bag of words ("a little orange" vs "a green").
 TWIN_COLOURS = tuple(c for c in COLOURS if len(grammar.COLOUR_WORDS[c]) == 1 and c[0] not in "aeiou")
-DATASET_VERSION = 2  # 2: colour-swapped twins in the training split too
+DATASET_VERSION = 3  # 2: colour-swapped twins in training; 3: shape twins in training, word timings of the speech
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,9 +49,12 @@ class DefaultDatasetConfig:
     seed: everything is derived from it.
     train, dev, test: number of scenes (items) per split.
     image_size: side of the square PNG images.
-    captions_per_item: captions per scene (one of them is also spoken).
+    captions_per_item: captions per scene (one of them is also spoken, in dev and test).
+    train_speak_all: in the training split every caption is also spoken (each by its own voice).
     twin_fraction: share of dev/test two-object scenes made as colour-swapped pairs.
     train_twin_fraction: the same share in the training split (hard negatives for training).
+    train_shape_twin_fraction: share of the other training scenes paired with a twin that
+        differs in one object's shape (hard negatives that make shape matter).
     speech: synthesise spoken captions (needs espeakng-loader).
     """
 
@@ -60,6 +66,8 @@ class DefaultDatasetConfig:
     captions_per_item: int = 3
     twin_fraction: float = 0.8
     train_twin_fraction: float = 0.8
+    train_shape_twin_fraction: float = 0.5
+    train_speak_all: bool = True
     speech: bool = True
 
 
@@ -69,13 +77,22 @@ class PlannedItem:
     split: str
     scene: Scene
     captions: list[tuple[str, grammar.Meaning]]
-    spoken: int  # which caption is spoken
+    spoken: tuple[int, ...]  # which captions are spoken
     contrast_group: str = ""
 
 
 def _swap_colours(scene: Scene) -> Scene:
     a, b = scene.objects[0], scene.objects[1]
     objects = (dataclasses.replace(a, colour=b.colour), dataclasses.replace(b, colour=a.colour), *scene.objects[2:])
+    return dataclasses.replace(scene, objects=objects)
+
+
+def _change_a_shape(scene: Scene, rng: np.random.Generator) -> Scene:
+    """The scene with one object's shape changed (to one no other object has)."""
+    k = int(rng.integers(len(scene.objects)))
+    taken = {o.shape for o in scene.objects}
+    shape = str(rng.choice([s for s in SHAPES if s not in taken]))
+    objects = tuple(dataclasses.replace(o, shape=shape) if i == k else o for i, o in enumerate(scene.objects))
     return dataclasses.replace(scene, objects=objects)
 
 
@@ -116,7 +133,9 @@ def plan_split(split: str, count: int, config: DefaultDatasetConfig) -> list[Pla
         scene = sample_scene(rng)
         caption_seed = int(rng.integers(2**31))
         captions = grammar.captions(scene, caption_seed, config.captions_per_item)
-        spoken = int(rng.integers(config.captions_per_item))
+        first = int(rng.integers(config.captions_per_item))
+        count_spoken = config.captions_per_item if split == "train" and config.train_speak_all else 1
+        spoken = tuple((first + j) % config.captions_per_item for j in range(count_spoken))
         for text, meaning in captions:
             assert grammar.satisfies(scene, meaning), f"grammar bug: {text!r} is false of its own scene"
         group = [(scene, captions)]
@@ -133,6 +152,9 @@ def plan_split(split: str, count: int, config: DefaultDatasetConfig) -> list[Pla
             twin = _swap_colours(scene)
             c0, c1 = scene.objects[0].colour, scene.objects[1].colour
             group.append((twin, [_swap_caption(t, m, c0, c1) for t, m in captions]))
+        elif not strict and len(items) + 2 <= count and rng.random() < config.train_shape_twin_fraction:
+            twin = _change_a_shape(scene, rng)
+            group.append((twin, grammar.captions(twin, caption_seed, config.captions_per_item)))
         if strict:
             placed: list[PlannedItem] = []
             ok = True
@@ -149,6 +171,11 @@ def plan_split(split: str, count: int, config: DefaultDatasetConfig) -> list[Pla
     return items
 
 
+def format_word_timings(words, offset: float = 0.0) -> str:
+    """Word timings as the manifest's ``audio_words`` text: "word:start:end ..." in seconds."""
+    return " ".join(f"{w.word.lower()}:{w.start + offset:.3f}:{w.end + offset:.3f}" for w in words)
+
+
 # Worker side: one eSpeak instance per process.
 _SPEAKER = None
 
@@ -161,42 +188,57 @@ def _init_worker(speech: bool):
         _SPEAKER = Speaker()
 
 
-def _render(task) -> str:
+def _speak(text: str, rng: np.random.Generator, path: Path) -> str:
+    """Writes ``text`` spoken by a random voice, with pauses and light noise, to ``path``;
+    returns the word timings (seconds from the start of the file)."""
+    import soundfile as sf
+
+    from pipeline.data.synthetic.speech import Voice, to_16k
+
+    samples, words = _SPEAKER.say_with_words(text, Voice.sample(rng))
+    speech = to_16k(samples, _SPEAKER.sample_rate)
+    speech = speech / (np.abs(speech).max() + 1e-6) * rng.uniform(0.4, 0.9)
+    pad = [np.zeros(int(16000 * rng.uniform(0.05, 0.25)), np.float32) for _ in range(2)]
+    audio = np.concatenate([pad[0], speech, pad[1]])
+    rms = np.sqrt(np.mean(speech**2)) + 1e-6
+    noise = rng.normal(0, 1, audio.shape).astype(np.float32)
+    noise = np.convolve(noise, np.ones(4) / 4, mode="same")  # a little less hiss, a little more hum
+    audio = audio + noise / (np.sqrt(np.mean(noise**2)) + 1e-6) * rms * 10 ** (-rng.uniform(20, 35) / 20)
+    sf.write(path, np.clip(audio, -1, 1), 16000, subtype="PCM_16")
+    return format_word_timings(words, offset=len(pad[0]) / 16000)
+
+
+def audio_name(item: PlannedItem, caption: int) -> str:
+    return f"audio/{item.item_id}-{caption}.wav"
+
+
+def _render(task) -> tuple[str, dict[int, str]]:
     out, item_index, item, config = task
     rng = np.random.default_rng([config.seed, SPLIT_CODES[item.split], item_index, 7])
     render_scene(item.scene, config.image_size, rng).save(Path(out) / "images" / f"{item.item_id}.png", optimize=False)
+    timings = {}
     if config.speech:
-        import soundfile as sf
-
-        from pipeline.data.synthetic.speech import Voice, to_16k
-
-        voice = Voice.sample(rng)
-        speech = to_16k(_SPEAKER.say(item.captions[item.spoken][0], voice), _SPEAKER.sample_rate)
-        speech = speech / (np.abs(speech).max() + 1e-6) * rng.uniform(0.4, 0.9)
-        pad = [np.zeros(int(16000 * rng.uniform(0.05, 0.25)), np.float32) for _ in range(2)]
-        audio = np.concatenate([pad[0], speech, pad[1]])
-        rms = np.sqrt(np.mean(speech**2)) + 1e-6
-        noise = rng.normal(0, 1, audio.shape).astype(np.float32)
-        noise = np.convolve(noise, np.ones(4) / 4, mode="same")  # a little less hiss, a little more hum
-        audio = audio + noise / (np.sqrt(np.mean(noise**2)) + 1e-6) * rms * 10 ** (-rng.uniform(20, 35) / 20)
-        sf.write(Path(out) / "audio" / f"{item.item_id}.wav", np.clip(audio, -1, 1), 16000, subtype="PCM_16")
-    return item.item_id
+        for k in item.spoken:
+            timings[k] = _speak(item.captions[k][0], rng, Path(out) / audio_name(item, k))
+    return item.item_id, timings
 
 
-def manifest_frame(items: list[PlannedItem], speech: bool) -> pd.DataFrame:
+def manifest_frame(items: list[PlannedItem], speech: bool, word_timings: dict[str, dict[int, str]] | None = None) -> pd.DataFrame:
     rows = []
     for item in items:
         for k, (text, _) in enumerate(item.captions):
+            spoken = speech and k in item.spoken
             rows.append(
                 {
                     "item_id": item.item_id,
                     "split": item.split,
                     "text": text,
                     "image": f"images/{item.item_id}.png",
-                    "audio": f"audio/{item.item_id}.wav" if speech and k == item.spoken else "",
+                    "audio": audio_name(item, k) if spoken else "",
                     "label": "",
                     "caption_index": k,
                     "contrast_group": item.contrast_group,
+                    "audio_words": (word_timings or {}).get(item.item_id, {}).get(k, "") if spoken else "",
                 }
             )
     return pd.DataFrame.from_records(rows)
@@ -233,10 +275,12 @@ def build_default_dataset(out: str | Path, config: DefaultDatasetConfig = Defaul
         bar = progress(total=len(tasks), desc=f"rendering {what}", unit="item")
         context = multiprocessing.get_context("spawn")  # eSpeak and TF dislike fork
         with context.Pool(workers, initializer=_init_worker, initargs=(config.speech,)) as pool:
-            for _ in pool.imap_unordered(_render, tasks, chunksize=16):
+            word_timings = {}
+            for item_id, timings in pool.imap_unordered(_render, tasks, chunksize=16):
+                word_timings[item_id] = timings
                 bar.update(1)
         bar.close()
-        frame = manifest_frame(items, config.speech)
+        frame = manifest_frame(items, config.speech, word_timings)
         frame.to_csv(tmp / "manifest.csv", index=False)
         info = {
             "format": FORMAT_NAME,
