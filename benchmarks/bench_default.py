@@ -3,7 +3,8 @@
 Trains one run per text-model kind (text and images only, so each takes a few minutes) on
 data/default with everything else as in the `default` config, and reports text→image on the
 test split and on its word-order subset: captions of colour-swapped twin scenes, whose words
-are the same as the twin's in another order.
+are the same as the twin's in another order; and the twin choice, how often such a caption
+scores its own image above its twin's (word order alone, no other scene in the way).
 
     python -m benchmarks.bench_default [--kinds conv,lstm,serial] [--epochs N]
 """
@@ -18,7 +19,7 @@ import time
 from benchmarks.results_io import write_results
 from pipeline.cli import setup_logging
 from pipeline.config import load_config
-from pipeline.evaluation.evaluator import WORD_ORDER_SUBSET
+from pipeline.evaluation.evaluator import TWIN_CHOICE, WORD_ORDER_SUBSET
 from pipeline.training.trainer import train
 
 
@@ -40,15 +41,20 @@ def main(argv=None) -> int:
             "kind": kind, "command": "python -m pipeline train --config default " + " ".join(f"--set {o}" for o in overrides),
             "seconds": round(time.time() - start), "run_dir": str(result.run_dir),
             "text->image": report["text->image"], "word_order_subset": report[WORD_ORDER_SUBSET], "image->text": report["image->text"],
+            "twin_choice": report[TWIN_CHOICE],
         })
     md = ["# Text models on the default dataset (test split)", "",
           "`make bench-default`. Text and images only; everything else as in the `default` config. The word-order subset is",
-          "the captions of colour-swapped twin scenes (same words as the twin's captions, in another order).", "",
-          "| text model | text→image R@1 | R@5 | R@10 | word-order subset R@1 | R@5 | image→text R@1 | train time (s) |",
-          "|---|---:|---:|---:|---:|---:|---:|---:|"]
+          "the captions of colour-swapped twin scenes (same words as the twin's captions, in another order); twin choice is",
+          "the share of those captions that score their own image above their twin's (chance 50%).", "",
+          "| text model | text→image R@1 | R@5 | R@10 | word-order subset R@1 | R@5 | twin choice (%) | image→text R@1 | train time (s) |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         t, w, i = r["text->image"], r["word_order_subset"], r["image->text"]
-        md.append(f"| {r['kind']} | {t['R@1']:.1f} | {t['R@5']:.1f} | {t['R@10']:.1f} | {w['R@1']:.1f} | {w['R@5']:.1f} | {i['R@1']:.1f} | {r['seconds']} |")
+        md.append(
+            f"| {r['kind']} | {t['R@1']:.1f} | {t['R@5']:.1f} | {t['R@10']:.1f} | {w['R@1']:.1f} | {w['R@5']:.1f} "
+            f"| {r['twin_choice']['accuracy']:.1f} | {i['R@1']:.1f} | {r['seconds']} |"
+        )
     md += ["", "Commands:", ""] + [f"- `{r['command']}`" for r in rows]
     json_path, md_path = write_results("default", {"rows": rows}, "\n".join(md))
     print("\n".join(md))

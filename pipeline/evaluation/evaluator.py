@@ -12,6 +12,7 @@ from pipeline.evaluation.retrieval_metrics import KS, recall_curve, retrieval_re
 from pipeline.io_utils import atomic_path, write_json_atomic, write_text_atomic
 
 WORD_ORDER_SUBSET = "text->image (word-order subset)"
+TWIN_CHOICE = "text->image (twin choice)"
 
 
 def _relevance(emb: SplitEmbeddings, query: str, gallery: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -50,9 +51,29 @@ def evaluate_embeddings(emb: SplitEmbeddings, with_curves: bool = False) -> dict
         queries = np.where(emb.contrast_groups[emb.owners["text"]] != "")[0]
         similarity = emb.vectors["text"][queries] @ emb.vectors["image"].T
         report[WORD_ORDER_SUBSET] = retrieval_report(similarity, emb.owners["text"][queries][:, None] == emb.owners["image"][None, :])
+        report[TWIN_CHOICE] = twin_choice(emb, queries)
     if with_curves:
         report["_curves"] = {k: v.tolist() for k, v in curves.items()}
     return report
+
+
+def twin_choice(emb: SplitEmbeddings, queries: np.ndarray) -> dict:
+    """Word order alone: the share of twin captions (``queries``, rows of the text) that score
+    their own image above their twin's, the one other item of their contrast group. Unlike
+    R@1 on the subset, no other scene can get in the way."""
+    image_row = {int(item): row for row, item in enumerate(emb.owners["image"])}
+    members: dict[str, list[int]] = {}
+    for item, group in enumerate(emb.contrast_groups):
+        if group:
+            members.setdefault(group, []).append(item)
+    wins = []
+    for q in queries:
+        own = int(emb.owners["text"][q])
+        twins = [t for t in members[emb.contrast_groups[own]] if t != own]
+        if own in image_row and len(twins) == 1 and twins[0] in image_row:
+            text = emb.vectors["text"][q]
+            wins.append(float(text @ emb.vectors["image"][image_row[own]] > text @ emb.vectors["image"][image_row[twins[0]]]))
+    return {"accuracy": 100.0 * float(np.mean(wins)) if wins else float("nan"), "queries": len(wins)}
 
 
 def markdown_table(report: dict, title: str = "") -> str:
@@ -67,6 +88,9 @@ def markdown_table(report: dict, title: str = "") -> str:
             extra = " |"
         lines.append(f"| {key} | {r['R@1']:.1f} | {r['R@5']:.1f} | {r['R@10']:.1f} | {r['MedR']:g} | {r['MeanR']:.1f} |{extra} {r['queries']:,} | {r['gallery']:,} |")
     lines += ["", f"rsum (all directions above the subsets): {report['rsum']:.1f}"]
+    if TWIN_CHOICE in report:
+        t = report[TWIN_CHOICE]
+        lines.append(f"{TWIN_CHOICE}: {t['accuracy']:.1f}% of {t['queries']:,} twin captions score their own image above their twin's (chance 50%)")
     return "\n".join(lines)
 
 

@@ -39,10 +39,12 @@ class DevRetrieval(keras.callbacks.Callback):
         if logs is not None:
             logs["dev_rsum"] = report["rsum"]
             for direction, values in report.items():
-                if isinstance(values, dict):
+                if isinstance(values, dict) and "R@1" in values:
                     for key in ("R@1", "R@5", "R@10"):
                         logs[metric_name(direction, key)] = values[key]
-        parts = [f"{d} R@1 {v['R@1']:.1f}" for d, v in report.items() if isinstance(v, dict) and "->" in d and "subset" not in d]
+                elif isinstance(values, dict) and "accuracy" in values:
+                    logs[metric_name(direction, "accuracy")] = values["accuracy"]
+        parts = [f"{d} R@1 {v['R@1']:.1f}" for d, v in report.items() if isinstance(v, dict) and "R@1" in v and "subset" not in d]
         log.info("epoch %d dev: rsum %.1f | %s (%.0f s)", epoch + 1, report["rsum"], " | ".join(parts[:4]), time.time() - start)
 
 
