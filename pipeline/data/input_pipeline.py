@@ -1,8 +1,9 @@
 """tf.data input pipelines over a Manifest: pairs or triples of text, image and audio.
 
 Stages: rows → decode + resize / resample (deterministic) → cache → shuffle (training) →
-augment with per-element stateless seeds (training) → backbone preprocessing, log-mel,
-vectorisation → batch → prefetch. Every stage but the shuffle runs with parallel ``map``;
+augment with per-element stateless seeds (training; an item with several audio clips has
+one drawn and decoded here, each epoch) → backbone preprocessing, log-mel, vectorisation →
+batch → prefetch. Every stage but the shuffle runs with parallel ``map``;
 with ``deterministic`` set, the same seed gives the same batches.
 
 Rows whose files are missing or unreadable, or which lack a modality the pipeline needs,
