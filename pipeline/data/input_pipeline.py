@@ -149,7 +149,6 @@ def select_items(manifest: Manifest, split: str | None, modalities, check: bool 
         skipped += bad
     first = lambda values: next((v for v in values if v), "")  # noqa: E731
     grouped = frame.groupby("item_id", sort=False)
-    spoken = frame[(frame["audio"] != "") & (frame["text"] != "")].groupby("item_id", sort=False)["text"].first()
     items = pd.DataFrame(
         {
             "first_row": grouped.apply(lambda g: int(g.index[0]), include_groups=False),
@@ -161,15 +160,14 @@ def select_items(manifest: Manifest, split: str | None, modalities, check: bool 
     )
     if "contrast_group" in frame:
         items["contrast_group"] = grouped["contrast_group"].agg(first)
-    # The caption on the audio's own row is what the audio says (a spoken caption), when there is one.
-    items["audio_text"] = spoken.reindex(items.index).fillna("")
     # Every clip of an item (several spoken captions, say), for training to draw one per epoch:
-    # its file, its transcript (the row's text) and its word timings.
+    # its file, its transcript (the caption on the audio's own row) and its word timings.
     clip_rows = frame[frame["audio"] != ""].groupby("item_id", sort=False)
     as_lists = lambda column: clip_rows[column].agg(list).reindex(items.index).map(lambda v: v if isinstance(v, list) else [])  # noqa: E731
     items["audio_clips"] = as_lists("audio")
     items["audio_clip_texts"] = as_lists("text")
     items["audio_clip_words"] = as_lists("audio_words") if "audio_words" in frame else items["audio_clips"].map(lambda v: [""] * len(v))
+    items["audio_text"] = items["audio_clip_texts"].map(lambda texts: next((t for t in texts if t), ""))  # the first spoken caption
     usable = pd.Series(True, index=items.index)
     for m in modalities:
         usable &= items[m].map(len) > 0

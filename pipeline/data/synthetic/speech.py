@@ -20,7 +20,6 @@ VOICES = ("en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbcl
 VARIANTS = ("m1", "m2", "m3", "m4", "m7", "f1", "f2", "f3", "f4", "f5")
 
 
-
 class _Event(ctypes.Structure):
     """eSpeak NG's ``espeak_EVENT`` (speak_lib.h); ``id`` is a union of int, pointer and char[8]."""
 
