@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data describe train evaluate tensorboard test bench-input bench-default clean
+.PHONY: help venv data describe train evaluate tensorboard test bench-input bench-default bench-flickr8k clean
 
 help: ## List every target with one line each
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ bench-input: $(STAMP) ## Input-pipeline throughput vs a plain Python loop (needs
 bench-default: $(STAMP) ## Text models (conv, lstm, serial) on the default dataset, incl. its word-order subset
 	@$(PY) -m pipeline data build --out $(DATA_DIR)
 	$(PY) -m benchmarks.bench_default
+
+bench-flickr8k: $(STAMP) ## Flickr8k image-text retrieval, one row per text model / loss / GloVe (needs ../shared)
+	$(PY) -m benchmarks.bench_flickr8k $(ARGS)
 
 clean: ## Remove the virtual environment and caches (keeps data/ and saved_models/runs)
 	rm -rf $(VENV) .pytest_cache saved_models/cache

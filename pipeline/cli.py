@@ -115,13 +115,15 @@ def _run_train(args: argparse.Namespace) -> int:
         raise CommandError(str(error)) from None
     info = json.loads((result.run_dir / "run.json").read_text())
     print()
-    if "test" in info:
-        print(markdown_table(info["test"], f"{config.name}: test split"))
+    shown = "test" if "test" in info else "dev"  # a dataset without a test split (Flickr8k here) shows dev
+    if shown in info:
+        print(markdown_table(info[shown], f"{config.name}: {shown} split"))
         print()
     print(f"run folder:   {result.run_dir}")
     print(f"latest:       {paths.runs_dir() / 'latest'}")
-    for kind, path in info.get("test_report", {}).items():
-        print(f"test {kind + ':':8s}{path}")
+    for split in ("dev", "test"):
+        for kind, path in info.get(f"{split}_report", {}).items():
+            print(f"{split + ' ' + kind + ':':14s}{path}")
     for name, path in info.get("exports", {}).items():
         print(f"{name + ':':14s}{path}")
     print(f"TensorBoard:  tensorboard --logdir {result.run_dir / 'logs'}")

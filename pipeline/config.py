@@ -61,7 +61,12 @@ class ImageConfig:
     weights: "imagenet" (looked up in the Keras cache), a path to a weights file, or "none";
     trainable_layers: top backbone layers to fine-tune (0 = frozen); cache_features: with a
     frozen backbone, compute its features once and cache them on disk; scratch_global_pool:
-    the scratch CNN adds a global max pool of its last maps to the flattened grid."""
+    the scratch CNN adds a global max pool of its last maps to the flattened grid;
+    head_hidden: width of an MLP branch added to the head's linear projection (0 = linear only);
+    pooling: how a keras.applications backbone's last maps become features: "avg", or
+    "avg_max" (average and max pooled, concatenated); feature_flip: with cached features,
+    also cache those of each image mirrored left to right, and train on one of the two at
+    random each epoch (augmentation that costs one more pass of the backbone, once)."""
 
     backbone: str = "scratch"
     weights: str = "imagenet"
@@ -71,6 +76,9 @@ class ImageConfig:
     scratch_filters: tuple[int, ...] = (32, 64, 128, 256)
     scratch_convs_per_block: int = 2
     scratch_global_pool: bool = True
+    head_hidden: int = 0
+    pooling: str = "avg"
+    feature_flip: bool = False
     dropout: float = 0.1
     crop_min_area: float = 0.85
     flip: bool = False
@@ -171,6 +179,7 @@ class ExperimentConfig:
             "train.loss": (self.train.loss, ("infonce", "vse")),
             "audio.recurrent": (self.audio.recurrent, ("", "gru")),
             "audio.readout": (self.audio.readout, ("pool", "words", "both")),
+            "image.pooling": (self.image.pooling, ("avg", "avg_max")),
         }
         for key, (value, allowed) in choices.items():
             if value not in allowed:
@@ -192,6 +201,8 @@ class ExperimentConfig:
         for key, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{key} must be positive, got {value}")
+        if self.image.head_hidden < 0:
+            raise ConfigError(f"image.head_hidden must be 0 (off) or a width, got {self.image.head_hidden}")
         if not 0 <= self.fusion.modality_dropout < 1:
             raise ConfigError("fusion.modality_dropout must be in [0, 1)")
         if self.audio.readout != "pool" and "audio" in self.data.modalities:

@@ -39,3 +39,31 @@ def truncate(path: Path, keep: float = 0.3) -> Path:
 def corrupt(path: Path) -> Path:
     path.write_bytes(b"this is not a media file at all" * 10)
     return path
+
+
+def write_flickr8k_folder(root: Path, splits: dict[str, dict[str, tuple]], extra_rows=()) -> Path:
+    """A folder in Flickr8k's layout: images/, captions.txt (CSV image,caption) and a
+    Flickr_8k.<split>Images.txt list per split. ``splits`` maps a split ("train", "dev",
+    "test", or None for images in no list) to {image name: (colour, [captions])};
+    ``extra_rows`` are (image, caption, split) rows added as they are (a missing image, say),
+    the image named in that split's list."""
+    import csv
+
+    rows, lists = [], {}
+    for split, images in splits.items():
+        for name, (colour, captions) in images.items():
+            write_image(root / "images" / name, colour=colour)
+            rows += [(name, caption) for caption in captions]
+            lists.setdefault(split, []).append(name)
+    for name, caption, split in extra_rows:
+        rows.append((name, caption))
+        if name not in lists.get(split, []):
+            lists.setdefault(split, []).append(name)
+    for split, names in lists.items():
+        if split is not None:
+            (root / f"Flickr_8k.{split}Images.txt").write_text("\n".join(names) + "\n")
+    with (root / "captions.txt").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "caption"])
+        writer.writerows(rows)
+    return root

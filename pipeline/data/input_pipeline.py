@@ -138,6 +138,8 @@ def select_items(manifest: Manifest, split: str | None, modalities, check: bool 
     total_items = frame["item_id"].nunique()
     file_modalities = [m for m in modalities if m in FILE_MODALITIES]
     skipped: list[Problem] = []
+    if "text" in modalities:  # left out of the item's caption list below; counted here
+        skipped += [p for p in manifest.problems if p.row is not None and p.row in frame.index and p.kind == "empty_caption"]
     if check:
         bad = _file_problems(manifest, frame, modalities)
         if bad:
@@ -176,6 +178,9 @@ def select_items(manifest: Manifest, split: str | None, modalities, check: bool 
     where = f"{manifest.root.name}/{split or 'all'}"
     for problem in skipped[:max_logged]:
         log.warning("skipping %s", problem)
+    if skipped:
+        more = f" ({len(skipped) - max_logged} more not shown)" if len(skipped) > max_logged else ""
+        log.warning("%s: skipped %d bad row(s) of %d%s", where, len({p.row for p in skipped}), len(frame), more)
     if lacking:
         log.warning("%s: %d item(s) lack one of %s and are left out (e.g. %s)", where, len(lacking), ", ".join(modalities), ", ".join(map(str, lacking[:3])))
     if len(items) == 0:
@@ -217,6 +222,12 @@ def _augment(element, seed, config: InputConfig, training: bool):
         count = tf.shape(captions, out_type=tf.int32)[0]
         pick = tf.random.stateless_uniform([], seeds[3], 0, count, dtype=tf.int32) if training else 0
         out["text"] = captions[pick]
+    if "image_features" in element and element["image_features"].shape.rank == 2:
+        # Cached features of several views of the image (as is, mirrored): one per epoch at
+        # random in training, the first (as is) otherwise.
+        views = tf.shape(element["image_features"], out_type=tf.int32)[0]
+        pick = tf.random.stateless_uniform([], seeds[0], 0, views, dtype=tf.int32) if training else 0
+        out["image_features"] = element["image_features"][pick]
     if "image" in config.modalities and "image" in element:
         image = element["image"]
         if training:
@@ -309,7 +320,8 @@ def make_dataset(
 
     With ``by_item``, elements are items (``select_items``) and each epoch draws one of an
     item's captions at random. ``image_features`` = (image paths, feature matrix) feeds cached
-    backbone features as ``image_features`` instead of pixels. ``label_vocabulary`` adds an
+    backbone features as ``image_features`` instead of pixels; a matrix [images, views, dim]
+    holds several views of each image, of which training draws one per epoch. ``label_vocabulary`` adds an
     int ``label`` (-1 when unknown). With ``keep_groups`` (training), items sharing a
     ``contrast_group`` (colour-swapped twins) are shuffled as a pair and so always land in
     the same batch, each the other's hard negative. Training on items draws one of an item's

@@ -226,3 +226,16 @@ def test_training_draws_one_of_an_items_clips_with_its_own_transcript(tmp_path):
     assert drawn == {0, 1, 2}
     evaluation = next(iter(make_dataset(m, "train", config(batch_size=4), training=False, selection=selection, by_item=True)))
     assert evaluation["audio"].shape == (4, 50, 16)  # evaluation: each item's first clip, decoded once
+
+
+def test_cached_feature_views_one_per_epoch_in_training_the_first_otherwise(tmp_path):
+    m = triple_dataset(tmp_path, n=4)
+    paths = m.frame["image"].tolist()
+    views = np.stack([np.zeros((4, 3)), np.ones((4, 3))], axis=1).astype("float32")  # view 0 all 0, view 1 all 1
+    cfg = config(modalities=("text", "image"))
+    ds = make_dataset(m, "train", cfg, training=False, image_features=(paths, views))
+    assert all(float(tf.reduce_max(b["image_features"])) == 0.0 for b in ds)
+    ds = make_dataset(m, "train", cfg, training=True, image_features=(paths, views), by_item=True)
+    drawn = np.concatenate([b["image_features"].numpy()[:, 0] for _ in range(5) for b in ds])
+    assert set(drawn.tolist()) == {0.0, 1.0}  # 20 draws of two views
+    assert next(iter(ds))["image_features"].shape == (4, 3)

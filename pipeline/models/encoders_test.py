@@ -74,6 +74,17 @@ def test_mixed_combines_two_towers_with_a_learned_weight():
     np.testing.assert_allclose(model(TOKENS).numpy(), w * conv + (1 - w) * lstm, atol=1e-6)
 
 
+def test_glove_encoder_reloads_without_the_matrix(tmp_path):
+    # A run trained from GloVe is reopened from its weights alone: the model built for them
+    # must have GloVe's 50-wide embedding even though no matrix is passed (it had 8 once).
+    config = TextConfig(**{**TEXT.__dict__, "glove": True})
+    trained = build_text_encoder(config, 30, 16, embedding_matrix=RNG.random((30, 50), "float32"))
+    trained.save_weights(tmp_path / "text.weights.h5")
+    reopened = build_text_encoder(config, 30, 16)
+    reopened.load_weights(tmp_path / "text.weights.h5")
+    np.testing.assert_allclose(reopened(TOKENS).numpy(), trained(TOKENS).numpy(), atol=1e-6)
+
+
 def test_fusion_average_masks_missing_modalities():
     fusion = build_fusion(FusionConfig(strategy="average"), ("image", "audio"), 2)
     image, audio = np.array([[1.0, 0.0]] * 3, "float32"), np.array([[0.0, 1.0]] * 3, "float32")

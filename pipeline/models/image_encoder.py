@@ -99,7 +99,11 @@ def _application_backbone(config: ImageConfig) -> keras.Model:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
     inputs = keras.Input((config.image_size, config.image_size, 3), name="image")
-    features = keras.layers.GlobalAveragePooling2D(name="gap")(base(inputs, training=False))
+    maps = base(inputs, training=False)
+    features = keras.layers.GlobalAveragePooling2D(name="gap")(maps)
+    if config.pooling == "avg_max":
+        # The max keeps a small object's response that the average over 7x7 cells dilutes.
+        features = keras.layers.Concatenate(name="gap_gmp")([features, keras.layers.GlobalMaxPooling2D(name="gmp")(maps)])
     return keras.Model(inputs, features, name="image_backbone")
 
 
@@ -114,8 +118,15 @@ def build_image_backbone(config: ImageConfig) -> keras.Model:
 def build_image_head(config: ImageConfig, feature_dim: int, output_dim: int) -> keras.Model:
     features = keras.Input((feature_dim,), name="image_features")
     x = keras.layers.Dropout(config.dropout, name="dropout")(features)
-    x = keras.layers.Dense(output_dim, name="projection")(x)
-    return keras.Model(features, L2Normalize(name="l2")(x), name="image_head")
+    projected = keras.layers.Dense(output_dim, name="projection")(x)
+    if config.head_hidden > 0:
+        # A two-layer branch added to the linear projection (as VSE-infinity does for
+        # precomputed features): the linear path keeps what already works, the MLP adds
+        # what a linear map of frozen features cannot express.
+        h = keras.layers.Dense(config.head_hidden, activation="relu", name="mlp_hidden")(x)
+        h = keras.layers.Dropout(config.dropout, name="mlp_dropout")(h)
+        projected = keras.layers.Add(name="projection_plus_mlp")([projected, keras.layers.Dense(output_dim, name="mlp_out")(h)])
+    return keras.Model(features, L2Normalize(name="l2")(projected), name="image_head")
 
 
 def build_image_encoder(config: ImageConfig, output_dim: int) -> keras.Model:

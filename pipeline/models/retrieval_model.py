@@ -84,6 +84,8 @@ class CrossModalModel(keras.Model):
         self.content = content_modalities(config)
         if self.content:
             self.fusion = build_fusion(config.fusion, self.content, dim)
+            if not any("item" in pair.split("-") for pair in config.train.pairs):
+                self.fusion.trainable = False  # no loss reaches it: keep its initial (even) weights, silently
         t = config.train
         self.log_scale = self.add_weight(
             shape=(), initializer=keras.initializers.Constant(math.log(1.0 / t.temperature)),

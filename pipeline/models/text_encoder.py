@@ -7,6 +7,7 @@ import numpy as np
 
 from pipeline.config import TextConfig
 from pipeline.models.layers import L2Normalize, MixScores, NonZeroMask
+from pipeline.preprocessing.text_ops import GLOVE_DIM
 
 
 def _embedding(config: TextConfig, vocab_size: int, embedding_matrix: np.ndarray | None, name: str):
@@ -16,7 +17,8 @@ def _embedding(config: TextConfig, vocab_size: int, embedding_matrix: np.ndarray
         dim = embedding_matrix.shape[1]
         init = keras.initializers.Constant(embedding_matrix)
     else:
-        dim, init = config.embedding_dim, "uniform"
+        # A GloVe model reopened from its weights has no matrix here, but keeps GloVe's width.
+        dim, init = (GLOVE_DIM if config.glove else config.embedding_dim), "uniform"
     return keras.layers.Embedding(vocab_size, dim, embeddings_initializer=init, name=name)
 
 

