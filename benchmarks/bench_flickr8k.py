@@ -168,11 +168,14 @@ def main(argv=None) -> int:
     start = time.time()
     work = paths.runs_dir() / "bench-flickr8k"
 
-    from pipeline.training.feature_cache import ensure_features
+    from pipeline.training.feature_cache import ensure_features, view_names
 
-    images, seconds, cached = ensure_features(load_config("flickr8k"))
-    features = {"images": images, "seconds": round(seconds),
-                "note": "read from the cache" if cached else f"computed in {seconds / 60:.1f} min and cached"}
+    config = load_config("flickr8k")
+    images, seconds, cached = ensure_features(config)
+    views = view_names(config.image)
+    features = {"images": images, "views": list(views), "seconds": round(seconds),
+                "note": f"{len(views)} views each ({', '.join(views)}), "
+                        + ("read from the cache" if cached else f"computed in {seconds / 60:.1f} min and cached")}
     rows = []
     for name in args.variants.split(","):
         log.info("=== variant %s (%d of %d)", name, len(rows) + 1, len(args.variants.split(",")))

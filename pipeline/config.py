@@ -40,7 +40,8 @@ class DataConfig:
 @dataclasses.dataclass(frozen=True)
 class TextConfig:
     """Args: kind: conv | lstm | serial | parallel | mixed; glove: start embeddings from GloVe 50-d
-    (forces embedding_dim 50); kernel_sizes: Conv1D widths, one branch each."""
+    (forces embedding_dim 50); kernel_sizes: Conv1D widths, one branch each; lstm_pooling:
+    what the LSTM passes on, its final state ("last") or the mean of its outputs ("mean")."""
 
     kind: str = "serial"
     max_tokens: int = 10000
@@ -52,6 +53,7 @@ class TextConfig:
     kernel_sizes: tuple[int, ...] = (2, 3, 4)
     lstm_units: int = 256
     bidirectional: bool = True
+    lstm_pooling: str = "last"
     dropout: float = 0.1
 
 
@@ -66,7 +68,8 @@ class ImageConfig:
     pooling: how a keras.applications backbone's last maps become features: "avg", or
     "avg_max" (average and max pooled, concatenated); feature_flip: with cached features,
     also cache those of each image mirrored left to right, and train on one of the two at
-    random each epoch (augmentation that costs one more pass of the backbone, once)."""
+    random each epoch (augmentation that costs one more pass of the backbone, once);
+    feature_crops: as many more cached views, fixed crops at 80% of the side (corners, centre)."""
 
     backbone: str = "scratch"
     weights: str = "imagenet"
@@ -79,6 +82,7 @@ class ImageConfig:
     head_hidden: int = 0
     pooling: str = "avg"
     feature_flip: bool = False
+    feature_crops: int = 0
     dropout: float = 0.1
     crop_min_area: float = 0.85
     flip: bool = False
@@ -123,6 +127,8 @@ class FusionConfig:
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Args: loss: infonce (symmetric, learnable temperature) | vse (max-violation hinge);
+    vse_warmup_steps: with vse, the first steps sum the violations of every negative
+    instead of taking the hardest (out of the collapsed start; 0 = hardest from the start);
     pairs: modality pairs trained together ("text-image", "audio-image", "audio-text", "text-item");
     aux_words / aux_labels: weights of the auxiliary heads (0 = off);
     aux_ctc: weight of a CTC loss that reads the spoken caption's words off the audio
@@ -139,6 +145,7 @@ class TrainConfig:
     temperature: float = 0.07
     learn_temperature: bool = True
     margin: float = 0.2
+    vse_warmup_steps: int = 0
     pairs: tuple[str, ...] = ("text-image", "audio-image", "audio-text", "text-item")
     epochs: int = 30
     batch_size: int = 64
@@ -180,6 +187,7 @@ class ExperimentConfig:
             "audio.recurrent": (self.audio.recurrent, ("", "gru")),
             "audio.readout": (self.audio.readout, ("pool", "words", "both")),
             "image.pooling": (self.image.pooling, ("avg", "avg_max")),
+            "text.lstm_pooling": (self.text.lstm_pooling, ("last", "mean")),
         }
         for key, (value, allowed) in choices.items():
             if value not in allowed:
@@ -201,6 +209,8 @@ class ExperimentConfig:
         for key, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{key} must be positive, got {value}")
+        if not 0 <= self.image.feature_crops <= 5:
+            raise ConfigError(f"image.feature_crops takes 0 to 5 (the corner and centre crops), got {self.image.feature_crops}")
         if self.image.head_hidden < 0:
             raise ConfigError(f"image.head_hidden must be 0 (off) or a width, got {self.image.head_hidden}")
         if not 0 <= self.fusion.modality_dropout < 1:

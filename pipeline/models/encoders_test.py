@@ -24,6 +24,7 @@ def encoders():
         (f"text-{kind}", build_text_encoder(TextConfig(**{**TEXT.__dict__, "kind": kind}), 30, 16), TOKENS)
         for kind in ("conv", "lstm", "serial", "parallel", "mixed")
     )
+    yield "text-lstm-mean", build_text_encoder(TextConfig(**{**TEXT.__dict__, "kind": "lstm", "lstm_pooling": "mean"}), 30, 16), TOKENS
     yield "image-scratch", build_image_encoder(ImageConfig(image_size=32, scratch_filters=(4, 8)), 16), RNG.random((4, 32, 32, 3), "float32")
     yield "image-mobilenet", build_image_encoder(ImageConfig(backbone="mobilenet_v2", weights="none", image_size=32), 16), RNG.random((4, 32, 32, 3), "float32")
     yield "audio", build_audio_encoder(AudioConfig(n_mels=8, filters=(8, 8), first_stride=2, recurrent_units=4), 40, 16), RNG.random((4, 40, 8), "float32")
@@ -62,6 +63,13 @@ def test_one_training_step_changes_weights(name, model, x):
     model.train_on_batch(x, target)
     changed = [not np.allclose(b, w.numpy()) for b, w in zip(before, model.trainable_weights)]
     assert any(changed)
+
+
+def test_lstm_mean_pooling_averages_the_words_only():
+    model = build_text_encoder(TextConfig(**{**TEXT.__dict__, "kind": "lstm", "lstm_pooling": "mean"}), 30, 16)
+    sequence = keras.Model(model.input, model.get_layer("bilstm").output)(TOKENS).numpy()  # [4, 8, 16]
+    pooled = keras.Model(model.input, model.get_layer("lstm_mean").output)(TOKENS).numpy()
+    np.testing.assert_allclose(pooled, sequence[:, :6].mean(axis=1), atol=1e-5)  # the last 2 steps are padding
 
 
 def test_mixed_combines_two_towers_with_a_learned_weight():

@@ -29,14 +29,20 @@ def infonce_loss(a, b, scale, ids=None):
     return (ops.mean(a_to_b) + ops.mean(b_to_a)) / 2.0
 
 
-def vse_hinge_loss(a, b, margin, ids=None):
+def vse_hinge_loss(a, b, margin, ids=None, hardest=True):
     """VSE++ max-violation hinge: for each anchor, the hardest negative in the batch.
 
     loss = mean_i [ max_j≠i (margin + s_ij - s_ii)_+ + max_j≠i (margin + s_ji - s_ii)_+ ]
+
+    With ``hardest=False``, the sum over all negatives instead of the max (the hinge of VSE,
+    Kiros et al.): every violating negative pushes, which gets a model out of the collapsed
+    start where the hardest negative is as close as the positive and the max gives no signal.
     """
     sims = ops.matmul(a, ops.transpose(b))
     diagonal = ops.diagonal(sims)
     negatives = 1.0 - _positives(ops.shape(a)[0], ids)
     cost_b = ops.relu(margin + sims - diagonal[:, None]) * negatives  # a_i against wrong b_j
     cost_a = ops.relu(margin + sims - diagonal[None, :]) * negatives  # b_j against wrong a_i
+    if not hardest:
+        return ops.mean(ops.sum(cost_b, axis=1) + ops.sum(cost_a, axis=0))
     return ops.mean(ops.max(cost_b, axis=1) + ops.max(cost_a, axis=0))

@@ -29,3 +29,13 @@ def test_vse_hinge_by_hand():
     # loss = mean([0 + 0.36, 0.36 + 0]) = 0.36
     assert float(vse_hinge_loss(a, b, 0.2)) == pytest.approx(0.36, abs=1e-6)
     assert float(vse_hinge_loss(I2, I2, 0.2)) == 0.0  # every negative is 1 below its positive
+
+
+def test_vse_sum_of_violations_by_hand():
+    a = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], "float32")
+    # s = a·aᵀ = [[1, 0, 0.6], [0, 1, 0.8], [0.6, 0.8, 1]], diagonal 1; margin 0.5.
+    # Violations (0.5 + s_ij - 1)+ off the diagonal: (0,2) 0.1, (1,2) 0.3, (2,0) 0.1, (2,1) 0.3; the rest 0.
+    # Rows (a anchors): sums 0.1, 0.3, 0.4; columns (b anchors): the same by symmetry.
+    # sum version: mean(0.2, 0.6, 0.8) = 0.5333; max version: rows 0.1, 0.3, 0.3 → mean(0.2, 0.6, 0.6) = 0.4667
+    assert float(vse_hinge_loss(a, a, 0.5, hardest=False)) == pytest.approx(1.6 / 3, abs=1e-6)
+    assert float(vse_hinge_loss(a, a, 0.5)) == pytest.approx(1.4 / 3, abs=1e-6)

@@ -165,7 +165,13 @@ class CrossModalModel(keras.Model):
         t = self.experiment.train
         if t.loss == "infonce":
             return infonce_loss(a, b, self.scale, ids)
-        return vse_hinge_loss(a, b, t.margin, ids)
+        hardest = vse_hinge_loss(a, b, t.margin, ids)
+        if t.vse_warmup_steps <= 0 or getattr(self, "optimizer", None) is None:
+            return hardest
+        # From a random start the hardest negative is as close as the positive: the sum of
+        # violations first (VSE), then the hardest negative (VSE++).
+        summed = vse_hinge_loss(a, b, t.margin, ids, hardest=False)
+        return ops.where(self.optimizer.iterations < t.vse_warmup_steps, summed, hardest)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Sum of the pair losses over ``train.pairs``, plus the weighted auxiliary losses."""

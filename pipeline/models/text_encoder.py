@@ -32,10 +32,14 @@ def _conv_features(x, config: TextConfig, prefix: str, pool: bool = True):
 
 
 def _lstm_features(x, mask, config: TextConfig, prefix: str):
-    lstm = keras.layers.LSTM(config.lstm_units, name=f"{prefix}lstm")
+    """The (Bi)LSTM's final state, or with ``lstm_pooling="mean"`` the mean of its outputs over
+    the caption's words (padding masked out)."""
+    pooled = config.lstm_pooling == "mean"
+    lstm = keras.layers.LSTM(config.lstm_units, return_sequences=pooled, name=f"{prefix}lstm")
     if config.bidirectional:
         lstm = keras.layers.Bidirectional(lstm, name=f"{prefix}bilstm")
-    return lstm(x, mask=mask)
+    h = lstm(x, mask=mask)
+    return keras.layers.GlobalAveragePooling1D(name=f"{prefix}lstm_mean")(h, mask=mask) if pooled else h
 
 
 def _project(features, config: TextConfig, dim: int, prefix: str):

@@ -26,17 +26,45 @@ from pipeline.progress import progress
 log = logging.getLogger(__name__)
 
 
-def cache_key(image_config, root: Path, images: list[str], flip: bool = False) -> str:
+# Fixed crops (y1, x1, y2, x2 as fractions) for extra cached views: the four corners and the
+# centre of the image at 80% of its side, each resized back to the input size.
+CROP_BOXES = ((0.0, 0.0, 0.8, 0.8), (0.2, 0.2, 1.0, 1.0), (0.0, 0.2, 0.8, 1.0), (0.2, 0.0, 1.0, 0.8), (0.1, 0.1, 0.9, 0.9))
+
+
+def view_names(image_config) -> tuple[str, ...]:
+    """The cached views of each image a config trains on: as is ("plain"), mirrored ("flip"),
+    and ``feature_crops`` crops ("crop0", ...), every other one mirrored when flips are on."""
+    views = ["plain"] + (["flip"] if image_config.feature_flip else [])
+    return tuple(views + [f"crop{k}" for k in range(image_config.feature_crops)])
+
+
+def view_pixels(pixels: tf.Tensor, view: str, flip: bool = False) -> tf.Tensor:
+    """One view of a batch of images [batch, h, w, 3]; works eagerly and inside tf.data."""
+    if view == "plain":
+        return pixels
+    if view == "flip":
+        return tf.image.flip_left_right(pixels)
+    k = int(view.removeprefix("crop"))
+    size = tf.shape(pixels)[1:3]
+    boxes = tf.tile(tf.constant([CROP_BOXES[k % len(CROP_BOXES)]], tf.float32), [tf.shape(pixels)[0], 1])
+    cropped = tf.image.crop_and_resize(pixels, boxes, tf.range(tf.shape(pixels)[0]), size)
+    return tf.image.flip_left_right(cropped) if flip and k % 2 == 1 else cropped
+
+
+def cache_key(image_config, root: Path, images: list[str], view: str = "plain") -> str:
     weights = resolve_weights(image_config)
     weights_id = f"{weights}:{weights.stat().st_size}:{weights.stat().st_mtime_ns}" if weights else "random"
     digest = hashlib.sha1()
     for part in (image_config.backbone, weights_id, str(image_config.image_size), image_config.pooling, str(Path(root).resolve()), *images):
         digest.update(part.encode() + b"\0")
-    return f"{image_config.backbone}-{image_config.image_size}{'-flipped' if flip else ''}-{digest.hexdigest()[:16]}"
+    if view.startswith("crop") and image_config.feature_flip and int(view.removeprefix("crop")) % 2 == 1:
+        view += "-mirrored"
+    suffix = {"plain": "", "flip": "-flipped"}.get(view, f"-{view}")
+    return f"{image_config.backbone}-{image_config.image_size}{suffix}-{digest.hexdigest()[:16]}"
 
 
-def cache_path(image_config, manifest: Manifest, images: list[str], flip: bool = False) -> Path:
-    return paths.cache_dir("features") / f"{cache_key(image_config, manifest.root, sorted(set(images)), flip)}.npz"
+def cache_path(image_config, manifest: Manifest, images: list[str], view: str = "plain") -> Path:
+    return paths.cache_dir("features") / f"{cache_key(image_config, manifest.root, sorted(set(images)), view)}.npz"
 
 
 def ensure_features(config) -> tuple[int, float, bool]:
@@ -50,27 +78,27 @@ def ensure_features(config) -> tuple[int, float, bool]:
     manifest = load_dataset(resolve_data_path(config.data.path), config.data.format or None)
     train_items, dev_items = training_selection(config, manifest)
     images = list(train_items.frame["image"]) + list(dev_items.frame["image"])
-    flips = (False, True) if config.image.feature_flip else (False,)
-    cached = all(cache_path(config.image, manifest, images, flip).is_file() for flip in flips)
+    views = view_names(config.image)
+    cached = all(cache_path(config.image, manifest, images, view).is_file() for view in views)
     start = time.time()
-    backbone_features(build_image_backbone(config.image), config.image, input_config_for(config), manifest, images, flip=config.image.feature_flip)
+    backbone_features(build_image_backbone(config.image), config.image, input_config_for(config), manifest, images, views=views)
     return len(set(images)), time.time() - start, cached
 
 
 def backbone_features(backbone, image_config, input_config, manifest: Manifest, images: list[str], batch_size: int = 64,
-                      flip: bool = False) -> tuple[list[str], np.ndarray]:
+                      views: tuple[str, ...] = ("plain",)) -> tuple[list[str], np.ndarray]:
     """(images, features [len(images), dim]) from the cache, or computed and cached. With
-    ``flip``, features [len(images), 2, dim]: each image as is and mirrored left to right."""
-    if flip:
-        images, plain = backbone_features(backbone, image_config, input_config, manifest, images, batch_size)
-        _, mirrored = _features(backbone, image_config, input_config, manifest, images, batch_size, flip=True)
-        return images, np.stack([plain, mirrored], axis=1)
-    return _features(backbone, image_config, input_config, manifest, images, batch_size)
+    several ``views`` (see ``view_names``), features [len(images), len(views), dim]."""
+    per_view = [_features(backbone, image_config, input_config, manifest, images, batch_size, view) for view in views]
+    images = per_view[0][0]
+    if len(views) == 1:
+        return images, per_view[0][1]
+    return images, np.stack([features for _, features in per_view], axis=1)
 
 
-def _features(backbone, image_config, input_config, manifest: Manifest, images: list[str], batch_size: int, flip: bool = False):
+def _features(backbone, image_config, input_config, manifest: Manifest, images: list[str], batch_size: int, view: str = "plain"):
     images = sorted(set(images))
-    path = cache_path(image_config, manifest, images, flip)
+    path = cache_path(image_config, manifest, images, view)
     if path.is_file():
         with np.load(path) as cached:
             log.info("image features: using the cache %s (%d images)", path.name, len(images))
@@ -80,11 +108,10 @@ def _features(backbone, image_config, input_config, manifest: Manifest, images: 
     config = dataclasses.replace(input_config, modalities=("image",), batch_size=batch_size, cache="none", check_files=False)
     ds = make_dataset(subset, None, config, training=False)
     start = time.time()
-    bar = progress(total=len(images), desc=f"{image_config.backbone} features{' (mirrored)' if flip else ''}", unit="img")
+    bar = progress(total=len(images), desc=f"{image_config.backbone} features{'' if view == 'plain' else f' ({view})'}", unit="img")
     chunks = []
     for batch in ds:
-        pixels = tf.image.flip_left_right(batch["image"]) if flip else batch["image"]
-        chunks.append(backbone(pixels, training=False).numpy())
+        chunks.append(backbone(view_pixels(batch["image"], view, image_config.feature_flip), training=False).numpy())
         bar.update(len(chunks[-1]))
     bar.close()
     features = np.concatenate(chunks).astype(np.float32)

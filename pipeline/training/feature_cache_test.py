@@ -4,11 +4,12 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 
 from pipeline.config import ImageConfig
 from pipeline.data.input_pipeline import InputConfig
 from pipeline.data.manifest import Manifest
-from pipeline.training.feature_cache import backbone_features, cache_path
+from pipeline.training.feature_cache import backbone_features, cache_path, view_names, view_pixels
 from tests.helpers import write_image
 
 
@@ -56,8 +57,21 @@ def test_flip_adds_the_mirrored_view(images):
     manifest, names = images
     image_config = ImageConfig(backbone="mobilenet_v2", weights="none", image_size=8, feature_flip=True)
     input_config = InputConfig(modalities=("image",), image_size=8, backbone="mobilenet_v2")
-    _, views = backbone_features(tiny_backbone(), image_config, input_config, manifest, names, flip=True)
+    _, views = backbone_features(tiny_backbone(), image_config, input_config, manifest, names, views=("plain", "flip"))
     assert views.shape == (3, 2, 6)
     # Mirrored: the left half's means are the right half's (and the other way round).
     np.testing.assert_allclose(views[:, 1, :3], views[:, 0, 3:], atol=1e-5)
     np.testing.assert_allclose(views[:, 1, 3:], views[:, 0, :3], atol=1e-5)
+
+
+def test_crop_views_are_fixed_crops_resized_back():
+    pixels = tf.reshape(tf.range(2 * 10 * 10 * 3, dtype=tf.float32), (2, 10, 10, 3))
+    assert view_names(ImageConfig(feature_flip=True, feature_crops=2)) == ("plain", "flip", "crop0", "crop1")
+    top_left = view_pixels(pixels, "crop0").numpy()
+    assert top_left.shape == (2, 10, 10, 3)
+    # crop0 spans rows and columns 0 .. 0.8·(10-1) = 7.2: its first pixel is the image's first.
+    np.testing.assert_allclose(top_left[:, 0, 0], pixels.numpy()[:, 0, 0])
+    np.testing.assert_allclose(top_left[:, -1, -1], pixels.numpy()[:, 7, 7] + 0.2 * (pixels.numpy()[:, 8, 8] - pixels.numpy()[:, 7, 7]), rtol=1e-5)
+    # crop1 (bottom right) is mirrored when flips are on, and the same crop otherwise.
+    np.testing.assert_allclose(view_pixels(pixels, "crop1", flip=True).numpy(), view_pixels(pixels, "crop1").numpy()[:, :, ::-1])
+    assert tf.data.Dataset.from_tensors(pixels).map(lambda p: view_pixels(p, "crop1")).get_single_element().shape == (2, 10, 10, 3)

@@ -143,12 +143,12 @@ def train(
             image_feature_dim=None, label_count=len(labels), embedding_matrix=embedding_matrix,
         )
     if uses_cached_image_features(config):
-        from pipeline.training.feature_cache import backbone_features
+        from pipeline.training.feature_cache import backbone_features, view_names
 
         backbone = model.image_encoder.get_layer("image_backbone")
         images = list(train_items.frame["image"]) + list(dev_items.frame["image"])
         log.info("[2/5] image features from the frozen %s (cached on disk)", config.image.backbone)
-        image_features = backbone_features(backbone, config.image, input_config, manifest, images, flip=config.image.feature_flip)
+        image_features = backbone_features(backbone, config.image, input_config, manifest, images, views=view_names(config.image))
         model.image_feature_dim = int(image_features[1].shape[-1])
     model(dummy_inputs(model))
 
