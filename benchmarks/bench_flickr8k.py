@@ -6,14 +6,14 @@ standard 1K protocol on the 1,000 dev images and their 5,000 captions, both dire
 the published reference row (Kiros et al. 2014). Then:
 
 - the best run is kept as saved_models/runs/flickr8k-best;
-- the best variant is trained again with the same seed, and the largest difference in the six
-  recalls is reported (reproducibility);
+- with --reproduce, the best variant is trained again with the same seed, and the largest
+  difference in the six recalls is reported (reproducibility);
 - the best run is evaluated with `python -m pipeline evaluate` on a Flickr8k-layout folder the
   benchmark never saw: the images of captions.txt that are in neither split list.
 
 MobileNetV2 features are computed once (a progress bar) and cached; their time is reported.
 
-    python -m benchmarks.bench_flickr8k [--variants conv,lstm,...] [--no-reproduce]
+    python -m benchmarks.bench_flickr8k [--variants conv,lstm,...] [--reproduce]
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-reproduce", action="store_true", help="skip training the best variant a second time")
+    parser.add_argument("--reproduce", action="store_true", help="train the best variant a second time with the same seed and compare")
     args = parser.parse_args(argv)
     setup_logging()
     unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
@@ -189,7 +189,7 @@ def main(argv=None) -> int:
     staging.rename(best_dir)
     payload = {"rows": rows, "best": best["name"], "best_run": str(best_dir), "reference": REFERENCE, "features": features,
                "skipped_train_rows": max(r["skipped_train_rows"] for r in rows), "machine_note": "2 cores, no GPU"}
-    if not args.no_reproduce:
+    if args.reproduce:
         again = train_row(best["name"], VARIANTS[best["name"]], work / f"{best['name']}-again", args.seed)
         difference = max(abs(again[d][k] - best[d][k]) for d, k in FIGURES)
         payload["reproducibility"] = {"again": again, "max_abs_difference": round(difference, 3), "within_0.5": difference <= 0.5}
