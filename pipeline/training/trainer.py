@@ -17,6 +17,7 @@ from pipeline.data.adapters import load_dataset
 from pipeline.data.input_pipeline import make_dataset, select_items
 from pipeline.data.manifest import Manifest
 from pipeline.evaluation.embedder import embed_split
+from pipeline.evaluation.evaluator import evaluate_embeddings, write_reports
 from pipeline.io_utils import atomic_path, write_json_atomic, write_text_atomic
 from pipeline.models.retrieval_model import CrossModalModel, dummy_inputs, uses_cached_image_features
 from pipeline.preprocessing import text_ops
@@ -205,10 +206,8 @@ def train(
         "epochs_run": len(history.history.get("loss", [])),
         "train_seconds": round(seconds, 1),
     }
-    from pipeline.evaluation.evaluator import evaluate_embeddings, write_reports
-
-    # The selected model on the whole dev split (the callback saw at most train.dev_items of it).
-    dev_report = evaluate_embeddings(embed_split(model, **{**embed_kwargs, "max_items": None}), with_curves=True)
+    # The selected epoch's full report on the dev items it was selected on (train.dev_items at most).
+    dev_report = evaluate_embeddings(embed_split(model, **embed_kwargs), with_curves=True)
     info["dev_report"] = write_reports(dev_report, run_dir / "eval" / f"{config.data.dev_split}.json", f"{config.name}: {manifest.root.name} / {config.data.dev_split}")
     info["dev"] = dev_report
     write_json_atomic(run_dir / "run.json", info)
