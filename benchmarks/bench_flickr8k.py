@@ -66,24 +66,22 @@ def describe(name: str, overrides: list[str]) -> str:
 def heldout_folder(source: Path, out: Path) -> int:
     """Writes a Flickr8k-layout folder (images/, captions.txt, Flickr_8k.testImages.txt) of the
     images that captions.txt names but no split list holds; returns how many images."""
-    listed = set()
-    for name in ("Flickr_8k.trainImages.txt", "Flickr_8k.devImages.txt", "Flickr_8k.testImages.txt"):
-        if (source / name).is_file():
-            listed.update((source / name).read_text().split())
-    with (source / "captions.txt").open(newline="", encoding="utf-8") as handle:
-        rows = [r for r in csv.reader(handle)][1:]
-    rows = [r for r in rows if r and r[0] not in listed and (source / "images" / r[0]).is_file()]
-    images = sorted({r[0] for r in rows})
+    from pipeline.data.adapters import load_dataset
+
+    manifest = load_dataset(source, "flickr8k")
+    frame = manifest.frame[(manifest.frame["split"] == "unassigned") & (manifest.frame["text"] != "")]
+    frame = frame[[manifest.resolve(p).is_file() for p in frame["image"]]]
+    images = sorted(set(frame["image"]))
     if out.exists():
         shutil.rmtree(out)
     (out / "images").mkdir(parents=True)
     for image in images:
-        shutil.copy2(source / "images" / image, out / "images" / image)
+        shutil.copy2(manifest.resolve(image), out / "images" / Path(image).name)
     with (out / "captions.txt").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["image", "caption"])
-        writer.writerows(rows)
-    (out / "Flickr_8k.testImages.txt").write_text("\n".join(images) + "\n")
+        writer.writerows((Path(image).name, caption) for image, caption in zip(frame["image"], frame["text"]))
+    (out / "Flickr_8k.testImages.txt").write_text("\n".join(Path(image).name for image in images) + "\n")
     return len(images)
 
 
@@ -94,13 +92,12 @@ def train_row(name: str, overrides: list[str], run_dir: Path, seed: int) -> dict
     start = time.time()
     result = train(load_config("flickr8k", overrides), run_dir=run_dir, evaluate_test=False, export=False, verbose=2)
     info = json.loads((result.run_dir / "run.json").read_text())
-    epochs = info["epochs_run"]
     return {
         "name": name,
         "description": describe(name, overrides),
         "command": "python -m pipeline train --config flickr8k " + " ".join(f"--set {o}" for o in overrides),
         "train_seconds": round(time.time() - start),
-        "epochs_run": epochs,
+        "epochs_run": info["epochs_run"],
         "run_dir": str(result.run_dir),
         "skipped_train_rows": info["data"]["skipped_train_rows"],
         **{d: info["dev"][d] for d in DIRECTIONS},

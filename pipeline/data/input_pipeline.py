@@ -102,23 +102,35 @@ def _file_problems(manifest: Manifest, frame: pd.DataFrame, modalities) -> list[
     return [dataclasses.replace(p, row=int(frame.index[p.row])) for p in check_files(subset, modalities=file_modalities)]
 
 
+def _empty_captions(manifest: Manifest, frame: pd.DataFrame, modalities) -> list[Problem]:
+    """The manifest's empty-caption problems among ``frame``'s rows, when text is needed."""
+    if "text" not in modalities:
+        return []
+    return [p for p in manifest.problems if p.row is not None and p.row in frame.index and p.kind == "empty_caption"]
+
+
+def _log_skipped(skipped: list[Problem], where: str, total: int, max_logged: int) -> None:
+    """A warning for each of the first ``max_logged`` problems, then one with the count."""
+    for problem in skipped[:max_logged]:
+        log.warning("skipping %s", problem)
+    if skipped:
+        more = f" ({len(skipped) - max_logged} more not shown)" if len(skipped) > max_logged else ""
+        log.warning("%s: skipped %d bad row(s) of %d%s", where, len({p.row for p in skipped}), total, more)
+
+
 def select_rows(manifest: Manifest, split: str | None, modalities, check: bool = True, max_logged: int = 10) -> RowSelection:
     """Rows of ``split`` that have every modality in ``modalities`` and whose files decode."""
     frame = manifest.frame if split is None else manifest.split(split)
     total = len(frame)
     has_all = (frame[list(modalities)] != "").all(axis=1)
-    skipped = [p for p in manifest.problems if p.row is not None and p.row in frame.index and p.kind == "empty_caption" and "text" in modalities]
+    skipped = _empty_captions(manifest, frame, modalities)
     frame = frame[has_all]
     if check:
         bad = _file_problems(manifest, frame, modalities)
         skipped += bad
         frame = frame.drop(index=sorted({p.row for p in bad}))
     where = f"{manifest.root.name}/{split or 'all'}"
-    if skipped:
-        for problem in skipped[:max_logged]:
-            log.warning("skipping %s", problem)
-        more = f" ({len(skipped) - max_logged} more not shown)" if len(skipped) > max_logged else ""
-        log.warning("%s: skipped %d bad row(s) of %d%s", where, len({p.row for p in skipped}), total, more)
+    _log_skipped(skipped, where, total, max_logged)
     if len(frame) == 0:
         raise ValueError(
             f"{where}: no usable rows with {', '.join(modalities)} "
@@ -137,9 +149,7 @@ def select_items(manifest: Manifest, split: str | None, modalities, check: bool 
     frame = manifest.frame if split is None else manifest.split(split)
     total_items = frame["item_id"].nunique()
     file_modalities = [m for m in modalities if m in FILE_MODALITIES]
-    skipped: list[Problem] = []
-    if "text" in modalities:  # left out of the item's caption list below; counted here
-        skipped += [p for p in manifest.problems if p.row is not None and p.row in frame.index and p.kind == "empty_caption"]
+    skipped = _empty_captions(manifest, frame, modalities)  # left out of the item's caption list below; counted here
     if check:
         bad = _file_problems(manifest, frame, modalities)
         if bad:
@@ -176,11 +186,7 @@ def select_items(manifest: Manifest, split: str | None, modalities, check: bool 
     lacking = items.index[~usable].tolist()
     items = items[usable].reset_index().set_index("first_row")
     where = f"{manifest.root.name}/{split or 'all'}"
-    for problem in skipped[:max_logged]:
-        log.warning("skipping %s", problem)
-    if skipped:
-        more = f" ({len(skipped) - max_logged} more not shown)" if len(skipped) > max_logged else ""
-        log.warning("%s: skipped %d bad row(s) of %d%s", where, len({p.row for p in skipped}), len(frame), more)
+    _log_skipped(skipped, where, len(frame), max_logged)
     if lacking:
         log.warning("%s: %d item(s) lack one of %s and are left out (e.g. %s)", where, len(lacking), ", ".join(modalities), ", ".join(map(str, lacking[:3])))
     if len(items) == 0:
@@ -223,8 +229,8 @@ def _augment(element, seed, config: InputConfig, training: bool):
         pick = tf.random.stateless_uniform([], seeds[3], 0, count, dtype=tf.int32) if training else 0
         out["text"] = captions[pick]
     if "image_features" in element and element["image_features"].shape.rank == 2:
-        # Cached features of several views of the image (as is, mirrored): one per epoch at
-        # random in training, the first (as is) otherwise.
+        # Cached features of several views of the image (as is, mirrored, cropped): one per
+        # epoch at random in training, the first (as is) otherwise.
         views = tf.shape(element["image_features"], out_type=tf.int32)[0]
         pick = tf.random.stateless_uniform([], seeds[0], 0, views, dtype=tf.int32) if training else 0
         out["image_features"] = element["image_features"][pick]

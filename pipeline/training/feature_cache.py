@@ -1,7 +1,8 @@
 """Frozen-backbone image features, computed once and cached on disk.
 
-The cache key covers the backbone, its weights file (path, size, mtime), the input size, the pooling and
-the exact list of images, so any change recomputes and nothing stale is ever reused.
+The cache key covers the backbone, its weights file (path, size, mtime), the input size, the
+pooling, the view (as is, mirrored, a crop) and the exact list of images, so any change
+recomputes and nothing stale is ever reused.
 """
 
 from __future__ import annotations
@@ -33,22 +34,27 @@ CROP_BOXES = ((0.0, 0.0, 0.8, 0.8), (0.2, 0.2, 1.0, 1.0), (0.0, 0.2, 0.8, 1.0), 
 
 def view_names(image_config) -> tuple[str, ...]:
     """The cached views of each image a config trains on: as is ("plain"), mirrored ("flip"),
-    and ``feature_crops`` crops ("crop0", ...), every other one mirrored when flips are on."""
+    and ``feature_crops`` crops ("crop0", ...), every other one mirrored ("crop1-mirrored")
+    when flips are on."""
     views = ["plain"] + (["flip"] if image_config.feature_flip else [])
-    return tuple(views + [f"crop{k}" for k in range(image_config.feature_crops)])
+    for k in range(image_config.feature_crops):
+        views.append(f"crop{k}-mirrored" if image_config.feature_flip and k % 2 == 1 else f"crop{k}")
+    return tuple(views)
 
 
-def view_pixels(pixels: tf.Tensor, view: str, flip: bool = False) -> tf.Tensor:
-    """One view of a batch of images [batch, h, w, 3]; works eagerly and inside tf.data."""
+def view_pixels(pixels: tf.Tensor, view: str) -> tf.Tensor:
+    """The view named ``view`` (see ``view_names``) of a batch of images [batch, h, w, 3];
+    works eagerly and inside tf.data."""
     if view == "plain":
         return pixels
     if view == "flip":
         return tf.image.flip_left_right(pixels)
-    k = int(view.removeprefix("crop"))
+    crop, mirrored = view.removesuffix("-mirrored"), view.endswith("-mirrored")
+    k = int(crop.removeprefix("crop"))
     size = tf.shape(pixels)[1:3]
     boxes = tf.tile(tf.constant([CROP_BOXES[k % len(CROP_BOXES)]], tf.float32), [tf.shape(pixels)[0], 1])
     cropped = tf.image.crop_and_resize(pixels, boxes, tf.range(tf.shape(pixels)[0]), size)
-    return tf.image.flip_left_right(cropped) if flip and k % 2 == 1 else cropped
+    return tf.image.flip_left_right(cropped) if mirrored else cropped
 
 
 def cache_key(image_config, root: Path, images: list[str], view: str = "plain") -> str:
@@ -57,8 +63,6 @@ def cache_key(image_config, root: Path, images: list[str], view: str = "plain") 
     digest = hashlib.sha1()
     for part in (image_config.backbone, weights_id, str(image_config.image_size), image_config.pooling, str(Path(root).resolve()), *images):
         digest.update(part.encode() + b"\0")
-    if view.startswith("crop") and image_config.feature_flip and int(view.removeprefix("crop")) % 2 == 1:
-        view += "-mirrored"
     suffix = {"plain": "", "flip": "-flipped"}.get(view, f"-{view}")
     return f"{image_config.backbone}-{image_config.image_size}{suffix}-{digest.hexdigest()[:16]}"
 
@@ -111,7 +115,7 @@ def _features(backbone, image_config, input_config, manifest: Manifest, images: 
     bar = progress(total=len(images), desc=f"{image_config.backbone} features{'' if view == 'plain' else f' ({view})'}", unit="img")
     chunks = []
     for batch in ds:
-        chunks.append(backbone(view_pixels(batch["image"], view, image_config.feature_flip), training=False).numpy())
+        chunks.append(backbone(view_pixels(batch["image"], view), training=False).numpy())
         bar.update(len(chunks[-1]))
     bar.close()
     features = np.concatenate(chunks).astype(np.float32)

@@ -66,12 +66,13 @@ def test_flip_adds_the_mirrored_view(images):
 
 def test_crop_views_are_fixed_crops_resized_back():
     pixels = tf.reshape(tf.range(2 * 10 * 10 * 3, dtype=tf.float32), (2, 10, 10, 3))
-    assert view_names(ImageConfig(feature_flip=True, feature_crops=2)) == ("plain", "flip", "crop0", "crop1")
+    assert view_names(ImageConfig(feature_flip=True, feature_crops=2)) == ("plain", "flip", "crop0", "crop1-mirrored")
+    assert view_names(ImageConfig(feature_crops=2)) == ("plain", "crop0", "crop1")
     top_left = view_pixels(pixels, "crop0").numpy()
     assert top_left.shape == (2, 10, 10, 3)
     # crop0 spans rows and columns 0 .. 0.8·(10-1) = 7.2: its first pixel is the image's first.
     np.testing.assert_allclose(top_left[:, 0, 0], pixels.numpy()[:, 0, 0])
     np.testing.assert_allclose(top_left[:, -1, -1], pixels.numpy()[:, 7, 7] + 0.2 * (pixels.numpy()[:, 8, 8] - pixels.numpy()[:, 7, 7]), rtol=1e-5)
     # crop1 (bottom right) is mirrored when flips are on, and the same crop otherwise.
-    np.testing.assert_allclose(view_pixels(pixels, "crop1", flip=True).numpy(), view_pixels(pixels, "crop1").numpy()[:, :, ::-1])
+    np.testing.assert_allclose(view_pixels(pixels, "crop1-mirrored").numpy(), view_pixels(pixels, "crop1").numpy()[:, :, ::-1])
     assert tf.data.Dataset.from_tensors(pixels).map(lambda p: view_pixels(p, "crop1")).get_single_element().shape == (2, 10, 10, 3)
