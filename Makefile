@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data describe train evaluate tensorboard test bench-input bench-default bench-flickr8k clean
+.PHONY: help venv data describe train evaluate index search tensorboard test bench-input bench-default bench-flickr8k bench-search bench-hybrid clean
 
 help: ## List every target with one line each
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -31,12 +31,20 @@ data: $(STAMP) ## Build the embedded default dataset into data/default (skipped 
 describe: $(STAMP) ## Describe a dataset: make describe DATA=path/to/dataset
 	$(PY) -m pipeline data describe $(or $(DATA),$(DATA_DIR))
 
-train: $(STAMP) ## Set up, build the default dataset if missing, train CONFIG (default), evaluate on test, export
+train: $(STAMP) ## Set up, build the default dataset if missing, train CONFIG (default), evaluate, export, index
 	@$(PY) -m pipeline data build --out $(DATA_DIR)
 	$(PY) -m pipeline train --config $(CONFIG) $(ARGS)
+	$(PY) -m pipeline index --run latest --name $(or $(INDEX),$(CONFIG))
 
 evaluate: $(STAMP) ## Evaluate a run on a dataset: make evaluate RUN=latest DATA=path SPLIT=test
 	$(PY) -m pipeline evaluate --run $(or $(RUN),latest) $(if $(DATA),--data $(DATA)) --split $(or $(SPLIT),test)
+
+index: $(STAMP) ## Build a search index: make index RUN=latest DATA=path NAME=name (KIND=exact|hnsw|ivfpq)
+	$(PY) -m pipeline index --run $(or $(RUN),latest) $(if $(DATA),--data $(DATA)) --name $(or $(NAME),default) --kind $(or $(KIND),exact)
+
+search: $(STAMP) ## Search the index make train built: make search Q="a red circle" (INDEX=name, K=10)
+	@test -n "$(Q)" || { echo 'usage: make search Q="your words" [INDEX=default] [K=10]'; exit 2; }
+	$(PY) -m pipeline search --index $(or $(INDEX),default) -k $(or $(K),10) "$(Q)"
 
 tensorboard: $(STAMP) ## Serve TensorBoard over every run in saved_models/runs
 	$(VENV)/bin/tensorboard --logdir saved_models/runs --bind_all
@@ -53,6 +61,12 @@ bench-default: $(STAMP) ## Text models (conv, lstm, serial) on the default datas
 
 bench-flickr8k: $(STAMP) ## Flickr8k image-text retrieval, one row per text model / loss / GloVe (needs ../shared)
 	$(PY) -m benchmarks.bench_flickr8k $(ARGS)
+
+bench-search: $(STAMP) ## Exact search vs FAISS flat and the memory-bandwidth bound, HNSW recall/latency (10k-1M vectors)
+	$(PY) -m benchmarks.bench_search $(ARGS)
+
+bench-hybrid: $(STAMP) ## Dense vs Naive Bayes vs hybrid rankings, Flickr8k dev text->image (needs ../shared, flickr8k-best)
+	$(PY) -m benchmarks.bench_hybrid $(ARGS)
 
 clean: ## Remove the virtual environment and caches (keeps data/ and saved_models/runs)
 	rm -rf $(VENV) .pytest_cache saved_models/cache

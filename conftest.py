@@ -49,3 +49,16 @@ def tiny_default_dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data") / "default"
     build_default_dataset(out, DefaultDatasetConfig(seed=7, train=40, dev=16, test=16), workers=2)
     return out
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tiny_default_dataset, isolated_models_dir):
+    # The default config's audio readout (pooled frames and the transcript the text encoder
+    # reads), so the export of that composite encoder is checked (test_train_evaluate_export).
+    readout = ["--set", "train.aux_frame_words=1", "--set", "audio.readout=both"]
+    from pipeline.cli import main
+
+    code = main(["train", "--config", "smoke", "--set", f"data.path={tiny_default_dataset}", *readout, "--quiet"])
+    assert code == 0
+    latest = isolated_models_dir / "runs" / "latest"
+    return latest.resolve()

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from pipeline import paths
+from pipeline.retrieval import commands as retrieval
 
 log = logging.getLogger("pipeline")
 
@@ -175,6 +176,8 @@ COMMANDS = {
     "data": (_add_data, _run_data, "build, describe and list datasets"),
     "train": (_add_train, _run_train, "train a config, evaluate it on the test split and export the encoders"),
     "evaluate": (_add_evaluate, _run_evaluate, "retrieval metrics of a trained run on any dataset split"),
+    "index": (retrieval.add_index_arguments, retrieval.run_index, "build a search index from a run and a dataset; add or remove items"),
+    "search": (retrieval.add_search_arguments, retrieval.run_search, "search an index with words, an image or a sound"),
 }
 
 
@@ -201,12 +204,18 @@ def setup_logging(verbose: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # argparse cannot take positionals after options (`index remove --name N ID ID`): ids.
+        if args.command == "index" and not any(e.startswith("-") for e in extra):
+            args.ids = [*args.ids, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     setup_logging(args.verbose)
     _, run, _ = COMMANDS[args.command]
     try:
         return run(args)
-    except CommandError as error:
+    except (CommandError, retrieval.RetrievalCommandError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (paths.SharedDataMissing, FileNotFoundError) as error:

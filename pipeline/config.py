@@ -69,7 +69,10 @@ class ImageConfig:
     "avg_max" (average and max pooled, concatenated); feature_flip: with cached features,
     also cache those of each image mirrored left to right, and train on one of the two at
     random each epoch (augmentation that costs one more pass of the backbone, once);
-    feature_crops: as many more cached views, fixed crops at 80% of the side (corners, centre)."""
+    feature_crops: as many more cached views, fixed crops at 80% of the side (corners, centre);
+    test_views: when an image is embedded for evaluation and search, the embeddings of its
+    first test_views views (as is, mirrored, the crops, in that order) are averaged
+    (test-time augmentation; 1 = the image as is, each more view one more backbone pass)."""
 
     backbone: str = "scratch"
     weights: str = "imagenet"
@@ -83,6 +86,7 @@ class ImageConfig:
     pooling: str = "avg"
     feature_flip: bool = False
     feature_crops: int = 0
+    test_views: int = 1
     dropout: float = 0.1
     crop_min_area: float = 0.85
     flip: bool = False
@@ -211,6 +215,10 @@ class ExperimentConfig:
                 raise ConfigError(f"{key} must be positive, got {value}")
         if not 0 <= self.image.feature_crops <= 5:
             raise ConfigError(f"image.feature_crops takes 0 to 5 (the corner and centre crops), got {self.image.feature_crops}")
+        views = 1 + int(self.image.feature_flip) + self.image.feature_crops
+        if not 1 <= self.image.test_views <= views:
+            raise ConfigError(f"image.test_views takes 1 to {views} (the views image.feature_flip and image.feature_crops "
+                              f"define), got {self.image.test_views}")
         if self.image.head_hidden < 0:
             raise ConfigError(f"image.head_hidden must be 0 (off) or a width, got {self.image.head_hidden}")
         if not 0 <= self.fusion.modality_dropout < 1:

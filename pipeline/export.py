@@ -59,7 +59,7 @@ def image_archive(model, config) -> keras.export.ExportArchive:
 
     def serve(image_bytes):
         pixels = tf.map_fn(prepare, image_bytes, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
-        return {"embedding": model.image_encoder(pixels, training=False)}
+        return {"embedding": model.encode_image(pixels)}
 
     archive.add_endpoint("serving_default", serve, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     return archive

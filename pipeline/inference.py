@@ -82,13 +82,13 @@ class Encoder:
         data = [load(str(i) if isinstance(i, Path) else i) for i in items]
         ds = tf.data.Dataset.from_tensor_slices(tf.stack(data) if data else tf.constant([], tf.string))
         ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
-        out = [encoder(batch, training=False).numpy() for batch in ds]
+        out = [np.asarray(encoder(batch)) for batch in ds]
         return np.concatenate(out) if out else np.zeros((0, self.config.embedding_dim), np.float32)
 
     def encode_image(self, images, batch_size: int = 64) -> np.ndarray:
         """Images as file paths or encoded bytes → unit vectors."""
-        return self._encode_files(images, self.image_pixels, self.model.image_encoder, batch_size)
+        return self._encode_files(images, self.image_pixels, self.model.encode_image, batch_size)
 
     def encode_audio(self, clips, batch_size: int = 64) -> np.ndarray:
         """Audio as file paths or encoded bytes (WAV/FLAC/OGG) → unit vectors."""
-        return self._encode_files(clips, self.audio_features, self.model.audio_encoder, batch_size)
+        return self._encode_files(clips, self.audio_features, lambda x: self.model.audio_encoder(x, training=False), batch_size)

@@ -40,6 +40,12 @@ def runs_dir() -> Path:
     return models_dir() / "runs"
 
 
+def index_dir(name: str | None = None) -> Path:
+    """Search indexes: saved_models/index/<name>."""
+    root = models_dir() / "index"
+    return root if name is None else root / name
+
+
 def shared_dir() -> Path:
     return Path(os.environ.get("PIPELINE_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
 

@@ -41,6 +41,7 @@ def input_config_for(config: ExperimentConfig, modalities=None, batch_size=None)
         ),
         cache=config.data.cache,
         seed=config.seed,
+        test_views=i.test_views,
     )
 
 

@@ -58,3 +58,19 @@ def test_heldout_folder_holds_exactly_the_images_in_no_split_list(flickr_folder,
     assert sorted(set(manifest.frame["item_id"])) == ["spare_blue", "spare_red"]
     assert len(manifest.frame) == 4 and not manifest.problems
     assert heldout_folder(flickr_folder, out) == 2  # rebuilt in place, not added to
+
+
+def test_best_run_is_the_highest_r1_among_rows_beating_the_reference():
+    from benchmarks.bench_flickr8k import REFERENCE, select_best
+
+    def row(name, i2t, t2i):
+        # Each figure the reference's plus the given margins; R@1 margins decide.
+        return {"name": name, "image->text": {k: v + i2t[k] for k, v in REFERENCE["image->text"].items()},
+                "text->image": {k: v + t2i[k] for k, v in REFERENCE["text->image"].items()},
+                "rsum": sum(i2t.values()) + sum(t2i.values())}
+
+    high_rsum = row("high-rsum", {"R@1": 2, "R@5": 9, "R@10": 9}, {"R@1": 2, "R@5": 9, "R@10": 9})  # R@1 sum +4, rsum +40
+    high_r1 = row("high-r1", {"R@1": 4, "R@5": 3, "R@10": 3}, {"R@1": 4, "R@5": 3, "R@10": 3})  # R@1 sum +8, rsum +20
+    loses_one = row("loses-one", {"R@1": 9, "R@5": 9, "R@10": -1}, {"R@1": 9, "R@5": 9, "R@10": 9})  # below the reference on one
+    assert select_best([high_rsum, high_r1, loses_one])["name"] == "high-r1"
+    assert select_best([loses_one])["name"] == "loses-one"  # none beats the reference: the best of all

@@ -17,17 +17,6 @@ pytestmark = pytest.mark.slow
 DIRECTION_KEYS = {"R@1", "R@5", "R@10", "MedR", "MeanR"}
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tiny_default_dataset, isolated_models_dir):
-    # The default config's audio readout (pooled frames and the transcript the text encoder
-    # reads), so the export of that composite encoder is checked below.
-    readout = ["--set", "train.aux_frame_words=1", "--set", "audio.readout=both"]
-    code = main(["train", "--config", "smoke", "--set", f"data.path={tiny_default_dataset}", *readout, "--quiet"])
-    assert code == 0
-    latest = isolated_models_dir / "runs" / "latest"
-    return latest.resolve()
-
-
 def test_run_folder_contents(smoke_run, isolated_models_dir):
     for name in ("run.json", "config.toml", "vocab.txt", "model.weights.h5", "history.csv", "eval/test.json", "eval/test.md", "eval/test.png"):
         assert (smoke_run / name).is_file(), name

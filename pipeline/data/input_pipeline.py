@@ -65,6 +65,8 @@ class InputConfig:
     cache: "memory", "none", or a file prefix for an on-disk cache.
     seed: drives the shuffle and every augmentation.
     check_files: decode every file once up front and leave out the bad ones.
+    test_views: outside training, elements with cached features of several views keep the
+        first test_views of them (averaged by the embedder), or the first alone when 1.
     """
 
     modalities: tuple[str, ...] = ("text", "image")
@@ -77,6 +79,7 @@ class InputConfig:
     cache: str = "memory"
     seed: int = 0
     check_files: bool = True
+    test_views: int = 1
 
     def __post_init__(self):
         unknown = [m for m in self.modalities if m not in MODALITIES]
@@ -140,9 +143,11 @@ def select_rows(manifest: Manifest, split: str | None, modalities, check: bool =
     return RowSelection(frame, skipped, total)
 
 
-def select_items(manifest: Manifest, split: str | None, modalities, check: bool = True, max_logged: int = 10) -> RowSelection:
+def select_items(manifest: Manifest, split: str | None, modalities, check: bool = True, max_logged: int = 10,
+                 required=None) -> RowSelection:
     """One row per item of ``split`` with all its captions (a list in ``text``), its first
-    image and audio file and its label; items lacking a needed modality are left out.
+    image and audio file and its label; items lacking a needed modality (``required``,
+    default all of ``modalities``) are left out.
 
     The selection's frame is indexed by the manifest row of each item's first row.
     """
@@ -181,7 +186,7 @@ def select_items(manifest: Manifest, split: str | None, modalities, check: bool 
     items["audio_clip_words"] = as_lists("audio_words") if "audio_words" in frame else items["audio_clips"].map(lambda v: [""] * len(v))
     items["audio_text"] = items["audio_clip_texts"].map(lambda texts: next((t for t in texts if t), ""))  # the first spoken caption
     usable = pd.Series(True, index=items.index)
-    for m in modalities:
+    for m in modalities if required is None else required:
         usable &= items[m].map(len) > 0
     lacking = items.index[~usable].tolist()
     items = items[usable].reset_index().set_index("first_row")
@@ -191,7 +196,7 @@ def select_items(manifest: Manifest, split: str | None, modalities, check: bool 
         log.warning("%s: %d item(s) lack one of %s and are left out (e.g. %s)", where, len(lacking), ", ".join(modalities), ", ".join(map(str, lacking[:3])))
     if len(items) == 0:
         raise ValueError(
-            f"{where}: no usable items with {', '.join(modalities)} ({total_items} items in the split). "
+            f"{where}: no usable items with {', '.join(modalities) or 'anything'} ({total_items} items in the split). "
             f"Check the split name and modalities, and run 'python -m pipeline data describe {manifest.root}'."
         )
     if skipped or lacking:
@@ -230,10 +235,13 @@ def _augment(element, seed, config: InputConfig, training: bool):
         out["text"] = captions[pick]
     if "image_features" in element and element["image_features"].shape.rank == 2:
         # Cached features of several views of the image (as is, mirrored, cropped): one per
-        # epoch at random in training, the first (as is) otherwise.
+        # epoch at random in training; otherwise the first (as is), or the first test_views.
         views = tf.shape(element["image_features"], out_type=tf.int32)[0]
-        pick = tf.random.stateless_uniform([], seeds[0], 0, views, dtype=tf.int32) if training else 0
-        out["image_features"] = element["image_features"][pick]
+        if training or config.test_views <= 1:
+            pick = tf.random.stateless_uniform([], seeds[0], 0, views, dtype=tf.int32) if training else 0
+            out["image_features"] = element["image_features"][pick]
+        else:
+            out["image_features"] = element["image_features"][: config.test_views]
     if "image" in config.modalities and "image" in element:
         image = element["image"]
         if training:

@@ -239,3 +239,15 @@ def test_cached_feature_views_one_per_epoch_in_training_the_first_otherwise(tmp_
     drawn = np.concatenate([b["image_features"].numpy()[:, 0] for _ in range(5) for b in ds])
     assert set(drawn.tolist()) == {0.0, 1.0}  # 20 draws of two views
     assert next(iter(ds))["image_features"].shape == (4, 3)
+
+
+def test_cached_feature_views_kept_for_test_time_averaging_outside_training(tmp_path):
+    m = triple_dataset(tmp_path, n=4)
+    paths = m.frame["image"].tolist()
+    views = np.stack([np.full((4, 3), v) for v in range(3)], axis=1).astype("float32")  # view v all v
+    cfg = config(modalities=("text", "image"), test_views=2)
+    batch = next(iter(make_dataset(m, "train", cfg, training=False, image_features=(paths, views))))
+    assert batch["image_features"].shape == (4, 2, 3)
+    np.testing.assert_array_equal(batch["image_features"].numpy()[:, :, 0], [[0, 1]] * 4)  # the first two views, in order
+    trained = next(iter(make_dataset(m, "train", cfg, training=True, image_features=(paths, views), by_item=True)))
+    assert trained["image_features"].shape == (4, 3)  # training still draws one view

@@ -28,8 +28,8 @@ class SplitEmbeddings:
 def _encode(model, name: str, batch) -> np.ndarray:
     if name == "image":
         if "image_features" in batch:
-            return model.image_head(batch["image_features"], training=False).numpy()
-        return model.image_encoder(batch["image"], training=False).numpy()
+            return np.asarray(model.encode_image_features(batch["image_features"]))
+        return np.asarray(model.encode_image(batch["image"]))
     return model.audio_encoder(batch["audio"], training=False).numpy()
 
 

@@ -140,3 +140,29 @@ def test_unknown_backbone():
 def test_encoders_run_inside_tf_function():
     model = build_text_encoder(TEXT, 30, 16)
     np.testing.assert_allclose(tf.function(model)(TOKENS).numpy(), model(TOKENS).numpy(), atol=1e-6)
+
+
+def test_test_time_views_average_the_unit_vectors_of_each_view():
+    from pipeline.models.image_encoder import embed_image_features, embed_image_views
+
+    config = ImageConfig(image_size=32, scratch_filters=(4, 8))
+    encoder = build_image_encoder(config, 16)
+    head = encoder.get_layer("image_head")
+    pixels = RNG.random((3, 32, 32, 3), "float32")
+    plain, mirrored = encoder(pixels).numpy(), encoder(pixels[:, :, ::-1]).numpy()
+    expected = (plain + mirrored) / np.linalg.norm(plain + mirrored, axis=1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(embed_image_views(encoder, pixels, ("plain", "flip"))), expected, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(embed_image_views(encoder, pixels)), plain, atol=1e-6)
+
+    features = RNG.random((3, 2, int(head.input.shape[-1])), "float32")
+    a, b = head(features[:, 0]).numpy(), head(features[:, 1]).numpy()
+    np.testing.assert_allclose(np.asarray(embed_image_features(head, features)), (a + b) / np.linalg.norm(a + b, axis=1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(embed_image_features(head, features[:, 0])), a, atol=1e-6)
+
+
+def test_test_views_must_exist():
+    from pipeline.config import ConfigError, load_config
+
+    assert load_config("smoke", ["image.feature_flip=true", "image.test_views=2"]).image.test_views == 2
+    with pytest.raises(ConfigError, match="image.test_views takes 1 to 1"):
+        load_config("smoke", ["image.test_views=2"])

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import keras
+from keras import ops
 
 from pipeline import paths
 from pipeline.config import ImageConfig
@@ -149,3 +150,28 @@ def build_image_encoder(config: ImageConfig, output_dim: int) -> keras.Model:
 
 def backbone_is_frozen(config: ImageConfig) -> bool:
     return config.backbone != "scratch" and config.trainable_layers == 0
+
+
+def average_views(vectors):
+    """[batch, views, dim] unit vectors of each view → [batch, dim]: their mean, renormalised."""
+    mean = ops.mean(vectors, axis=1)
+    return mean / ops.maximum(ops.norm(mean, axis=-1, keepdims=True), 1e-12)
+
+
+def embed_image_features(image_head, features, training=False):
+    """Cached backbone features [batch, dim] or, with several views, [batch, views, dim] → unit vectors."""
+    if len(features.shape) == 2:
+        return image_head(features, training=training)
+    batch, views = ops.shape(features)[0], ops.shape(features)[1]
+    flat = image_head(ops.reshape(features, (-1, features.shape[-1])), training=training)
+    return average_views(ops.reshape(flat, (batch, views, -1)))
+
+
+def embed_image_views(image_encoder, pixels, views=("plain",), training=False):
+    """Preprocessed images → unit vectors, averaged over ``views`` (see image_ops.view_names):
+    test-time augmentation, one backbone pass per view."""
+    from pipeline.preprocessing.image_ops import view_pixels
+
+    if tuple(views) == ("plain",):
+        return image_encoder(pixels, training=training)
+    return average_views(ops.stack([image_encoder(view_pixels(pixels, v), training=training) for v in views], axis=1))

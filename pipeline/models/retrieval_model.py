@@ -11,7 +11,7 @@ from keras import ops
 from pipeline.config import ExperimentConfig
 from pipeline.models.audio_encoder import build_audio_encoder, sequence_layer_name
 from pipeline.models.fusion import build_fusion
-from pipeline.models.image_encoder import backbone_is_frozen, build_image_encoder
+from pipeline.models.image_encoder import backbone_is_frozen, build_image_encoder, embed_image_features, embed_image_views
 from pipeline.models.layers import GreedyTranscript, L2Normalize
 from pipeline.models.losses import infonce_loss, vse_hinge_loss
 from pipeline.models.text_encoder import build_text_encoder
@@ -110,6 +110,17 @@ class CrossModalModel(keras.Model):
             return keras.Model(spec, heard, name="audio_encoder")
         both = L2Normalize(name="l2")(keras.layers.Average(name="average")([pooled, heard]))
         return keras.Model(spec, both, name="audio_encoder")
+
+    def encode_image(self, pixels):
+        """Preprocessed images → unit vectors for evaluation and search, averaged over the
+        first ``image.test_views`` views (test-time augmentation)."""
+        from pipeline.preprocessing.image_ops import test_view_names
+
+        return embed_image_views(self.image_encoder, pixels, test_view_names(self.experiment.image))
+
+    def encode_image_features(self, features):
+        """Cached backbone features [batch, dim], or [batch, views, dim] (averaged) → unit vectors."""
+        return embed_image_features(self.image_head, features)
 
     @property
     def scale(self):

@@ -99,3 +99,41 @@ def augment_image(image: tf.Tensor, seed: tf.Tensor, config: ImageAugmentConfig 
     if config.saturation > 0:
         x = tf.image.stateless_random_saturation(x, 1 - config.saturation, 1 + config.saturation, seeds[5])
     return tf.cast(tf.clip_by_value(tf.round(x * 255.0), 0, 255), tf.uint8)
+
+
+# ---------------------------------------------------------------- views
+
+# Fixed crops (y1, x1, y2, x2 as fractions) for extra cached views: the four corners and the
+# centre of the image at 80% of its side, each resized back to the input size.
+CROP_BOXES = ((0.0, 0.0, 0.8, 0.8), (0.2, 0.2, 1.0, 1.0), (0.0, 0.2, 0.8, 1.0), (0.2, 0.0, 1.0, 0.8), (0.1, 0.1, 0.9, 0.9))
+
+
+def view_names(image_config) -> tuple[str, ...]:
+    """The cached views of each image a config trains on: as is ("plain"), mirrored ("flip"),
+    and ``feature_crops`` crops ("crop0", ...), every other one mirrored ("crop1-mirrored")
+    when flips are on."""
+    views = ["plain"] + (["flip"] if image_config.feature_flip else [])
+    for k in range(image_config.feature_crops):
+        views.append(f"crop{k}-mirrored" if image_config.feature_flip and k % 2 == 1 else f"crop{k}")
+    return tuple(views)
+
+
+def view_pixels(pixels: tf.Tensor, view: str) -> tf.Tensor:
+    """The view named ``view`` (see ``view_names``) of a batch of images [batch, h, w, 3];
+    works eagerly and inside tf.data."""
+    if view == "plain":
+        return pixels
+    if view == "flip":
+        return tf.image.flip_left_right(pixels)
+    crop, mirrored = view.removesuffix("-mirrored"), view.endswith("-mirrored")
+    k = int(crop.removeprefix("crop"))
+    size = tf.shape(pixels)[1:3]
+    boxes = tf.tile(tf.constant([CROP_BOXES[k % len(CROP_BOXES)]], tf.float32), [tf.shape(pixels)[0], 1])
+    cropped = tf.image.crop_and_resize(pixels, boxes, tf.range(tf.shape(pixels)[0]), size)
+    return tf.image.flip_left_right(cropped) if mirrored else cropped
+
+
+def test_view_names(image_config) -> tuple[str, ...]:
+    """The views whose embeddings are averaged when an image is embedded for evaluation and
+    search (test-time augmentation): the first ``test_views`` of ``view_names``."""
+    return view_names(image_config)[: max(1, image_config.test_views)]

@@ -9,7 +9,8 @@ import tensorflow as tf
 from pipeline.config import ImageConfig
 from pipeline.data.input_pipeline import InputConfig
 from pipeline.data.manifest import Manifest
-from pipeline.training.feature_cache import backbone_features, cache_path, view_names, view_pixels
+from pipeline.preprocessing.image_ops import view_names, view_pixels
+from pipeline.training.feature_cache import backbone_features, cache_path
 from tests.helpers import write_image
 
 

@@ -1,0 +1,230 @@
+"""A persistent search index: one folder under saved_models/index/<name>/.
+
+    index.json       what built it (run, weights fingerprint, dataset), kind, dimension, fusion
+    embeddings.npy   [items, dim] float32 unit vectors, opened memory-mapped
+    metadata.csv     item_id, modality, split, label, path, caption, words_from
+    lexical.npz      the Naive Bayes stage's arrays (vocabulary, item word counts, class counts)
+    word_head.npz    the head that gives items without text their words (when there is one)
+    faiss.index      the FAISS structure, for kinds hnsw and ivfpq
+
+Every change (build, add, remove) writes a complete new folder under a temporary name and
+renames it over the old one, so an interrupted change leaves the previous index as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline import paths
+from pipeline.io_utils import atomic_path
+from pipeline.retrieval.lexical import QueryLikelihoodScorer
+from pipeline.retrieval.vector_index import VectorIndex, build_vector_index, load_vector_index
+from pipeline.retrieval.word_head import WordHead
+
+log = logging.getLogger(__name__)
+
+INDEX_FORMAT_VERSION = 1
+METADATA_COLUMNS = ("item_id", "modality", "split", "label", "path", "caption", "words_from")
+COPY_CHUNK_ROWS = 262_144
+
+
+class IndexProblem(ValueError):
+    """An index that cannot be used or changed as asked; the message says what to do."""
+
+
+def weights_fingerprint(run_dir: Path) -> str:
+    """sha1 of a run's model weights: an index is only searched with the model that built it."""
+    digest = hashlib.sha1()
+    with open(Path(run_dir) / "model.weights.h5", "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_index(name: str | Path) -> Path:
+    """An index folder from a name under saved_models/index or a path."""
+    path = Path(name)
+    if not (path / "index.json").is_file():
+        path = paths.index_dir(str(name))
+    old = path.with_name(f".{path.name}.old")
+    if not path.exists() and (old / "index.json").is_file():
+        # Interrupted between the two renames of a swap: the previous index is intact there.
+        old.rename(path)
+        log.warning("index %s: restored the previous version after an interrupted change", path.name)
+    if not (path / "index.json").is_file():
+        known = sorted(p.name for p in paths.index_dir().glob("*") if (p / "index.json").is_file()) if paths.index_dir().is_dir() else []
+        raise IndexProblem(
+            f"no index {name!r} (looked for {path}/index.json). Indexes here: {', '.join(known) or 'none'}. "
+            f"Build one with: python -m pipeline index --run RUN --data PATH --name NAME"
+        )
+    return path
+
+
+@dataclasses.dataclass
+class SearchIndex:
+    """An index opened for search: vectors (memory-mapped), metadata, the NB stage, the backend."""
+
+    folder: Path
+    info: dict
+    vectors: np.ndarray
+    metadata: pd.DataFrame
+    lexical: QueryLikelihoodScorer
+    word_head: WordHead | None
+    backend: VectorIndex
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def dim(self) -> int:
+        return int(self.info["dim"])
+
+    def __len__(self) -> int:
+        return len(self.metadata)
+
+    # -------------------------------------------------------------- open / write
+
+    @classmethod
+    def open(cls, name: str | Path) -> "SearchIndex":
+        folder = resolve_index(name)
+        info = json.loads((folder / "index.json").read_text())
+        if info.get("format_version") != INDEX_FORMAT_VERSION:
+            raise IndexProblem(f"index {folder.name} has format {info.get('format_version')!r}; this version reads {INDEX_FORMAT_VERSION}. Rebuild it.")
+        vectors = np.load(folder / "embeddings.npy", mmap_mode="r")
+        metadata = pd.read_csv(folder / "metadata.csv", dtype=str, keep_default_na=False)
+        lexical = QueryLikelihoodScorer.load(folder / "lexical.npz")
+        head = WordHead.load(folder / "word_head.npz") if (folder / "word_head.npz").is_file() else None
+        backend = load_vector_index(info["kind"], folder, vectors, **info.get("params", {}))
+        if not (len(vectors) == len(metadata) == lexical.items):
+            raise IndexProblem(f"index {folder.name} is inconsistent ({len(vectors)} vectors, {len(metadata)} metadata rows, "
+                              f"{lexical.items} lexical items); rebuild it")
+        return cls(folder, info, vectors, metadata, lexical, head, backend)
+
+    @staticmethod
+    def write(folder: Path, info: dict, vectors, metadata: pd.DataFrame, lexical: QueryLikelihoodScorer,
+              word_head: WordHead | None, kind: str, params: dict, make_backend=None) -> "SearchIndex":
+        """Writes a complete index to ``folder`` atomically and opens it. ``vectors`` may be an
+        array or a callable that writes ``embeddings.npy`` into the folder it is given;
+        ``make_backend(stored vectors)`` gives the search structure (default: built anew)."""
+        folder = Path(folder)
+        with atomic_path(folder) as tmp:
+            tmp.mkdir(parents=True)
+            if callable(vectors):
+                vectors(tmp / "embeddings.npy")
+            else:
+                np.save(tmp / "embeddings.npy", np.ascontiguousarray(vectors, np.float32))
+            stored = np.load(tmp / "embeddings.npy", mmap_mode="r")
+            metadata = metadata.reindex(columns=list(METADATA_COLUMNS), fill_value="").astype(str)
+            metadata.to_csv(tmp / "metadata.csv", index=False)
+            lexical.save(tmp / "lexical.npz")
+            if word_head is not None:
+                word_head.save(tmp / "word_head.npz")
+            backend = make_backend(stored) if make_backend else build_vector_index(kind, stored, **params)
+            backend.save(tmp)
+            saved_params = {k: v for k, v in backend.params.items() if k != "kind" and v is not None}
+            info = {**info, "format_version": INDEX_FORMAT_VERSION, "kind": kind, "params": saved_params, "dim": int(stored.shape[1]),
+                    "items": int(stored.shape[0]), "updated": datetime.datetime.now().isoformat(timespec="seconds")}
+            (tmp / "index.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+            del stored, backend
+        log.info("index %s: %d items written to %s", folder.name, len(metadata), folder)
+        return SearchIndex.open(folder)
+
+    # -------------------------------------------------------------- changes
+
+    def added(self, vectors: np.ndarray, metadata: pd.DataFrame, item_counts, new_vocabulary: list[str] | None = None) -> "SearchIndex":
+        """A new version with items appended (written atomically; this object stays valid).
+        ``item_counts`` has a column per word of ``new_vocabulary`` (the index's vocabulary,
+        possibly extended at its end with the new items' words)."""
+        vectors = np.ascontiguousarray(vectors, np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise IndexProblem(f"vectors of dimension {vectors.shape[-1]} cannot join index {self.name} of dimension {self.dim}")
+        clash = set(metadata["item_id"]) & set(self.metadata["item_id"])
+        if clash:
+            raise IndexProblem(f"index {self.name} already holds item(s) {', '.join(sorted(clash)[:5])}; remove them first or use new ids")
+        lexical = QueryLikelihoodScorer.load(self.folder / "lexical.npz")
+        if new_vocabulary and new_vocabulary[: len(lexical.vocabulary)] != lexical.vocabulary:
+            raise IndexProblem(f"the new items' words were counted against another vocabulary than index {self.name}'s")
+        lexical.extend_vocabulary([" ".join((new_vocabulary or [])[len(lexical.vocabulary):])])
+        lexical.append_items(item_counts)
+        old = self.vectors
+
+        def write_vectors(path):
+            out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(old) + len(vectors), self.dim))
+            for start in range(0, len(old), COPY_CHUNK_ROWS):  # streamed: the index may not fit in memory
+                end = min(start + COPY_CHUNK_ROWS, len(old))
+                out[start:end] = old[start:end]
+            out[len(old):] = vectors
+            out.flush()
+
+        def extend_backend(stored):
+            # FAISS structures take new vectors in place (an HNSW graph is not rebuilt).
+            if self.info["kind"] == "exact":
+                return build_vector_index("exact", stored, **self.info.get("params", {}))
+            backend = load_vector_index(self.info["kind"], self.folder, stored, **self.info.get("params", {}))
+            backend.add(vectors)
+            return backend
+
+        merged = pd.concat([self.metadata, metadata.reindex(columns=list(METADATA_COLUMNS), fill_value="")], ignore_index=True)
+        return self.write(self.folder, self.info, write_vectors, merged, lexical, self.word_head, self.info["kind"],
+                          self.info.get("params", {}), make_backend=extend_backend)
+
+    def removed(self, item_ids: list[str]) -> "SearchIndex":
+        """A new version without ``item_ids`` (every id must be in the index)."""
+        missing = sorted(set(item_ids) - set(self.metadata["item_id"]))
+        if missing:
+            raise IndexProblem(f"index {self.name} has no item(s) {', '.join(missing[:5])}; nothing was removed")
+        keep = ~self.metadata["item_id"].isin(set(item_ids)).to_numpy()
+        lexical = QueryLikelihoodScorer.load(self.folder / "lexical.npz")
+        lexical.remove_items(keep)
+        old, rows = self.vectors, np.flatnonzero(keep)
+
+        def write_vectors(path):
+            out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(rows), self.dim))
+            for start in range(0, len(rows), COPY_CHUNK_ROWS):
+                out[start : start + COPY_CHUNK_ROWS] = old[rows[start : start + COPY_CHUNK_ROWS]]
+            out.flush()
+
+        return self.write(self.folder, self.info, write_vectors, self.metadata[keep].reset_index(drop=True), lexical,
+                          self.word_head, self.info["kind"], self.info.get("params", {}))
+
+    def feedback(self, queries: list[str], item_ids: list[str]) -> None:
+        """Online learning of the NB stage: each query's words are added to the item chosen for
+        it (``partial_fit``); lexical.npz is replaced atomically."""
+        position = {item: i for i, item in enumerate(self.metadata["item_id"])}
+        unknown = [i for i in item_ids if i not in position]
+        if unknown:
+            raise IndexProblem(f"index {self.name} has no item(s) {', '.join(unknown[:5])}; no feedback was recorded")
+        self.lexical.partial_fit(list(queries), [position[i] for i in item_ids])
+        self.lexical.save(self.folder / "lexical.npz")
+
+    # -------------------------------------------------------------- filters
+
+    def filter_mask(self, filters: dict[str, str] | None) -> np.ndarray | None:
+        """Bool mask of the items whose metadata match every ``column=value`` (``modality=image``
+        also matches items with several modalities, e.g. ``image+audio``)."""
+        if not filters:
+            return None
+        mask = np.ones(len(self.metadata), bool)
+        for column, value in filters.items():
+            if column not in self.metadata:
+                raise IndexProblem(f"cannot filter on {column!r}: the index's metadata columns are {', '.join(self.metadata.columns)}")
+            values = self.metadata[column]
+            if column == "modality":
+                mask &= values.str.split("+").map(lambda parts: value in parts).to_numpy()
+            else:
+                mask &= (values == value).to_numpy()
+        return mask
+
+
+def delete_index(name: str) -> None:
+    shutil.rmtree(resolve_index(name))

@@ -1,0 +1,188 @@
+"""Search an index with words, an image, a sound or a vector; each hit says why it matched.
+
+Example:
+    >>> searcher = Searcher.open("default")
+    >>> response = searcher.search_text("a red circle", k=5)
+    >>> [hit.item_id for hit in response.hits]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.retrieval.hybrid import fuse
+from pipeline.retrieval.index_store import IndexProblem, SearchIndex, weights_fingerprint
+
+MIN_CANDIDATES = 100
+
+
+class QueryError(ValueError):
+    """A query that cannot be answered as given; the message says why and what to do."""
+
+
+@dataclasses.dataclass
+class SearchHit:
+    rank: int
+    item_id: str
+    modality: str
+    caption: str
+    path: str
+    label: str
+    score: float  # the ranking score (the fused one under a hybrid ranking)
+    dense_score: float  # cosine similarity in the shared space
+    nb_log_proba: float | None  # log p(item | query) of the Naive Bayes stage (text queries)
+    nb_words: list[tuple[str, float]]  # the query words that weighed most for this item
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class SearchResponse:
+    query: str
+    ranking: str  # dense, nb, weighted or rrf
+    hits: list[SearchHit]
+    notes: list[str]
+
+    def to_dict(self) -> dict:
+        return {"query": self.query, "ranking": self.ranking, "notes": self.notes, "hits": [h.to_dict() for h in self.hits]}
+
+
+class Searcher:
+    """An index and the encoder of the run that built it.
+
+    Args:
+        index: an opened ``SearchIndex``.
+        encoder: the ``Encoder`` of the index's run (needed for text, image and audio queries).
+    """
+
+    def __init__(self, index: SearchIndex, encoder=None):
+        self.index, self.encoder = index, encoder
+
+    @classmethod
+    def open(cls, name: str | Path) -> "Searcher":
+        from pipeline.inference import Encoder
+
+        index = SearchIndex.open(name)
+        model = index.info.get("model", {})
+        run = Path(model.get("run", ""))
+        if not (run / "model.weights.h5").is_file():
+            raise IndexProblem(f"index {index.name} was built by the run {run}, which is no longer there; rebuild the index with "
+                               f"python -m pipeline index --run RUN --data {index.info.get('data', 'PATH')} --name {index.name}")
+        if weights_fingerprint(run) != model.get("weights_sha1"):
+            raise IndexProblem(f"index {index.name} was built by an earlier version of {run} (its weights have changed since); its "
+                               f"vectors do not match the model. Rebuild it: python -m pipeline index --run {run} "
+                               f"--data {index.info.get('data', 'PATH')} --name {index.name}")
+        encoder = Encoder.from_run(run)
+        if encoder.config.embedding_dim != index.dim:
+            raise IndexProblem(f"index {index.name} holds {index.dim}-dimensional vectors, its run embeds in {encoder.config.embedding_dim}; rebuild it")
+        return cls(index, encoder)
+
+    # -------------------------------------------------------------- queries
+
+    def search_text(self, query: str, k: int = 10, filters: dict | None = None, ranking: str | None = None,
+                    weight: float | None = None) -> SearchResponse:
+        if not str(query).strip():
+            raise QueryError("the query is empty: give some words, or search with --image PATH or --audio PATH")
+        vector = self.encoder.encode_text([query])
+        notes = []
+        fusion = self.index.info.get("fusion", {})
+        ranking = ranking or fusion.get("method", "dense")
+        weight = fusion.get("weight", 0.5) if weight is None else weight
+        lexical = self.index.lexical
+        unknown = lexical.unknown_words(query)
+        known = lexical.count_matrix([query]).nnz > 0
+        nb = lexical.log_proba([query])[0]
+        if unknown:
+            notes.append(f"not in the index's vocabulary: {', '.join(unknown)}")
+        if not known:
+            notes.append("no query word is in the index's vocabulary: the Naive Bayes stage has only its prior, "
+                         "so the ranking is the dense one")
+            if ranking != "dense":
+                ranking = "dense"
+        return self._rank(query, vector, k, filters, ranking, weight, nb if known else None, notes)
+
+    def search_file(self, path: str | Path, modality: str, k: int = 10, filters: dict | None = None) -> SearchResponse:
+        import tensorflow as tf
+
+        path = Path(path)
+        if not path.is_file():
+            raise QueryError(f"{path}: no such file")
+        if modality not in self.encoder.model.content:
+            raise QueryError(f"this index's model was not trained on {modality}; it searches with "
+                             f"{', '.join(['text', *self.encoder.model.content])}")
+        encode = self.encoder.encode_image if modality == "image" else self.encoder.encode_audio
+        try:
+            vector = encode([path])
+        except (tf.errors.OpError, ValueError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            kinds = "JPEG, PNG, GIF or BMP" if modality == "image" else "WAV, FLAC or OGG"
+            raise QueryError(f"{path}: cannot be decoded as {modality} ({first[:200]}); give a {kinds} file") from None
+        return self._rank(str(path), vector, k, filters, "dense", 1.0, None,
+                          [f"{modality} query: ranked by the dense score (the Naive Bayes stage reads words)"])
+
+    def search_vector(self, vector, k: int = 10, filters: dict | None = None) -> SearchResponse:
+        vector = np.asarray(vector, np.float32)
+        if vector.ndim == 1:
+            vector = vector[None, :]
+        if vector.ndim != 2 or vector.shape[1] != self.index.dim or vector.shape[0] != 1:
+            raise QueryError(f"a query vector must have {self.index.dim} values (this index's dimension); got shape {tuple(vector.shape)}")
+        norm = float(np.linalg.norm(vector))
+        if not np.isfinite(vector).all() or norm == 0:
+            raise QueryError("the query vector is zero or not finite")
+        return self._rank("<vector>", vector / norm, k, filters, "dense", 1.0, None, [])
+
+    # -------------------------------------------------------------- ranking
+
+    def _rank(self, query, vector, k, filters, ranking, weight, nb, notes) -> SearchResponse:
+        if k < 1:
+            raise QueryError(f"k must be at least 1 (got {k})")
+        index = self.index
+        allowed = index.filter_mask(filters)
+        if allowed is not None and not allowed.any():
+            return SearchResponse(query, ranking, [], notes + [f"no item matches the filter {filters}"])
+        candidates = max(MIN_CANDIDATES, 10 * k)
+        dense_scores, dense_rows = index.backend.search(vector, candidates, allowed)
+        rows = dense_rows[0][dense_rows[0] >= 0]
+        if nb is not None:
+            masked = nb if allowed is None else np.where(allowed, nb, -np.inf)
+            nb_top = np.argsort(-masked, kind="stable")[:candidates]
+            rows = np.unique(np.concatenate([rows, nb_top[np.isfinite(masked[nb_top])]]))
+        rows = np.sort(rows)
+        dense = np.asarray(index.vectors[rows] @ vector[0], np.float32)
+        if nb is not None and ranking != "dense":
+            scores = fuse(dense[None, :], nb[rows][None, :], ranking, weight)[0]
+        else:
+            scores = dense
+        order = np.argsort(-scores, kind="stable")[:k]
+        hits = []
+        for rank, at in enumerate(order, start=1):
+            row = int(rows[at])
+            meta = index.metadata.iloc[row]
+            hits.append(SearchHit(
+                rank=rank, item_id=meta["item_id"], modality=meta["modality"], caption=meta["caption"], path=meta["path"],
+                label=meta["label"], score=float(scores[at]), dense_score=float(dense[at]),
+                nb_log_proba=None if nb is None else float(nb[row]),
+                nb_words=[] if nb is None else index.lexical.explain(query, row),
+            ))
+        return SearchResponse(query, ranking, hits, notes)
+
+
+def format_response(response: SearchResponse) -> str:
+    """The response as a plain-text table for the terminal."""
+    lines = [f"query: {response.query}    ranking: {response.ranking}"]
+    lines += [f"note: {n}" for n in response.notes]
+    if not response.hits:
+        lines.append("no results")
+    for h in response.hits:
+        what = h.caption or h.path
+        why = f"dense {h.dense_score:.3f}"
+        if h.nb_log_proba is not None:
+            words = ", ".join(f"{w} ({v:+.1f})" for w, v in h.nb_words) or "none of the query's words"
+            why += f"; NB log p {h.nb_log_proba:.1f} from {words}"
+        lines.append(f"{h.rank:3d}. {h.score:8.3f}  {h.item_id}  [{h.modality}]  {what}")
+        lines.append(f"     {h.path if h.caption and h.path else ''}{'  ' if h.caption and h.path else ''}why: {why}")
+    return "\n".join(lines)
