@@ -175,7 +175,8 @@ def main(argv=None) -> int:
     start = time.time()
     work = paths.runs_dir() / "bench-flickr8k"
 
-    from pipeline.training.feature_cache import ensure_features, view_names
+    from pipeline.preprocessing.image_ops import view_names
+    from pipeline.training.feature_cache import ensure_features
 
     config = load_config("flickr8k")
     images, seconds, cached = ensure_features(config)

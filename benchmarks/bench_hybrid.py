@@ -55,9 +55,9 @@ def main(argv=None) -> int:
     from pipeline.data.input_pipeline import select_items
     from pipeline.inference import Encoder
     from pipeline.models.image_encoder import build_image_backbone
-    from pipeline.preprocessing.image_ops import test_view_names
+    from pipeline.preprocessing.image_ops import test_view_names, view_names
     from pipeline.run_artifacts import input_config_for
-    from pipeline.training.feature_cache import backbone_features, view_names
+    from pipeline.training.feature_cache import backbone_features
     from pipeline.training.trainer import resolve_data_path, training_selection
 
     encoder = Encoder.from_run(args.run)

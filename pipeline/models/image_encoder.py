@@ -17,6 +17,7 @@ from keras import ops
 from pipeline import paths
 from pipeline.config import ImageConfig
 from pipeline.models.layers import L2Normalize
+from pipeline.preprocessing.image_ops import view_pixels
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +171,6 @@ def embed_image_features(image_head, features, training=False):
 def embed_image_views(image_encoder, pixels, views=("plain",), training=False):
     """Preprocessed images → unit vectors, averaged over ``views`` (see image_ops.view_names):
     test-time augmentation, one backbone pass per view."""
-    from pipeline.preprocessing.image_ops import view_pixels
-
     if tuple(views) == ("plain",):
         return image_encoder(pixels, training=training)
     return average_views(ops.stack([image_encoder(view_pixels(pixels, v), training=training) for v in views], axis=1))

@@ -15,6 +15,7 @@ from pipeline.models.image_encoder import backbone_is_frozen, build_image_encode
 from pipeline.models.layers import GreedyTranscript, L2Normalize
 from pipeline.models.losses import infonce_loss, vse_hinge_loss
 from pipeline.models.text_encoder import build_text_encoder
+from pipeline.preprocessing.image_ops import test_view_names
 
 CONTENT_MODALITIES = ("image", "audio")  # what the fusion network merges into an item
 
@@ -114,8 +115,6 @@ class CrossModalModel(keras.Model):
     def encode_image(self, pixels):
         """Preprocessed images → unit vectors for evaluation and search, averaged over the
         first ``image.test_views`` views (test-time augmentation)."""
-        from pipeline.preprocessing.image_ops import test_view_names
-
         return embed_image_views(self.image_encoder, pixels, test_view_names(self.experiment.image))
 
     def encode_image_features(self, features):

@@ -18,7 +18,6 @@ import datetime
 import hashlib
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -224,7 +223,3 @@ class SearchIndex:
             else:
                 mask &= (values == value).to_numpy()
         return mask
-
-
-def delete_index(name: str) -> None:
-    shutil.rmtree(resolve_index(name))

@@ -15,6 +15,7 @@ import numpy as np
 
 from pipeline.retrieval.hybrid import fuse
 from pipeline.retrieval.index_store import IndexProblem, SearchIndex, weights_fingerprint
+from pipeline.retrieval.lexical import tokenize
 
 MIN_CANDIDATES = 100
 
@@ -94,16 +95,15 @@ class Searcher:
         weight = fusion.get("weight", 0.5) if weight is None else weight
         lexical = self.index.lexical
         unknown = lexical.unknown_words(query)
-        known = lexical.count_matrix([query]).nnz > 0
-        nb = lexical.log_proba([query])[0]
+        known = len(tokenize(query)) > len(unknown)
         if unknown:
             notes.append(f"not in the index's vocabulary: {', '.join(unknown)}")
         if not known:
             notes.append("no query word is in the index's vocabulary: the Naive Bayes stage has only its prior, "
                          "so the ranking is the dense one")
-            if ranking != "dense":
-                ranking = "dense"
-        return self._rank(query, vector, k, filters, ranking, weight, nb if known else None, notes)
+            ranking = "dense"
+        nb = lexical.log_proba([query])[0] if known else None
+        return self._rank(query, vector, k, filters, ranking, weight, nb, notes)
 
     def search_file(self, path: str | Path, modality: str, k: int = 10, filters: dict | None = None) -> SearchResponse:
         import tensorflow as tf

@@ -15,14 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from pipeline import paths
 from pipeline.data.input_pipeline import make_dataset
 from pipeline.data.manifest import Manifest
 from pipeline.io_utils import atomic_path
 from pipeline.models.image_encoder import resolve_weights
-from pipeline.preprocessing.image_ops import view_names, view_pixels  # noqa: F401 (view_names: used by callers of this module)
+from pipeline.preprocessing.image_ops import view_names, view_pixels
 from pipeline.progress import progress
 
 log = logging.getLogger(__name__)

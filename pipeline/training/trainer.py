@@ -144,7 +144,8 @@ def train(
             image_feature_dim=None, label_count=len(labels), embedding_matrix=embedding_matrix,
         )
     if uses_cached_image_features(config):
-        from pipeline.training.feature_cache import backbone_features, view_names
+        from pipeline.preprocessing.image_ops import view_names
+        from pipeline.training.feature_cache import backbone_features
 
         backbone = model.image_encoder.get_layer("image_backbone")
         images = list(train_items.frame["image"]) + list(dev_items.frame["image"])
