@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data describe train evaluate index search tensorboard test bench-input bench-default bench-flickr8k bench-search bench-hybrid clean
+.PHONY: help venv data describe train evaluate index export serve search tensorboard test bench-input bench-default bench-flickr8k bench-search bench-hybrid bench-serve clean
 
 help: ## List every target with one line each
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -31,16 +31,23 @@ data: $(STAMP) ## Build the embedded default dataset into data/default (skipped 
 describe: $(STAMP) ## Describe a dataset: make describe DATA=path/to/dataset
 	$(PY) -m pipeline data describe $(or $(DATA),$(DATA_DIR))
 
-train: $(STAMP) ## Set up, build the default dataset if missing, train CONFIG (default), evaluate, export, index
+train: $(STAMP) ## Set up, build the default dataset if missing, train CONFIG (default), evaluate, index, export for TF Serving
 	@$(PY) -m pipeline data build --out $(DATA_DIR)
-	$(PY) -m pipeline train --config $(CONFIG) $(ARGS)
+	$(PY) -m pipeline train --config $(CONFIG) --no-export $(ARGS)
 	$(PY) -m pipeline index --run latest --name $(or $(INDEX),$(CONFIG))
+	$(PY) -m pipeline export --index $(or $(INDEX),$(CONFIG))
 
 evaluate: $(STAMP) ## Evaluate a run on a dataset: make evaluate RUN=latest DATA=path SPLIT=test
 	$(PY) -m pipeline evaluate --run $(or $(RUN),latest) $(if $(DATA),--data $(DATA)) --split $(or $(SPLIT),test)
 
 index: $(STAMP) ## Build a search index: make index RUN=latest DATA=path NAME=name (KIND=exact|hnsw|ivfpq)
 	$(PY) -m pipeline index --run $(or $(RUN),latest) $(if $(DATA),--data $(DATA)) --name $(or $(NAME),default) --kind $(or $(KIND),exact)
+
+export: $(STAMP) ## SavedModels for TF Serving (encoders + retriever over INDEX) and models.config: make export INDEX=name
+	$(PY) -m pipeline export --index $(or $(INDEX),default)
+
+serve: $(STAMP) ## The search service and web page over INDEX (default): http://127.0.0.1:8000/ (PORT=, HOST=; PIPELINE_API_TOKEN for changes)
+	$(PY) -m pipeline serve --index $(or $(INDEX),default) --host $(or $(HOST),127.0.0.1) --port $(or $(PORT),8000)
 
 search: $(STAMP) ## Search the index make train built: make search Q="a red circle" (INDEX=name, K=10)
 	@test -n "$(Q)" || { echo 'usage: make search Q="your words" [INDEX=default] [K=10]'; exit 2; }
@@ -64,6 +71,9 @@ bench-flickr8k: $(STAMP) ## Flickr8k image-text retrieval, one row per text mode
 
 bench-search: $(STAMP) ## Exact search vs FAISS flat and the memory-bandwidth bound, HNSW recall/latency (10k-1M vectors)
 	$(PY) -m benchmarks.bench_search $(ARGS)
+
+bench-serve: $(STAMP) ## The search service under load: 20 clients, 60 s of text searches on the default index (after make train)
+	$(PY) -m benchmarks.bench_serve $(ARGS)
 
 bench-hybrid: $(STAMP) ## Dense vs Naive Bayes vs hybrid rankings, Flickr8k dev text->image (needs ../shared, flickr8k-best)
 	$(PY) -m benchmarks.bench_hybrid $(ARGS)

@@ -62,3 +62,12 @@ def smoke_run(tiny_default_dataset, isolated_models_dir):
     assert code == 0
     latest = isolated_models_dir / "runs" / "latest"
     return latest.resolve()
+
+
+@pytest.fixture(scope="session")
+def smoke_index(smoke_run, tiny_default_dataset, isolated_models_dir):
+    """The index "tiny" over every item of the tiny dataset, built by the smoke run."""
+    from pipeline.cli import main
+
+    assert main(["index", "--run", str(smoke_run), "--data", str(tiny_default_dataset), "--name", "tiny"]) == 0
+    return isolated_models_dir / "index" / "tiny"

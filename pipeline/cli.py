@@ -15,6 +15,8 @@ from pathlib import Path
 
 from pipeline import paths
 from pipeline.retrieval import commands as retrieval
+from pipeline.service import commands as service
+from pipeline.serving import commands as serving
 
 log = logging.getLogger("pipeline")
 
@@ -178,6 +180,9 @@ COMMANDS = {
     "evaluate": (_add_evaluate, _run_evaluate, "retrieval metrics of a trained run on any dataset split"),
     "index": (retrieval.add_index_arguments, retrieval.run_index, "build a search index from a run and a dataset; add or remove items"),
     "search": (retrieval.add_search_arguments, retrieval.run_search, "search an index with words, an image or a sound"),
+    "export": (serving.add_export_arguments, serving.run_export, "SavedModels for TF Serving: the encoders and a retriever over an index, and models.config"),
+    "query-serving": (serving.add_query_arguments, serving.run_query, "query a TF Serving server that serves the exported models (REST)"),
+    "serve": (service.add_serve_arguments, service.run_serve, "the search service (HTTP API and web page) over an index"),
 }
 
 
@@ -215,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     _, run, _ = COMMANDS[args.command]
     try:
         return run(args)
-    except (CommandError, retrieval.RetrievalCommandError) as error:
+    except (CommandError, retrieval.RetrievalCommandError, serving.ServingCommandError, service.ServeCommandError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (paths.SharedDataMissing, FileNotFoundError) as error:

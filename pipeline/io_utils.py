@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -19,7 +23,9 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_abandoned_temporaries(target)
+    # The writer's pid is in the name, so a later write can tell an abandoned temporary from a live one.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()  # the caller decides whether it is a file or a folder
@@ -38,6 +44,35 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def remove_abandoned_temporaries(target: str | os.PathLike) -> int:
+    """Deletes the temporaries of earlier writes of ``target`` whose writer has died (a killed
+    build leaves one behind); returns how many. Those of live writers are left alone."""
+    target = Path(target)
+    removed = 0
+    for tmp in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        pid = tmp.name[len(target.name) + 2 :].split(".", 1)[0]
+        if not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        removed += 1
+    if removed:
+        log.warning("removed %d temporary file(s) of %s left by an interrupted write", removed, target)
+    return removed
 
 
 def write_text_atomic(target: str | os.PathLike, text: str) -> None:

@@ -57,6 +57,23 @@ def resolve_run(run: str | Path) -> Path:
     return path.resolve()
 
 
+def run_reference(run_dir: Path) -> str:
+    """How other artifacts (an index) name a run: relative to saved_models/runs when it is
+    inside it, so a project folder can be moved or copied; otherwise the absolute path.
+    ``resolve_run`` reads both."""
+    run_dir = Path(run_dir).resolve()
+    try:
+        return run_dir.relative_to(paths.runs_dir().resolve()).as_posix()
+    except ValueError:
+        return str(run_dir)
+
+
+def run_from_reference(reference: str) -> Path:
+    """The run folder a ``run_reference`` names (it may no longer exist)."""
+    path = Path(reference)
+    return path if path.is_absolute() else paths.runs_dir() / path
+
+
 def read_run_info(run_dir: Path) -> dict:
     info_path = run_dir / "run.json"
     if not info_path.is_file():

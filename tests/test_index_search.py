@@ -27,15 +27,9 @@ def search_json(capsys, *args) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-@pytest.fixture(scope="module")
-def built(smoke_run, tiny_default_dataset, isolated_models_dir):
-    assert main(["index", "--run", str(smoke_run), "--data", str(tiny_default_dataset), "--name", "tiny"]) == 0
-    return isolated_models_dir / "index" / "tiny"
-
-
-def test_index_folder_holds_vectors_metadata_and_the_lexical_model(built, tiny_default_dataset):
-    info = json.loads((built / "index.json").read_text())
-    index = SearchIndex.open(built)
+def test_index_folder_holds_vectors_metadata_and_the_lexical_model(smoke_index, tiny_default_dataset):
+    info = json.loads((smoke_index / "index.json").read_text())
+    index = SearchIndex.open(smoke_index)
     manifest = pd.read_csv(tiny_default_dataset / "manifest.csv", dtype=str, keep_default_na=False)
     assert len(index) == manifest["item_id"].nunique() == info["items"]
     assert index.vectors.shape == (len(index), info["dim"])
@@ -46,15 +40,26 @@ def test_index_folder_holds_vectors_metadata_and_the_lexical_model(built, tiny_d
     # Every scene has a picture; those with spoken captions are fused image+audio items.
     assert set(index.metadata["modality"]) <= {"image", "image+audio"} and "image+audio" in set(index.metadata["modality"])
     assert index.lexical.items == len(index)
-    assert not any(p.suffix == ".pkl" for p in built.iterdir())
+    assert not any(p.suffix == ".pkl" for p in smoke_index.iterdir())
+    assert not Path(info["model"]["run"]).is_absolute()  # named relative to saved_models/runs
 
 
-def test_text_search_ranks_by_the_dense_score_like_numpy(built, smoke_run, capsys):
+def test_an_index_still_works_after_the_models_folder_moves(smoke_index, isolated_models_dir, tmp_path, monkeypatch, capsys):
+    moved = tmp_path / "moved"
+    shutil.copytree(isolated_models_dir / "runs", moved / "runs", symlinks=True)
+    shutil.copytree(smoke_index, moved / "index" / "tiny")
+    expected = search_json(capsys, "--index", "tiny", "a blue square", "-k", "3")
+    monkeypatch.setenv("PIPELINE_MODELS_DIR", str(moved))
+    assert search_json(capsys, "--index", "tiny", "a blue square", "-k", "3") == expected
+    assert Searcher.open("tiny").encoder.run_dir.is_relative_to(moved.resolve())  # the moved run, not the original
+
+
+def test_text_search_ranks_by_the_dense_score_like_numpy(smoke_index, smoke_run, capsys):
     from pipeline.inference import Encoder
 
     query = "a red circle above a blue square"
     out = search_json(capsys, "--index", "tiny", query, "-k", "5", "--ranking", "dense")
-    index = SearchIndex.open(built)
+    index = SearchIndex.open(smoke_index)
     expected = index.vectors @ Encoder.from_run(smoke_run).encode_text([query])[0]
     top = np.argsort(-expected, kind="stable")[:5]
     assert [h["item_id"] for h in out["hits"]] == index.metadata["item_id"].iloc[top].tolist()
@@ -62,13 +67,29 @@ def test_text_search_ranks_by_the_dense_score_like_numpy(built, smoke_run, capsy
     assert all(h["nb_words"] and h["nb_words"][0][0] in query.split() for h in out["hits"])  # why: the words that weighed
 
 
-def test_hybrid_rankings_fuse_the_dense_and_nb_scores(built, capsys):
+def test_a_batch_of_text_queries_answers_each_as_alone(smoke_index):
+    from pipeline.retrieval.index_store import IndexProblem
+    from pipeline.retrieval.searcher import TextQuery
+
+    searcher = Searcher.open(smoke_index)
+    queries = [TextQuery("a red circle", 3), TextQuery("  "), TextQuery("zebra giraffe", 4, ranking="weighted"),
+               TextQuery("a blue square above a star", 5, {"split": "test"}, "nb"), TextQuery("a red circle", 2, {"colour": "red"})]
+    results = searcher.search_texts(queries)
+    assert isinstance(results[1], QueryError) and isinstance(results[4], IndexProblem)  # each error stays with its query
+    for query, result in zip(queries, results):
+        if not isinstance(result, Exception):
+            alone = searcher.search_text(query.query, query.k, query.filters, query.ranking)
+            assert result.to_dict() == alone.to_dict()
+    assert results[2].ranking == "dense" and any("only its prior" in n for n in results[2].notes)
+
+
+def test_hybrid_rankings_fuse_the_dense_and_nb_scores(smoke_index, capsys):
     from pipeline.retrieval.hybrid import fuse
 
     query = "a green triangle"
     dense = search_json(capsys, "--index", "tiny", query, "-k", "200", "--ranking", "dense")
     hits = {h["item_id"]: h for h in dense["hits"]}
-    row = {item: i for i, item in enumerate(SearchIndex.open(built).metadata["item_id"])}
+    row = {item: i for i, item in enumerate(SearchIndex.open(smoke_index).metadata["item_id"])}
     ids = sorted(hits, key=row.get)  # the searcher's candidate order (ties in a ranking go to the lower row)
     d = np.array([[hits[i]["dense_score"] for i in ids]])
     n = np.array([[hits[i]["nb_log_proba"] for i in ids]])
@@ -80,7 +101,7 @@ def test_hybrid_rankings_fuse_the_dense_and_nb_scores(built, capsys):
     assert nb_only["hits"][0]["nb_log_proba"] == pytest.approx(max(n[0]), abs=1e-4)
 
 
-def test_filters_on_metadata(built, capsys):
+def test_filters_on_metadata(smoke_index, capsys):
     audio = search_json(capsys, "--index", "tiny", "a circle", "-k", "50", "--where", "modality=audio")
     assert audio["hits"] and all("audio" in h["modality"].split("+") for h in audio["hits"])
     dev = search_json(capsys, "--index", "tiny", "a circle", "-k", "50", "--where", "split=dev")
@@ -90,10 +111,10 @@ def test_filters_on_metadata(built, capsys):
     assert "cannot filter on 'colour'" in capsys.readouterr().err
 
 
-def test_image_query_ranks_by_cosine_like_numpy(built, smoke_run, tiny_default_dataset, capsys):
+def test_image_query_ranks_by_cosine_like_numpy(smoke_index, smoke_run, tiny_default_dataset, capsys):
     from pipeline.inference import Encoder
 
-    index = SearchIndex.open(built)
+    index = SearchIndex.open(smoke_index)
     image = tiny_default_dataset / index.metadata["path"].iloc[0]
     out = search_json(capsys, "--index", "tiny", "--image", str(image), "-k", "3", "--where", "split=test")
     assert out["ranking"] == "dense" and any("dense score" in n for n in out["notes"])
@@ -103,8 +124,8 @@ def test_image_query_ranks_by_cosine_like_numpy(built, smoke_run, tiny_default_d
     assert [h["item_id"] for h in out["hits"]] == index.metadata["item_id"].iloc[top].tolist()
 
 
-def test_add_and_remove_without_rebuilding(built, smoke_run, tmp_path, capsys):
-    shutil.copytree(built, tmp_path / "copy")
+def test_add_and_remove_without_rebuilding(smoke_index, smoke_run, tmp_path, capsys):
+    shutil.copytree(smoke_index, tmp_path / "copy")
     before = SearchIndex.open(tmp_path / "copy")
     n = len(before)
     extra = write_flickr8k_folder(tmp_path / "extra", {"test": {"zebra.jpg": ((240, 240, 240), ["a zebra crossing a river"]),
@@ -129,8 +150,8 @@ def test_add_and_remove_without_rebuilding(built, smoke_run, tmp_path, capsys):
     assert len(SearchIndex.open(tmp_path / "copy")) == n - 1
 
 
-def test_feedback_teaches_the_nb_stage_online(built, tmp_path):
-    shutil.copytree(built, tmp_path / "fb")
+def test_feedback_teaches_the_nb_stage_online(smoke_index, tmp_path):
+    shutil.copytree(smoke_index, tmp_path / "fb")
     index = SearchIndex.open(tmp_path / "fb")
     target = index.metadata["item_id"].iloc[7]
     before = index.lexical.log_proba(["circle"])[0][7]
@@ -141,8 +162,8 @@ def test_feedback_teaches_the_nb_stage_online(built, tmp_path):
         reopened.feedback(["x"], ["nope"])
 
 
-def test_interrupted_build_leaves_the_old_index_searchable(built, smoke_run, tiny_default_dataset, tmp_path, monkeypatch, capsys):
-    shutil.copytree(built, tmp_path / "idx")
+def test_interrupted_build_leaves_the_old_index_searchable(smoke_index, smoke_run, tiny_default_dataset, tmp_path, monkeypatch, capsys):
+    shutil.copytree(smoke_index, tmp_path / "idx")
     digest = folder_digest(tmp_path / "idx")
     expected = search_json(capsys, "--index", str(tmp_path / "idx"), "a blue square", "-k", "5")
 
@@ -164,14 +185,14 @@ def test_interrupted_build_leaves_the_old_index_searchable(built, smoke_run, tin
     assert search_json(capsys, "--index", str(tmp_path / "idx"), "a blue square", "-k", "5") == expected
 
 
-def test_a_build_process_killed_halfway_leaves_the_old_index(built, smoke_run, tiny_default_dataset, tmp_path, capsys):
+def test_a_build_process_killed_halfway_leaves_the_old_index(smoke_index, smoke_run, tiny_default_dataset, tmp_path, capsys):
     import os
     import signal
     import subprocess
     import sys
     import time
 
-    shutil.copytree(built, tmp_path / "idx")
+    shutil.copytree(smoke_index, tmp_path / "idx")
     digest = folder_digest(tmp_path / "idx")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     # A real process, slowed down after it wrote part of the new version (a large index takes
@@ -198,6 +219,10 @@ def test_a_build_process_killed_halfway_leaves_the_old_index(built, smoke_run, t
     assert folder_digest(tmp_path / "idx") == digest
     out = search_json(capsys, "--index", str(tmp_path / "idx"), "a blue square", "-k", "3")
     assert len(out["hits"]) == 3
+    # The dead build's half-written folder is cleared by the next change of that index.
+    assert list(tmp_path.glob(".idx.*.tmp"))
+    assert main(["index", "remove", "--name", str(tmp_path / "idx"), out["hits"][0]["item_id"]]) == 0
+    assert not list(tmp_path.glob(".idx.*.tmp"))
 
 
 def test_items_without_text_get_predicted_words(smoke_run, tiny_default_dataset, tmp_path, capsys):
@@ -213,8 +238,8 @@ def test_items_without_text_get_predicted_words(smoke_run, tiny_default_dataset,
     assert out["hits"] and out["hits"][0]["nb_log_proba"] is not None
 
 
-def test_bad_queries_get_clear_messages_and_change_nothing(built, smoke_run, tmp_path, capsys):
-    digest = folder_digest(built)
+def test_bad_queries_get_clear_messages_and_change_nothing(smoke_index, smoke_run, tmp_path, capsys):
+    digest = folder_digest(smoke_index)
 
     def error(*args):
         capsys.readouterr()
@@ -238,7 +263,7 @@ def test_bad_queries_get_clear_messages_and_change_nothing(built, smoke_run, tmp
         searcher.search_vector(np.ones(searcher.index.dim + 1, "float32"))
     hits = searcher.search_vector(searcher.index.vectors[4]).hits
     assert hits[0].item_id == searcher.index.metadata["item_id"].iloc[4]
-    assert folder_digest(built) == digest
+    assert folder_digest(smoke_index) == digest
 
 
 def main_err(capsys, argv) -> str:

@@ -53,7 +53,7 @@ def test_exports_reload_and_match_in_memory_encoder(smoke_run, isolated_models_d
 
 
 def test_export_versions_count_up(smoke_run, isolated_models_dir):
-    from pipeline.export import export_encoders
+    from pipeline.serving.export import export_encoders
     from pipeline.inference import Encoder
 
     encoder = Encoder.from_run(smoke_run)

@@ -102,6 +102,32 @@ def resample(samples: tf.Tensor, rate_in: tf.Tensor, rate_out: int = SAMPLE_RATE
     )
 
 
+def decode_wav_core(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """WAV (PCM) bytes to mono float32 samples and the rate, with core TensorFlow ops only.
+
+    What the TF Serving exports use: the stock server has no tensorflow-io ops. Same samples
+    as ``decode_audio`` on 16-bit WAV.
+    """
+    samples, rate = tf.audio.decode_wav(tf.convert_to_tensor(data, tf.string))
+    return tf.reduce_mean(samples, axis=-1), tf.cast(rate, tf.int64)
+
+
+def resample_fft(samples: tf.Tensor, rate_in: tf.Tensor, rate_out: int = SAMPLE_RATE) -> tf.Tensor:
+    """Band-limited resampling with core ops (the spectrum cut or zero-padded, as
+    ``scipy.signal.resample``); a no-op when the rates match. For the TF Serving exports."""
+    rate_in = tf.cast(rate_in, tf.int64)
+
+    def resampled():
+        n = tf.shape(samples)[0]
+        m = tf.cast(tf.round(tf.cast(n, tf.float64) * rate_out / tf.cast(rate_in, tf.float64)), tf.int32)
+        spectrum = tf.signal.rfft(samples, fft_length=[n])
+        bins = m // 2 + 1
+        spectrum = tf.pad(spectrum[:bins], [[0, tf.maximum(bins - tf.shape(spectrum)[0], 0)]])
+        return tf.signal.irfft(spectrum, fft_length=[m]) * (tf.cast(m, tf.float32) / tf.cast(n, tf.float32))
+
+    return tf.cond(tf.equal(rate_in, rate_out), lambda: tf.identity(samples), resampled)
+
+
 def crop_start(samples: tf.Tensor, length: int, seed: tf.Tensor | None = None) -> tf.Tensor:
     """Where ``crop_or_pad`` starts its crop: centred, or at random when ``seed`` is given."""
     excess = tf.maximum(tf.shape(samples)[0] - length, 0)

@@ -73,6 +73,38 @@ def test_resample_length_and_pitch():
     np.testing.assert_allclose(in_map(lambda v, r: audio_ops.resample(v, r, 16000), x, tf.constant(8000, tf.int64)).numpy(), y, atol=1e-6)
 
 
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_core_wav_decode_equals_tensorflow_io(tmp_path, rate):
+    data = tf.io.read_file(str(write_audio(tmp_path / "a.wav", tone(0.25, rate, channels=2), rate)))
+    samples, got_rate = audio_ops.decode_wav_core(data)
+    expected, expected_rate = audio_ops.decode_audio(data)
+    assert int(got_rate) == int(expected_rate) == rate
+    np.testing.assert_allclose(samples.numpy(), expected.numpy(), atol=1e-6)
+    mapped, _ = in_map(audio_ops.decode_wav_core, data)
+    np.testing.assert_allclose(mapped.numpy(), samples.numpy())
+    with pytest.raises(tf.errors.InvalidArgumentError):  # FLAC is not WAV: a clear op error, not garbage
+        audio_ops.decode_wav_core(tf.io.read_file(str(write_audio(tmp_path / "a.flac", tone(0.25, rate), rate))))
+
+
+def test_fft_resampling_keeps_the_tone_and_matches_scipy():
+    from scipy import signal
+
+    x = tone(1.0, 8000, freq=500.0)
+    y = audio_ops.resample_fft(tf.constant(x), tf.constant(8000, tf.int64), 16000).numpy()
+    assert len(y) == 16000
+    # scipy.signal.resample does the same spectrum cut/pad, in float64
+    np.testing.assert_allclose(y, signal.resample(x, 16000), atol=1e-4)
+    t = np.arange(16000) / 16000
+    np.testing.assert_allclose(y[100:-100], 0.5 * np.sin(2 * np.pi * 500.0 * t[100:-100]), atol=1e-3)
+    down = audio_ops.resample_fft(tf.constant(tone(1.0, 22050, freq=300.0)), tf.constant(22050, tf.int64), 16000).numpy()
+    assert len(down) == 16000
+    np.testing.assert_allclose(down, signal.resample(tone(1.0, 22050, freq=300.0), 16000), atol=1e-4)
+    same = audio_ops.resample_fft(tf.constant(x), tf.constant(16000, tf.int64), 16000)
+    np.testing.assert_array_equal(same.numpy(), x)
+    mapped = in_map(lambda v, r: audio_ops.resample_fft(v, r, 16000), tf.constant(x), tf.constant(8000, tf.int64))
+    np.testing.assert_allclose(mapped.numpy(), y, atol=1e-6)
+
+
 def test_crop_or_pad():
     x = tf.range(10, dtype=tf.float32)
     np.testing.assert_array_equal(audio_ops.crop_or_pad(x, 4).numpy(), [3, 4, 5, 6])  # centred: (10-4)//2 = 3

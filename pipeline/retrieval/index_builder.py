@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from pipeline.data.manifest import Manifest
 from pipeline.progress import progress
 from pipeline.retrieval.lexical import QueryLikelihoodScorer, tokenize
 from pipeline.retrieval.word_head import WordHead
+from pipeline.run_artifacts import run_reference
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +110,8 @@ def embed_items(encoder, manifest: Manifest, split: str | None = None, batch_siz
                     manifest.root.name, int((~usable).sum()), ", ".join(items["item_id"][~usable].astype(str)[:3]))
 
     modality = ["+".join(m for m in content if masks[m][i] > 0) or ("text" if text_only[i] else "") for i in range(n)]
-    path = [next((items[m].iloc[i] for m in content if items[m].iloc[i]), "") for i in range(n)]
+    # Absolute: items added later may come from another dataset folder than the index's.
+    path = [next((os.path.abspath(manifest.resolve(items[m].iloc[i])) for m in content if items[m].iloc[i]), "") for i in range(n)]
     metadata = pd.DataFrame({
         "item_id": items["item_id"].astype(str).to_numpy(),
         "modality": modality,
@@ -240,7 +243,7 @@ def build_index(encoder, manifest: Manifest, name: str, kind: str = "exact", spl
         fusion = {"method": ranking, "weight": 0.5 if weight is None else weight, "why": "given"}
     info = {
         "name": Path(name).name,
-        "model": {"run": str(encoder.run_dir), "weights_sha1": weights_fingerprint(encoder.run_dir), "config": encoder.config.name},
+        "model": {"run": run_reference(encoder.run_dir), "weights_sha1": weights_fingerprint(encoder.run_dir), "config": encoder.config.name},
         "data": str(manifest.root), "split": split or "all", "withhold_captions": withhold_captions,
         "fusion": fusion, "nb_alpha": alpha,
     }

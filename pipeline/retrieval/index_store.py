@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import hashlib
 import json
 import logging
@@ -90,6 +91,11 @@ class SearchIndex:
 
     def __len__(self) -> int:
         return len(self.metadata)
+
+    @functools.cached_property
+    def columns(self) -> dict[str, np.ndarray]:
+        """The metadata as one array per column: a hit's fields without pandas' per-row cost."""
+        return {column: self.metadata[column].to_numpy() for column in self.metadata.columns}
 
     # -------------------------------------------------------------- open / write
 

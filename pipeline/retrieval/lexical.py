@@ -141,13 +141,18 @@ class QueryLikelihoodScorer:
         log p(w | item) - mean over items of log p(w | item), largest first."""
         self._require_fitted()
         log_p = self.nb.feature_log_prob_
+        # The column means, computed once per fitted state (every fit replaces the array).
+        cached = getattr(self, "_word_means", None)
+        if cached is None or cached[0] is not log_p:
+            cached = self._word_means = (log_p, log_p.mean(axis=0))
+        means = cached[1]
         seen, out = set(), []
         for word in tokenize(query):
             j = self.word_index.get(word)
             if j is None or word in seen:
                 continue
             seen.add(word)
-            out.append((word, float(log_p[item, j] - log_p[:, j].mean())))
+            out.append((word, float(log_p[item, j] - means[j])))
         return sorted(out, key=lambda pair: -pair[1])[:top]
 
     def _require_fitted(self):

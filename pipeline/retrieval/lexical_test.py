@@ -85,3 +85,14 @@ def test_append_remove_and_extend_keep_earlier_counts():
     np.testing.assert_allclose(counts.toarray(), [[2, 0, 0], [0, 0, 3]])
     np.testing.assert_allclose(class_counts, [1, 1])
     assert nb.log_proba(["z"])[0].argmax() == 1
+
+
+def test_explain_gives_each_words_lift_over_the_average_item_and_follows_feedback():
+    # vocabulary [red, circle, blue]; items "red circle", "blue"; alpha 1.
+    # p(red|0) = 2/5, p(red|1) = 1/4: red's lift for item 0 = log(2/5) - (log(2/5) + log(1/4)) / 2 = 0.5·log(1.6)
+    nb = QueryLikelihoodScorer(["red", "circle", "blue"], alpha=1.0)
+    nb.fit(nb.count_matrix(["red circle", "blue"]))
+    lifts = dict(nb.explain("red red zebra", 0))
+    assert set(lifts) == {"red"} and lifts["red"] == pytest.approx(0.5 * np.log(1.6))
+    nb.partial_fit(["red"], [1])  # now p(red|1) = 2/5 as well: no lift left
+    assert dict(nb.explain("red", 0))["red"] == pytest.approx(0.0, abs=1e-12)

@@ -16,6 +16,7 @@ import numpy as np
 from pipeline.retrieval.hybrid import fuse
 from pipeline.retrieval.index_store import IndexProblem, SearchIndex, weights_fingerprint
 from pipeline.retrieval.lexical import tokenize
+from pipeline.run_artifacts import run_from_reference
 
 MIN_CANDIDATES = 100
 
@@ -38,7 +39,19 @@ class SearchHit:
     nb_words: list[tuple[str, float]]  # the query words that weighed most for this item
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        # By hand: dataclasses.asdict deep-copies every field, which cost more than the search.
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)} | {"nb_words": [list(w) for w in self.nb_words]}
+
+
+@dataclasses.dataclass
+class TextQuery:
+    """One text query of a batch (``Searcher.search_texts``)."""
+
+    query: str
+    k: int = 10
+    filters: dict | None = None
+    ranking: str | None = None
+    weight: float | None = None
 
 
 @dataclasses.dataclass
@@ -69,7 +82,7 @@ class Searcher:
 
         index = SearchIndex.open(name)
         model = index.info.get("model", {})
-        run = Path(model.get("run", ""))
+        run = run_from_reference(model.get("run", ""))
         if not (run / "model.weights.h5").is_file():
             raise IndexProblem(f"index {index.name} was built by the run {run}, which is no longer there; rebuild the index with "
                                f"python -m pipeline index --run RUN --data {index.info.get('data', 'PATH')} --name {index.name}")
@@ -86,43 +99,75 @@ class Searcher:
 
     def search_text(self, query: str, k: int = 10, filters: dict | None = None, ranking: str | None = None,
                     weight: float | None = None) -> SearchResponse:
-        if not str(query).strip():
-            raise QueryError("the query is empty: give some words, or search with --image PATH or --audio PATH")
-        vector = self.encoder.encode_text([query])
-        notes = []
-        fusion = self.index.info.get("fusion", {})
-        ranking = ranking or fusion.get("method", "dense")
-        weight = fusion.get("weight", 0.5) if weight is None else weight
+        (result,) = self.search_texts([TextQuery(query, k, filters, ranking, weight)])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def search_texts(self, queries: list["TextQuery"]) -> list[SearchResponse | QueryError | IndexProblem]:
+        """Several text queries at once: one encoder call and one Naive Bayes pass for all of
+        them (what the service does with the requests that arrive together). Each answer is a
+        response, or the error (QueryError, IndexProblem) of that query alone."""
+        results: list = [None] * len(queries)
+        valid = []
+        for i, q in enumerate(queries):
+            if not str(q.query).strip():
+                results[i] = QueryError("the query is empty: give some words, or search with --image PATH or --audio PATH")
+            else:
+                valid.append(i)
+        if not valid:
+            return results
+        texts = [queries[i].query for i in valid]
+        vectors = self.encoder.encode_text(texts)
         lexical = self.index.lexical
-        unknown = lexical.unknown_words(query)
-        known = len(tokenize(query)) > len(unknown)
-        if unknown:
-            notes.append(f"not in the index's vocabulary: {', '.join(unknown)}")
-        if not known:
-            notes.append("no query word is in the index's vocabulary: the Naive Bayes stage has only its prior, "
-                         "so the ranking is the dense one")
-            ranking = "dense"
-        nb = lexical.log_proba([query])[0] if known else None
-        return self._rank(query, vector, k, filters, ranking, weight, nb, notes)
+        unknown = [lexical.unknown_words(t) for t in texts]
+        known = [len(tokenize(t)) > len(u) for t, u in zip(texts, unknown)]
+        with_words = [t for t, has in zip(texts, known) if has]
+        nb_rows = iter(lexical.log_proba(with_words)) if with_words else iter(())
+        fusion = self.index.info.get("fusion", {})
+        for j, i in enumerate(valid):
+            q = queries[i]
+            ranking = q.ranking or fusion.get("method", "dense")
+            weight = fusion.get("weight", 0.5) if q.weight is None else q.weight
+            notes = [f"not in the index's vocabulary: {', '.join(unknown[j])}"] if unknown[j] else []
+            nb = next(nb_rows) if known[j] else None
+            if not known[j]:
+                notes.append("no query word is in the index's vocabulary: the Naive Bayes stage has only its prior, "
+                             "so the ranking is the dense one")
+                ranking = "dense"
+            try:
+                results[i] = self._rank(q.query, vectors[j : j + 1], q.k, q.filters, ranking, weight, nb, notes)
+            except (QueryError, IndexProblem) as error:
+                results[i] = error
+        return results
 
     def search_file(self, path: str | Path, modality: str, k: int = 10, filters: dict | None = None) -> SearchResponse:
-        import tensorflow as tf
-
         path = Path(path)
         if not path.is_file():
             raise QueryError(f"{path}: no such file")
+        return self.search_media(path.read_bytes(), modality, k, filters, name=str(path))
+
+    def search_media(self, data: bytes, modality: str, k: int = 10, filters: dict | None = None, name: str = "the upload") -> SearchResponse:
+        """An encoded image or sound (bytes) as the query; ranked by the dense score."""
+        vector = self.embed_media(data, modality, name)
+        return self._rank(name, vector, k, filters, "dense", 1.0, None,
+                          [f"{modality} query: ranked by the dense score (the Naive Bayes stage reads words)"])
+
+    def embed_media(self, data: bytes, modality: str, name: str = "the upload") -> np.ndarray:
+        """[1, dim] embedding of an encoded image or sound; QueryError if the model has no
+        encoder for it or the bytes do not decode."""
+        import tensorflow as tf
+
         if modality not in self.encoder.model.content:
             raise QueryError(f"this index's model was not trained on {modality}; it searches with "
                              f"{', '.join(['text', *self.encoder.model.content])}")
         encode = self.encoder.encode_image if modality == "image" else self.encoder.encode_audio
         try:
-            vector = encode([path])
+            return encode([bytes(data)])
         except (tf.errors.OpError, ValueError) as error:
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             kinds = "JPEG, PNG, GIF or BMP" if modality == "image" else "WAV, FLAC or OGG"
-            raise QueryError(f"{path}: cannot be decoded as {modality} ({first[:200]}); give a {kinds} file") from None
-        return self._rank(str(path), vector, k, filters, "dense", 1.0, None,
-                          [f"{modality} query: ranked by the dense score (the Naive Bayes stage reads words)"])
+            raise QueryError(f"{name}: cannot be decoded as {modality} ({first[:200]}); give a {kinds} file") from None
 
     def search_vector(self, vector, k: int = 10, filters: dict | None = None) -> SearchResponse:
         vector = np.asarray(vector, np.float32)
@@ -159,9 +204,10 @@ class Searcher:
             scores = dense
         order = np.argsort(-scores, kind="stable")[:k]
         hits = []
+        columns = index.columns
         for rank, at in enumerate(order, start=1):
             row = int(rows[at])
-            meta = index.metadata.iloc[row]
+            meta = {name: columns[name][row] for name in ("item_id", "modality", "caption", "path", "label")}
             hits.append(SearchHit(
                 rank=rank, item_id=meta["item_id"], modality=meta["modality"], caption=meta["caption"], path=meta["path"],
                 label=meta["label"], score=float(scores[at]), dense_score=float(dense[at]),

@@ -221,10 +221,11 @@ def train(
         info["test"] = report
         write_json_atomic(run_dir / "run.json", info)
     if export:
-        from pipeline.export import export_encoders
+        from pipeline.serving.export import export_encoders, write_models_config
 
         log.info("[5/5] exporting the encoders as SavedModels")
         info["exports"] = {k: str(v) for k, v in export_encoders(model, vectorizer, config).items()}
+        write_models_config()
         write_json_atomic(run_dir / "run.json", info)
     point_latest(run_dir)
     return TrainResult(run_dir, model, vectorizer, manifest, history.history, seconds, image_features)

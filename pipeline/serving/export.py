@@ -1,0 +1,211 @@
+"""SavedModels in TF Serving's layout: ``saved_models/<model>/<version>/saved_model.pb``.
+
+Four models, each with one ``serving_default`` signature over raw inputs, built from core
+TensorFlow ops only so that the stock ``tensorflow/serving`` image loads them:
+
+==============  ==========================  =========================================
+model           input                       outputs
+==============  ==========================  =========================================
+text_encoder    ``text`` string [batch]     ``embedding`` float32 [batch, dim]
+image_encoder   ``image_bytes`` [batch]     ``embedding`` (JPEG, PNG, GIF or BMP bytes)
+audio_encoder   ``audio_bytes`` [batch]     ``embedding`` (WAV bytes, any PCM rate)
+retriever       ``text`` string [batch]     ``item_ids`` string [batch, k], ``scores``
+==============  ==========================  =========================================
+
+``retriever`` holds an index's vectors and ids inside it and ranks them by the dense score
+(the text encoder's query vector · item vector). Versions count up, one number for the
+models written together; an existing version is never overwritten. ``models.config`` beside
+them lets one server serve them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipeline import paths
+from pipeline.io_utils import atomic_path, write_text_atomic
+from pipeline.preprocessing import audio_ops, image_ops
+
+log = logging.getLogger(__name__)
+
+SERVED_MODELS = ("text_encoder", "image_encoder", "audio_encoder", "retriever")
+CONTAINER_ROOT = "/models"  # where the README's `docker run` mounts saved_models/
+
+
+class ExportError(ValueError):
+    """An export that cannot be made as asked; the message says why."""
+
+
+def next_version(root: Path, names=SERVED_MODELS) -> int:
+    """One more than the highest version of any served model under ``root``."""
+    versions = [int(p.name) for name in names for p in (root / name).glob("*") if p.is_dir() and p.name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def _write(name: str, archive: keras.export.ExportArchive, root: Path, version: int) -> Path:
+    target = root / name / str(version)
+    if target.exists():
+        raise ExportError(f"{target} exists already; versions are never overwritten")
+    with atomic_path(target) as tmp:
+        archive.write_out(str(tmp), verbose=False)
+    log.info("exported %s to %s", name, target)
+    return target
+
+
+def text_archive(model, vectorizer) -> keras.export.ExportArchive:
+    archive = keras.export.ExportArchive()
+    if not vectorizer.built:  # a vectorizer restored from vocab.txt is built on its first call
+        vectorizer(tf.constant([""]))
+    archive.track(model.text_encoder)
+    archive.track(vectorizer)
+
+    def serve(text):
+        return {"embedding": model.text_encoder(vectorizer(text), training=False)}
+
+    archive.add_endpoint("serving_default", serve, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    return archive
+
+
+def image_archive(model, config) -> keras.export.ExportArchive:
+    archive = keras.export.ExportArchive()
+    archive.track(model.image_encoder)
+    size, backbone = config.image.image_size, config.image.backbone
+
+    def prepare(data):
+        return image_ops.preprocess_for_backbone(image_ops.resize_image(image_ops.decode_image(data), size), backbone)
+
+    def serve(image_bytes):
+        pixels = tf.map_fn(prepare, image_bytes, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+        return {"embedding": model.encode_image(pixels)}
+
+    archive.add_endpoint("serving_default", serve, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    return archive
+
+
+def audio_archive(model, input_config) -> keras.export.ExportArchive:
+    """WAV bytes in: decoding and resampling use core ops (``decode_wav_core``,
+    ``resample_fft``), not tensorflow-io, which the stock server lacks. FLAC or OGG clips are
+    converted to WAV by the client (``pipeline.serving.client``)."""
+    archive = keras.export.ExportArchive()
+    archive.track(model.audio_encoder)
+    a = input_config.audio
+
+    def prepare(data):
+        samples, rate = audio_ops.decode_wav_core(data)
+        samples = audio_ops.crop_or_pad(audio_ops.resample_fft(samples, rate, a.sample_rate), a.clip_samples)
+        return audio_ops.log_mel_spectrogram(samples, a.sample_rate, a.n_mels, a.window, a.stride)
+
+    def serve(audio_bytes):
+        spec = tf.map_fn(prepare, audio_bytes, fn_output_signature=tf.TensorSpec([a.frames, a.n_mels], tf.float32))
+        return {"embedding": model.audio_encoder(spec, training=False)}
+
+    archive.add_endpoint("serving_default", serve, input_signature=[tf.TensorSpec([None], tf.string, name="audio_bytes")])
+    return archive
+
+
+def retriever_archive(model, vectorizer, vectors: np.ndarray, item_ids: list[str], k: int) -> keras.export.ExportArchive:
+    """Query text in, the top ``k`` item ids and dense scores out; the vectors ride along as
+    variables (so the SavedModel's graph stays small however large the index is)."""
+    if len(item_ids) == 0:
+        raise ExportError("the index is empty: nothing for a retriever to return")
+    archive = keras.export.ExportArchive()
+    if not vectorizer.built:
+        vectorizer(tf.constant([""]))
+    archive.track(model.text_encoder)
+    archive.track(vectorizer)
+    store = tf.Module(name="index")
+    store.vectors = tf.Variable(np.asarray(vectors, np.float32), trainable=False, name="item_vectors")
+    store.ids = tf.Variable(np.asarray(item_ids, dtype=object).astype(bytes), trainable=False, dtype=tf.string, name="item_ids")
+    archive.track(store)
+    k = min(int(k), len(item_ids))
+
+    def serve(text):
+        queries = model.text_encoder(vectorizer(text), training=False)
+        top = tf.math.top_k(tf.matmul(queries, store.vectors, transpose_b=True), k=k)
+        return {"item_ids": tf.gather(store.ids, top.indices), "scores": top.values}
+
+    archive.add_endpoint("serving_default", serve, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    return archive
+
+
+def export_encoders(model, vectorizer, config, root: Path | None = None, version: int | None = None) -> dict[str, Path]:
+    """Exports every encoder the model has under one new version; returns {name: folder}."""
+    from pipeline.run_artifacts import input_config_for
+
+    root = Path(root or paths.models_dir())
+    version = version or next_version(root)
+    out = {}
+    modalities = config.data.modalities
+    if "text" in modalities:
+        out["text_encoder"] = _write("text_encoder", text_archive(model, vectorizer), root, version)
+    if "image" in modalities:
+        out["image_encoder"] = _write("image_encoder", image_archive(model, config), root, version)
+    if "audio" in modalities:
+        out["audio_encoder"] = _write("audio_encoder", audio_archive(model, input_config_for(config)), root, version)
+    return out
+
+
+def models_config(root: Path, container_root: str = CONTAINER_ROOT) -> str:
+    """TF Serving's ``--model_config_file`` text for every served model with a version under
+    ``root``, as the server sees them with ``root`` mounted at ``container_root``."""
+    entries = []
+    for name in SERVED_MODELS:
+        if any(p.is_dir() and p.name.isdigit() for p in (root / name).glob("*")):
+            entries.append(
+                "  config {\n"
+                f'    name: "{name}"\n'
+                f'    base_path: "{container_root}/{name}"\n'
+                '    model_platform: "tensorflow"\n'
+                "  }\n"
+            )
+    return "model_config_list {\n" + "".join(entries) + "}\n"
+
+
+def write_models_config(root: Path | None = None) -> Path:
+    root = Path(root or paths.models_dir())
+    path = root / "models.config"
+    write_text_atomic(path, models_config(root))
+    return path
+
+
+@dataclasses.dataclass
+class ServingExport:
+    version: int
+    models: dict[str, Path]
+    models_config: Path
+
+
+def export_for_serving(run=None, index: str | None = None, root: Path | None = None, k: int = 10) -> ServingExport:
+    """Exports a run's encoders, and with ``index`` a retriever over that index, as one new
+    version; writes ``models.config``. With an index and no run, the index's own run is used;
+    a run other than the index's is refused (its vectors would not match the query encoder)."""
+    from pipeline.inference import Encoder
+    from pipeline.retrieval.searcher import Searcher
+
+    if k < 1:
+        raise ExportError(f"k must be at least 1, not {k}")
+    root = Path(root or paths.models_dir())
+    if index is not None:
+        searcher = Searcher.open(index)  # checks that the index's run is there, unchanged
+        encoder = searcher.encoder
+        if run is not None:
+            from pipeline.run_artifacts import resolve_run
+
+            if resolve_run(run) != encoder.run_dir:
+                raise ExportError(f"index {searcher.index.name} was built by {encoder.run_dir}, not {resolve_run(run)}; "
+                                  f"export it with --run {encoder.run_dir} (or leave --run out), or rebuild the index with this run")
+    else:
+        searcher, encoder = None, Encoder.from_run(run or "latest")
+    version = next_version(root)
+    models = export_encoders(encoder.model, encoder.vectorizer, encoder.config, root, version)
+    if searcher is not None:
+        ids = searcher.index.metadata["item_id"].tolist()
+        archive = retriever_archive(encoder.model, encoder.vectorizer, searcher.index.vectors, ids, k)
+        models["retriever"] = _write("retriever", archive, root, version)
+    return ServingExport(version, models, write_models_config(root))
