@@ -69,12 +69,21 @@ def test_text_and_upload_searches_answer_like_the_searcher(client, shared_search
 
 
 def test_items_media_health_metrics_page_and_openapi(client, shared_searcher):
-    row = shared_searcher.index.metadata.iloc[0]
+    metadata = shared_searcher.index.metadata
+    row = metadata[metadata["modality"] == "image+audio"].iloc[0]  # a picture with a spoken caption
     item = client.get(f"/items/{row['item_id']}").json()
     assert item["caption"] == row["caption"] and item["media_url"].endswith("/media")
     media = client.get(item["media_url"])
     assert media.status_code == 200 and media.headers["content-type"] == "image/png"
-    assert media.content == Path(row["path"]).read_bytes()
+    assert media.content == Path(row["path"]).read_bytes() == Path(row["image_path"]).read_bytes()
+    assert client.get(item["image_url"]).content == media.content
+    sound = client.get(item["audio_url"])
+    assert sound.status_code == 200 and sound.headers["content-type"] in ("audio/x-wav", "audio/wav")
+    assert sound.content == Path(row["audio_path"]).read_bytes() and sound.content[:4] == b"RIFF"
+    image_only = metadata[metadata["modality"] == "image"]
+    if len(image_only):
+        assert client.get(f"/items/{image_only['item_id'].iloc[0]}/media?modality=audio").status_code == 404
+    assert client.get(f"/items/{row['item_id']}/media?modality=video").status_code == 422
     assert client.get("/items/no-such-item").status_code == 404
     assert client.get("/items/no-such-item/media").status_code == 404
     health = client.get("/healthz").json()

@@ -59,6 +59,11 @@ def test_typing_a_query_shows_results_and_a_click_sends_feedback(browser, smoke_
         first = hits[0]
         assert first.find_element(By.CSS_SELECTOR, ".caption").text
         assert "dense" in first.find_element(By.CSS_SELECTOR, ".why").text
+        # Items with a spoken caption get an audio player that loads their sound.
+        players = browser.find_elements(By.CSS_SELECTOR, "#results .hit audio")
+        assert players and all("modality=audio" in p.get_attribute("src") for p in players)
+        assert browser.execute_script(
+            "return fetch(arguments[0]).then(r => r.headers.get('content-type'))", players[0].get_attribute("src")).startswith("audio/")
         request = urllib.request.Request(f"{base}/search", data=json.dumps({"query": "a red circle above a blue square", "k": 12}).encode(),
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request) as r:

@@ -111,13 +111,16 @@ def embed_items(encoder, manifest: Manifest, split: str | None = None, batch_siz
 
     modality = ["+".join(m for m in content if masks[m][i] > 0) or ("text" if text_only[i] else "") for i in range(n)]
     # Absolute: items added later may come from another dataset folder than the index's.
-    path = [next((os.path.abspath(manifest.resolve(items[m].iloc[i])) for m in content if items[m].iloc[i]), "") for i in range(n)]
+    file_of = {m: [os.path.abspath(manifest.resolve(p)) if p and masks[m][i] > 0 else "" for i, p in enumerate(items[m])] for m in content}
+    path = [next((file_of[m][i] for m in content if file_of[m][i]), "") for i in range(n)]
     metadata = pd.DataFrame({
         "item_id": items["item_id"].astype(str).to_numpy(),
         "modality": modality,
         "split": items["item_id"].map(split_of).fillna("").to_numpy(),
         "label": items["label"].fillna("").astype(str).to_numpy(),
         "path": path,
+        "image_path": file_of.get("image", [""] * n),
+        "audio_path": file_of.get("audio", [""] * n),
         "caption": [texts[0] if texts else "" for texts in captions],
         "words_from": ["captions" if texts else "" for texts in captions],
     })

@@ -32,8 +32,9 @@ from pipeline.retrieval.word_head import WordHead
 
 log = logging.getLogger(__name__)
 
-INDEX_FORMAT_VERSION = 1
-METADATA_COLUMNS = ("item_id", "modality", "split", "label", "path", "caption", "words_from")
+INDEX_FORMAT_VERSION = 2  # 2: image_path and audio_path beside path
+# path: the item's first file (its image, else its sound); image_path, audio_path: each file it has.
+METADATA_COLUMNS = ("item_id", "modality", "split", "label", "path", "image_path", "audio_path", "caption", "words_from")
 COPY_CHUNK_ROWS = 262_144
 
 

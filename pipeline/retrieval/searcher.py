@@ -33,6 +33,8 @@ class SearchHit:
     caption: str
     path: str
     label: str
+    image_path: str  # the item's files ("" where it has none)
+    audio_path: str
     score: float  # the ranking score (the fused one under a hybrid ranking)
     dense_score: float  # cosine similarity in the shared space
     nb_log_proba: float | None  # log p(item | query) of the Naive Bayes stage (text queries)
@@ -207,10 +209,11 @@ class Searcher:
         columns = index.columns
         for rank, at in enumerate(order, start=1):
             row = int(rows[at])
-            meta = {name: columns[name][row] for name in ("item_id", "modality", "caption", "path", "label")}
+            meta = {name: columns[name][row] for name in ("item_id", "modality", "caption", "path", "label", "image_path", "audio_path")}
             hits.append(SearchHit(
                 rank=rank, item_id=meta["item_id"], modality=meta["modality"], caption=meta["caption"], path=meta["path"],
-                label=meta["label"], score=float(scores[at]), dense_score=float(dense[at]),
+                label=meta["label"], image_path=meta["image_path"], audio_path=meta["audio_path"],
+                score=float(scores[at]), dense_score=float(dense[at]),
                 nb_log_proba=None if nb is None else float(nb[row]),
                 nb_words=[] if nb is None else index.lexical.explain(query, row),
             ))

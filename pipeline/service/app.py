@@ -52,6 +52,11 @@ class Hit(BaseModel):
     modality: str
     caption: str
     label: str
+    path: str
+    image_path: str
+    audio_path: str
+    image_url: str | None
+    audio_url: str | None
     score: float
     dense_score: float
     nb_log_proba: float | None
@@ -225,7 +230,7 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
     def answer(response, start: float) -> JSONResponse:
         body = response.to_dict()
         for hit in body["hits"]:
-            hit["media_url"] = f"/items/{hit['item_id']}/media" if hit["path"] else None
+            hit.update(media_urls(hit))
         # Built here rather than validated against SearchResult again (which documents it): that
         # validation cost as much as the search under load.
         return JSONResponse({**body, "took_ms": round(1e3 * (time.perf_counter() - start), 2)})
@@ -287,13 +292,14 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
         found = state.item(item_id)
         if found is None:
             return _error(404, f"no item {item_id!r} in index {state.index.name}")
-        return {**found, "media_url": f"/items/{item_id}/media" if found.get("path") else None}
+        return {**found, **media_urls(found)}
 
     @app.get("/items/{item_id}/media", responses={404: {}}, response_class=FileResponse)
-    def media(item_id: str):
-        path = state.media_path(item_id)
+    def media(item_id: str, modality: Literal["image", "audio"] | None = None):
+        """The item's image or sound (``modality``), by default its first file."""
+        path = state.media_path(item_id, modality)
         if path is None:
-            return _error(404, f"item {item_id!r} has no image or sound file here")
+            return _error(404, f"item {item_id!r} has no {modality or 'image or sound'} file here")
         return FileResponse(path)
 
     @app.post("/items", status_code=201, responses={401: {}, 409: {}, 413: {}, 415: {}, 422: {}},
@@ -321,6 +327,14 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
         return await run_in_threadpool(state.feedback, body.query, body.item_id, _token(request))
 
     return app
+
+
+def media_urls(item: dict) -> dict:
+    """Where a client fetches an item's files: its first (``media_url``), image and sound."""
+    base = f"/items/{item['item_id']}/media"
+    return {"media_url": base if item.get("path") else None,
+            "image_url": f"{base}?modality=image" if item.get("image_path") else None,
+            "audio_url": f"{base}?modality=audio" if item.get("audio_path") else None}
 
 
 def _int_field(value, name: str, default: int) -> int:

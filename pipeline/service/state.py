@@ -179,12 +179,13 @@ class ServiceState:
         rows = self.index.metadata[self.index.metadata["item_id"] == item_id]
         return None if rows.empty else rows.iloc[0].to_dict()
 
-    def media_path(self, item_id: str) -> Path | None:
+    def media_path(self, item_id: str, modality: str | None = None) -> Path | None:
+        """The item's image or sound file (``modality``), or its first file; None if absent."""
         item = self.item(item_id)
-        if item is None or not item.get("path"):
+        if item is None:
             return None
-        path = Path(item["path"])
-        return path if path.is_file() else None
+        found = item.get(f"{modality}_path") if modality else item.get("path")
+        return Path(found) if found and Path(found).is_file() else None
 
     # -------------------------------------------------------------- changes
 
