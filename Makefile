@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data describe train evaluate index export serve search tensorboard test bench-input bench-default bench-flickr8k bench-search bench-hybrid bench-serve clean
+.PHONY: help venv data describe train tune evaluate index export serve search tensorboard test bench-input bench-default bench-flickr8k bench-search bench-hybrid bench-serve clean
 
 help: ## List every target with one line each
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ train: $(STAMP) ## Set up, build the default dataset if missing, train CONFIG (d
 	$(PY) -m pipeline train --config $(CONFIG) --no-export $(ARGS)
 	$(PY) -m pipeline index --run latest --name $(or $(INDEX),$(CONFIG))
 	$(PY) -m pipeline export --index $(or $(INDEX),$(CONFIG))
+
+tune: $(STAMP) ## Tune CONFIG (default) with KerasTuner for BUDGET minutes (60): make tune CONFIG=flickr8k ARGS="--algorithm bayesian"
+	$(PY) -m pipeline tune --config $(CONFIG) --budget-minutes $(or $(BUDGET),60) $(ARGS)
 
 evaluate: $(STAMP) ## Evaluate a run on a dataset: make evaluate RUN=latest DATA=path SPLIT=test
 	$(PY) -m pipeline evaluate --run $(or $(RUN),latest) $(if $(DATA),--data $(DATA)) --split $(or $(SPLIT),test)

@@ -17,6 +17,7 @@ from pipeline import paths
 from pipeline.retrieval import commands as retrieval
 from pipeline.service import commands as service
 from pipeline.serving import commands as serving
+from pipeline.tuning import commands as tuning
 
 log = logging.getLogger("pipeline")
 
@@ -183,6 +184,7 @@ COMMANDS = {
     "export": (serving.add_export_arguments, serving.run_export, "SavedModels for TF Serving: the encoders and a retriever over an index, and models.config"),
     "query-serving": (serving.add_query_arguments, serving.run_query, "query a TF Serving server that serves the exported models (REST)"),
     "serve": (service.add_serve_arguments, service.run_serve, "the search service (HTTP API and web page) over an index"),
+    "tune": (tuning.add_tune_arguments, tuning.run_tune, "search hyperparameters with KerasTuner; the objective is dev rsum"),
 }
 
 
@@ -220,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     _, run, _ = COMMANDS[args.command]
     try:
         return run(args)
-    except (CommandError, retrieval.RetrievalCommandError, serving.ServingCommandError, service.ServeCommandError) as error:
+    except (CommandError, retrieval.RetrievalCommandError, serving.ServingCommandError, service.ServeCommandError, tuning.TuneCommandError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (paths.SharedDataMissing, FileNotFoundError) as error:

@@ -210,9 +210,22 @@ class ExperimentConfig:
             "embedding_dim": self.embedding_dim, "train.epochs": self.train.epochs, "train.batch_size": self.train.batch_size,
             "text.sequence_length": self.text.sequence_length, "image.image_size": self.image.image_size,
         }
+        positive.update({
+            "text.embedding_dim": self.text.embedding_dim, "text.conv_filters": self.text.conv_filters,
+            "text.lstm_units": self.text.lstm_units, "train.learning_rate": self.train.learning_rate,
+            "train.temperature": self.train.temperature, "fusion.hidden": self.fusion.hidden,
+        })
         for key, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{key} must be positive, got {value}")
+        if not self.text.kernel_sizes or min(self.text.kernel_sizes) < 1:
+            raise ConfigError(f"text.kernel_sizes must be one or more widths of at least 1, got {list(self.text.kernel_sizes)}")
+        for key, value in {"text.dropout": self.text.dropout, "image.dropout": self.image.dropout,
+                           "audio.dropout": self.audio.dropout}.items():
+            if not 0 <= value < 1:
+                raise ConfigError(f"{key} must be in [0, 1), got {value}")
+        if not 0 < self.image.crop_min_area <= 1:
+            raise ConfigError(f"image.crop_min_area must be in (0, 1], got {self.image.crop_min_area}")
         if not 0 <= self.image.feature_crops <= 5:
             raise ConfigError(f"image.feature_crops takes 0 to 5 (the corner and centre crops), got {self.image.feature_crops}")
         views = 1 + int(self.image.feature_flip) + self.image.feature_crops

@@ -109,8 +109,10 @@ def train(
     evaluate_test: bool = True,
     export: bool = True,
     verbose: int = 1,
+    mark_latest: bool = True,
 ) -> TrainResult:
-    """Trains, selects the epoch with the best dev rsum, saves the run, evaluates and exports."""
+    """Trains, selects the epoch with the best dev rsum, saves the run, evaluates and exports.
+    ``mark_latest=False`` leaves saved_models/runs/latest alone (tuning trials)."""
     start = time.time()
     keras.utils.set_random_seed(config.seed)
     data_root = resolve_data_path(config.data.path)
@@ -227,5 +229,6 @@ def train(
         info["exports"] = {k: str(v) for k, v in export_encoders(model, vectorizer, config).items()}
         write_models_config()
         write_json_atomic(run_dir / "run.json", info)
-    point_latest(run_dir)
+    if mark_latest:
+        point_latest(run_dir)
     return TrainResult(run_dir, model, vectorizer, manifest, history.history, seconds, image_features)
