@@ -101,9 +101,9 @@ def run_fuzz(port: int) -> dict:
 
     def post_upload(data, content_type, k):
         boundary = uuid.uuid4().hex
-        parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n'
-                 + (f"Content-Type: {content_type}\r\n" if content_type else "") + "\r\n"]
-        body = parts[0].encode() + data + b"\r\n"
+        head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n'
+                + (f"Content-Type: {content_type}\r\n" if content_type else "") + "\r\n")
+        body = head.encode() + data + b"\r\n"
         if k is not None:
             body += f'--{boundary}\r\nContent-Disposition: form-data; name="k"\r\n\r\n{k}\r\n'.encode()
         body += f"--{boundary}--\r\n".encode()

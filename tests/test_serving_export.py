@@ -107,8 +107,16 @@ print(json.dumps(out))
     np.testing.assert_allclose(out["image"]["embedding"], encoder.encode_image(images), atol=1e-4)
     served_audio = np.asarray(out["audio"]["embedding"])
     np.testing.assert_allclose(served_audio[:2], encoder.encode_audio(clips), atol=1e-4)  # 16 kHz: decoded exactly alike
-    # 8 kHz: FFT resampling in the export, tensorflow-io's resampler in process; nearly the same vector.
-    assert float(served_audio[2] @ encoder.encode_audio([slow_clip])[0]) > 0.98
+    # 8 kHz: the export resamples with resample_fft (tensorflow-io's resampler is not in the stock
+    # server); the same steps in process give the same vector. (How close the two resamplers'
+    # vectors are depends on the trained model: a cosine of 0.976 to 0.98+ was seen.)
+    from pipeline.preprocessing import audio_ops
+
+    a = encoder.input_config.audio
+    samples, rate = audio_ops.decode_wav_core(tf.io.read_file(str(slow_clip)))
+    spec = audio_ops.log_mel_spectrogram(audio_ops.crop_or_pad(audio_ops.resample_fft(samples, rate, a.sample_rate), a.clip_samples),
+                                         a.sample_rate, a.n_mels, a.window, a.stride)
+    np.testing.assert_allclose(served_audio[2], encoder.model.audio_encoder(spec[None], training=False).numpy()[0], atol=1e-4)
     # The retriever ranks like an exact dense search of the index.
     from pipeline.retrieval.searcher import Searcher
 
@@ -174,3 +182,13 @@ def test_export_refuses_what_would_not_match(served, smoke_index, smoke_run, tmp
     assert main(["export", "--index", str(smoke_index), "--out", str(tmp_path / "out"), "-k", "0"]) == 2
     assert "k must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_the_retriever_keeps_ids_that_are_not_ascii(encoder, tmp_path):
+    from pipeline.serving.export import retriever_archive
+
+    vectors = encoder.encode_text(["a red circle", "a blue square"])
+    archive = retriever_archive(encoder.model, encoder.vectorizer, vectors, ["café-1", "日本-2"], k=2)
+    archive.write_out(str(tmp_path / "retriever"), verbose=False)
+    served = tf.saved_model.load(str(tmp_path / "retriever")).signatures["serving_default"](tf.constant(["a red circle"]))
+    assert [i.decode("utf-8") for i in served["item_ids"].numpy()[0]] == ["café-1", "日本-2"]  # the query's own vector first

@@ -16,8 +16,7 @@ import numpy as np
 
 from pipeline.evaluation.retrieval_metrics import retrieval_report
 from pipeline.retrieval.hybrid import fuse
-from pipeline.retrieval.index_builder import EmbeddedItems, item_word_counts, lexical_vocabulary, train_word_head
-from pipeline.retrieval.lexical import QueryLikelihoodScorer
+from pipeline.retrieval.index_builder import EmbeddedItems, item_word_counts, lexical_scorer, train_word_head
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ def compare_rankings(train: EmbeddedItems, evaluation: EmbeddedItems, run_vocabu
                      words: int, seed: int = 0, tune_captions: int = TUNE_CAPTIONS) -> dict:
     """Per ranking (dense, nb, weighted, rrf): the tuned dense weight, the tuning curve, and
     Recall@K on the held-out and on all queries; plus ``choice``, the (method, weight) to use."""
-    scorer = QueryLikelihoodScorer(lexical_vocabulary(run_vocabulary, []), alpha)
+    scorer = lexical_scorer(run_vocabulary, [], alpha)
     head = train_word_head(train, scorer, np.ones(len(train.vectors), bool), seed=seed)
     if head is None:
         raise ValueError("no training captions to train the word head on")

@@ -20,7 +20,7 @@ from scipy import sparse
 from pipeline.data.input_pipeline import select_items
 from pipeline.data.manifest import Manifest
 from pipeline.progress import progress
-from pipeline.retrieval.lexical import QueryLikelihoodScorer, tokenize
+from pipeline.retrieval.lexical import QueryLikelihoodScorer
 from pipeline.retrieval.word_head import WordHead
 from pipeline.run_artifacts import run_reference
 
@@ -111,7 +111,7 @@ def embed_items(encoder, manifest: Manifest, split: str | None = None, batch_siz
 
     modality = ["+".join(m for m in content if masks[m][i] > 0) or ("text" if text_only[i] else "") for i in range(n)]
     # Absolute: items added later may come from another dataset folder than the index's.
-    file_of = {m: [os.path.abspath(manifest.resolve(p)) if p and masks[m][i] > 0 else "" for i, p in enumerate(items[m])] for m in content}
+    file_of = {m: [os.path.abspath(manifest.resolve(p)) if p else "" for p in items[m]] for m in content}
     path = [next((file_of[m][i] for m in content if file_of[m][i]), "") for i in range(n)]
     metadata = pd.DataFrame({
         "item_id": items["item_id"].astype(str).to_numpy(),
@@ -135,16 +135,12 @@ def embed_items(encoder, manifest: Manifest, split: str | None = None, batch_siz
     )
 
 
-def lexical_vocabulary(run_vocabulary: list[str], texts: list[str]) -> list[str]:
-    """The run's words (padding and OOV left out), then any new words of the indexed texts."""
-    words = [w for w in run_vocabulary if w and w != "[UNK]"]
-    known = set(words)
-    for text in texts:
-        for w in tokenize(text):
-            if w not in known:
-                known.add(w)
-                words.append(w)
-    return words
+def lexical_scorer(run_vocabulary: list[str], texts: list[str], alpha: float) -> QueryLikelihoodScorer:
+    """An unfitted NB stage over the run's words (padding and OOV left out), then any new
+    words of the indexed texts."""
+    scorer = QueryLikelihoodScorer([w for w in run_vocabulary if w and w != "[UNK]"], alpha)
+    scorer.extend_vocabulary(texts)
+    return scorer
 
 
 def train_word_head(embedded: EmbeddedItems, scorer: QueryLikelihoodScorer, train_mask: np.ndarray, seed: int = 0) -> WordHead | None:
@@ -181,7 +177,7 @@ def item_word_counts(embedded: EmbeddedItems, scorer: QueryLikelihoodScorer, hea
 
 def _lexical_stage(embedded: EmbeddedItems, run_vocabulary: list[str], train_mask: np.ndarray, alpha: float,
                    withhold_captions: bool, seed: int):
-    scorer = QueryLikelihoodScorer(lexical_vocabulary(run_vocabulary, [] if withhold_captions else embedded.texts), alpha)
+    scorer = lexical_scorer(run_vocabulary, [] if withhold_captions else embedded.texts, alpha)
     head = train_word_head(embedded, scorer, train_mask, seed=seed)
     counts, source = item_word_counts(embedded, scorer, head, withhold_captions)
     scorer.fit(counts)

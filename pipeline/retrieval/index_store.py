@@ -2,7 +2,7 @@
 
     index.json       what built it (run, weights fingerprint, dataset), kind, dimension, fusion
     embeddings.npy   [items, dim] float32 unit vectors, opened memory-mapped
-    metadata.csv     item_id, modality, split, label, path, caption, words_from
+    metadata.csv     item_id, modality, split, label, path, image_path, audio_path, caption, words_from
     lexical.npz      the Naive Bayes stage's arrays (vocabulary, item word counts, class counts)
     word_head.npz    the head that gives items without text their words (when there is one)
     faiss.index      the FAISS structure, for kinds hnsw and ivfpq
@@ -92,6 +92,11 @@ class SearchIndex:
 
     def __len__(self) -> int:
         return len(self.metadata)
+
+    @functools.cached_property
+    def row_of(self) -> dict[str, int]:
+        """Each item id's row."""
+        return {item: row for row, item in enumerate(self.metadata["item_id"])}
 
     @functools.cached_property
     def columns(self) -> dict[str, np.ndarray]:
@@ -206,11 +211,10 @@ class SearchIndex:
     def feedback(self, queries: list[str], item_ids: list[str]) -> None:
         """Online learning of the NB stage: each query's words are added to the item chosen for
         it (``partial_fit``); lexical.npz is replaced atomically."""
-        position = {item: i for i, item in enumerate(self.metadata["item_id"])}
-        unknown = [i for i in item_ids if i not in position]
+        unknown = [i for i in item_ids if i not in self.row_of]
         if unknown:
             raise IndexProblem(f"index {self.name} has no item(s) {', '.join(unknown[:5])}; no feedback was recorded")
-        self.lexical.partial_fit(list(queries), [position[i] for i in item_ids])
+        self.lexical.partial_fit(list(queries), [self.row_of[i] for i in item_ids])
         self.lexical.save(self.folder / "lexical.npz")
 
     # -------------------------------------------------------------- filters

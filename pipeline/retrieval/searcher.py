@@ -41,7 +41,7 @@ class SearchHit:
     nb_words: list[tuple[str, float]]  # the query words that weighed most for this item
 
     def to_dict(self) -> dict:
-        # By hand: dataclasses.asdict deep-copies every field, which cost more than the search.
+        # By hand: dataclasses.asdict deep-copies every field, and this runs for every hit served.
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)} | {"nb_words": [list(w) for w in self.nb_words]}
 
 
@@ -122,8 +122,9 @@ class Searcher:
         texts = [queries[i].query for i in valid]
         vectors = self.encoder.encode_text(texts)
         lexical = self.index.lexical
-        unknown = [lexical.unknown_words(t) for t in texts]
-        known = [len(tokenize(t)) > len(u) for t, u in zip(texts, unknown)]
+        tokens = [tokenize(t) for t in texts]
+        unknown = [[w for w in words if w not in lexical.word_index] for words in tokens]
+        known = [len(words) > len(u) for words, u in zip(tokens, unknown)]
         with_words = [t for t, has in zip(texts, known) if has]
         nb_rows = iter(lexical.log_proba(with_words)) if with_words else iter(())
         fusion = self.index.info.get("fusion", {})

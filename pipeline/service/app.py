@@ -101,6 +101,10 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"detail": message}, status_code=status)
 
 
+def _content_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 def _token(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
@@ -183,7 +187,7 @@ class Measured:
             self.metrics.observe(scope.get("method", ""), getattr(route, "path", "unmatched"), status, time.perf_counter() - start)
 
 
-async def _parse_filters(text) -> dict[str, str]:
+def _parse_filters(text) -> dict[str, str]:
     if text in (None, ""):
         return {}
     try:
@@ -202,7 +206,7 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
     app = FastAPI(title="Cross-modal search", version="1", description="Search an index with words, an image or a sound.")
     app.state.service = state
     if state.config.max_upload_bytes:
-        app.add_middleware(UploadLimit, limit=state.config.max_upload_bytes)  # inside `measure`, so 413s are counted
+        app.add_middleware(UploadLimit, limit=state.config.max_upload_bytes)  # inside Measured, so 413s are counted
 
     app.add_middleware(Measured, metrics=metrics)  # outermost: counts every answer, 413s and 500s included
 
@@ -231,8 +235,7 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
         body = response.to_dict()
         for hit in body["hits"]:
             hit.update(media_urls(hit))
-        # Built here rather than validated against SearchResult again (which documents it): that
-        # validation cost as much as the search under load.
+        # Serialised here: SearchResult documents the answer; validating it again is work on the hot path.
         return JSONResponse({**body, "took_ms": round(1e3 * (time.perf_counter() - start), 2)})
 
     # -------------------------------------------------------------- pages and health
@@ -264,7 +267,7 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
     async def search(request: Request):
         """Search with words (JSON) or with an uploaded image or sound (multipart form)."""
         start = time.perf_counter()
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        content_type = _content_type(request)
         if content_type == "application/json":
             try:
                 body = SearchRequest.model_validate_json(await request.body())
@@ -277,7 +280,7 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
                 if upload is None or isinstance(upload, str):
                     raise QueryError("the form needs a 'file' part: the image or sound to search with")
                 k = _int_field(form.get("k"), "k", 10)
-                filters = await _parse_filters(form.get("filters"))
+                filters = _parse_filters(form.get("filters"))
                 data = await upload.read()
                 name = upload.filename or "the upload"
                 response = await run_in_threadpool(state.search_upload, data, upload.content_type or "", name, k, filters)
@@ -306,9 +309,8 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
               openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": ITEM_SCHEMA}}}})
     async def add_item(request: Request):
         """Add an item (an image or a sound, a caption, or both). Needs the API token."""
-        state.check_token(_token(request))
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type not in FORM_TYPES:
+        state.check_token(_token(request))  # before the upload is read; add_item checks again for callers without HTTP
+        if _content_type(request) not in FORM_TYPES:
             raise UnsupportedMedia("send the new item as a multipart form (file, caption, item_id, label)")
         async with request.form(max_files=1, max_fields=8) as form:
             upload = form.get("file")

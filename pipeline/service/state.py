@@ -176,8 +176,9 @@ class ServiceState:
     # -------------------------------------------------------------- items
 
     def item(self, item_id: str) -> dict | None:
-        rows = self.index.metadata[self.index.metadata["item_id"] == item_id]
-        return None if rows.empty else rows.iloc[0].to_dict()
+        index = self.index
+        row = index.row_of.get(item_id)
+        return None if row is None else {column: values[row] for column, values in index.columns.items()}
 
     def media_path(self, item_id: str, modality: str | None = None) -> Path | None:
         """The item's image or sound file (``modality``), or its first file; None if absent."""
@@ -197,11 +198,9 @@ class ServiceState:
             raise QueryError("feedback needs the query's words")
         with self._write_lock:
             index = self.index
-            if self.item(item_id) is None:
-                raise QueryError(f"index {index.name} has no item {item_id!r}")
             updated = copy.copy(index)
             updated.lexical = copy.deepcopy(index.lexical)
-            updated.feedback([query], [item_id])  # partial_fit on the copy, lexical.npz replaced atomically
+            updated.feedback([query], [item_id])  # partial_fit on the copy (IndexProblem for an unknown item), saved atomically
             self.searcher.index = updated
         log.info("feedback: %r -> %s", query, item_id)
         return {"query": query, "item_id": item_id, "recorded": True}

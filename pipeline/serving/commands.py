@@ -81,18 +81,20 @@ def run_query(args: argparse.Namespace) -> int:
             model, vector = ("image_encoder", client.embed_images([args.image])) if args.image else ("audio_encoder", client.embed_audio([args.audio]))
             answer = {"query": str(args.image or args.audio), "model": model, "embedding": vector[0].round(6).tolist()}
             if index is not None:
-                if vector.shape[1] != index.dim:
-                    raise ServingCommandError(f"the served {model} embeds in {vector.shape[1]} dimensions, index {index.name} holds {index.dim}")
-                scores, rows = index.backend.search(vector, args.k)
-                answer["hits"] = [{"item_id": index.metadata["item_id"].iloc[r], "score": float(s)} for s, r in zip(scores[0], rows[0]) if r >= 0]
+                from pipeline.retrieval.searcher import QueryError, Searcher
+
+                try:
+                    response = Searcher(index).search_vector(vector, args.k)
+                except QueryError as error:
+                    raise ServingCommandError(f"the served {model}'s embedding does not fit index {index.name}: {error}") from None
+                answer["hits"] = [{"item_id": h.item_id, "score": h.score} for h in response.hits]
     except ServingError as error:
         raise ServingCommandError(str(error)) from None
     if index is not None:
-        rows = index.metadata.set_index("item_id")
         for hit in answer.get("hits", []):
-            if hit["item_id"] in rows.index:
-                hit["caption"] = rows.loc[hit["item_id"], "caption"]
-                hit["modality"] = rows.loc[hit["item_id"], "modality"]
+            row = index.row_of.get(hit["item_id"])
+            if row is not None:
+                hit["caption"], hit["modality"] = index.columns["caption"][row], index.columns["modality"][row]
     if args.json:
         print(json.dumps(answer, indent=2))
         return 0

@@ -121,7 +121,7 @@ def retriever_archive(model, vectorizer, vectors: np.ndarray, item_ids: list[str
     archive.track(vectorizer)
     store = tf.Module(name="index")
     store.vectors = tf.Variable(np.asarray(vectors, np.float32), trainable=False, name="item_vectors")
-    store.ids = tf.Variable(np.asarray(item_ids, dtype=object).astype(bytes), trainable=False, dtype=tf.string, name="item_ids")
+    store.ids = tf.Variable(np.array([str(i).encode("utf-8") for i in item_ids], dtype=object), trainable=False, dtype=tf.string, name="item_ids")
     archive.track(store)
     k = min(int(k), len(item_ids))
 
