@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow
 
 SPACE = """
 [params."text.kind"]
-choices = ["conv", "lstm"]
+choices = ["conv", "serial"]
 [params."text.kernel_sizes"]
 choices = [[2, 3], [2, 3, 4]]
 [params."train.learning_rate"]
@@ -32,14 +32,23 @@ def test_two_smoke_trials_write_a_best_config_that_trains(tiny_default_dataset, 
     assert "2 trial(s)" in out and "best dev rsum" in out
     root = tmp_path / "tuning" / "smoke-search"
     best = load_config(str(root / "best.toml"))  # loads as a config
-    assert best.text.kind in ("conv", "lstm") and best.text.kernel_sizes in ((2, 3), (2, 3, 4))
+    assert best.text.kind in ("conv", "serial") and best.text.kernel_sizes in ((2, 3), (2, 3, 4))
     assert 1e-3 <= best.train.learning_rate <= 5e-3
     assert best.train.epochs == load_config("smoke").train.epochs  # the base's epochs, not the trials' 1
     trials = sorted(p.name for p in (root / "trials").iterdir())
     assert len(trials) == 2 and all((root / "trials" / t / "run.json").is_file() for t in trials)
     assert all(load_config(str(root / "trials" / t / "config.toml")).train.epochs == 1 for t in trials)  # --epochs 1
-    trial_kinds = {load_config(str(root / "trials" / t / "config.toml")).text.kind for t in trials}
-    assert trial_kinds <= {"conv", "lstm"}
+    trial_configs = [load_config(str(root / "trials" / t / "config.toml")) for t in trials]
+    assert {c.text.kind for c in trial_configs} <= {"conv", "serial"}
+    # The first trial is the base config itself (smoke: serial, kernels 2,3, lr 2e-3), so the
+    # search is measured against it under the same trial settings.
+    smoke = load_config("smoke")
+    first = trial_configs[0]
+    assert (first.text.kind, first.text.kernel_sizes, first.train.learning_rate) == (smoke.text.kind, smoke.text.kernel_sizes, smoke.train.learning_rate)
+    # summary.md lists both trials with their scores, the base marked.
+    summary = (root / "summary.md").read_text().splitlines()
+    assert len(summary) == 2 + 2 and sum("(base)" in line for line in summary) == 1
+    assert all(f"| {t}" in "\n".join(summary) for t in trials)
     # One HParams log per trial, for TensorBoard's dashboard.
     assert sorted(p.name for p in (root / "hparams").iterdir()) == trials
     assert all(list((root / "hparams" / t).glob("events.out.tfevents*")) for t in trials)

@@ -43,4 +43,5 @@ def run_tune(args: argparse.Namespace) -> int:
     print(f"best config: {result.best_config_path}")
     print(f"train it:    python -m pipeline train --config {result.best_config_path}")
     print(f"HParams:     tensorboard --logdir {result.best_config_path.parent / 'hparams'}")
+    print(f"all trials:  {result.best_config_path.parent / 'summary.md'}")
     return 0

@@ -1,0 +1,52 @@
+"""The base config as the first trial, and the trial summary."""
+
+import json
+
+from pipeline.config import read_config_file
+from pipeline.tuning.search_space import Param
+from pipeline.tuning.tuner import base_values, read_trials, write_summary
+
+SPACE = (
+    Param("text.kind", choices=("conv", "serial")),
+    Param("text.kernel_sizes", choices=((2, 3), (2, 3, 4))),
+    Param("train.learning_rate", min=1e-3, max=5e-3, sampling="log"),
+)
+
+
+def test_base_values_are_the_configs_own_in_the_oracles_form():
+    # smoke: serial, kernels (2, 3), lr 2e-3; list choices are stored as their string form.
+    assert base_values(SPACE, read_config_file("smoke")) == {
+        "text.kind": "serial", "text.kernel_sizes": "[2, 3]", "train.learning_rate": 0.002}
+
+
+def test_a_base_outside_the_space_is_not_a_trial():
+    base = read_config_file("smoke")
+    assert base_values((Param("text.kind", choices=("conv", "lstm")),), base) is None
+    assert base_values((Param("train.learning_rate", min=3e-3, max=5e-3),), base) is None
+
+
+def test_summary_keeps_a_resumed_trials_last_record_and_sorts_best_first(tmp_path):
+    records = [
+        {"trial": "0", "dev_rsum": 10.0, "seconds": 60, "epochs_run": 2, "values": {"text.kind": "conv"}},
+        {"trial": "1", "dev_rsum": 5.0, "seconds": 30, "epochs_run": 1, "values": {"text.kind": "serial"}},
+        {"trial": "1", "dev_rsum": 20.0, "seconds": 90, "epochs_run": 3, "values": {"text.kind": "serial"}},
+    ]
+    (tmp_path / "trials.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert [r["dev_rsum"] for r in read_trials(tmp_path)] == [10.0, 20.0]
+    lines = write_summary(tmp_path, first_values={"text.kind": "conv"}).read_text().splitlines()
+    assert lines[2] == "| 1 | 20.0 | 1.5 | 3 | serial |"
+    assert lines[3] == "| 0 (base) | 10.0 | 1.0 | 2 | conv |"
+
+
+def test_trial_values_turn_list_and_boolean_choices_back():
+    import keras_tuner as kt
+
+    from pipeline.tuning.tuner import _declare, trial_values
+
+    space = SPACE + (Param("text.bidirectional", choices=(True, False)),)
+    hp = kt.HyperParameters()
+    for param in space:
+        _declare(hp, param)
+    hp.values.update({"text.kernel_sizes": "[2, 3, 4]", "text.bidirectional": 0})
+    values = trial_values(space, hp)
+    assert values["text.kernel_sizes"] == (2, 3, 4) and values["text.bidirectional"] is False
