@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from benchmarks.results_io import write_results
 from pipeline import paths
@@ -43,6 +44,17 @@ def _full_run(config, name: str) -> dict:
             "epochs": config.train.epochs}
 
 
+def _cache_line(log_path: Path | None) -> str:
+    """What the search's log says of the image feature cache."""
+    if log_path is None or not log_path.is_file():
+        return "Trials read the frozen backbone's image features from the on-disk cache (`saved_models/cache/features`)."
+    text = log_path.read_text(errors="replace")
+    hits, computed = text.count("image features: using the cache"), text.count("cached as")
+    return (f"Image features: the search's log ({log_path.name}) shows {hits} reads from the on-disk cache (one per image view per trial) and {computed} "
+            f"computations (the cache was filled before the search), so no trial recomputed them." if not computed else
+            f"Image features: the search's log shows {hits} reads from the cache and {computed} computations.")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="flickr8k")
@@ -50,6 +62,7 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=15, help="epochs per trial (default 15)")
     parser.add_argument("--algorithm", default="random")
     parser.add_argument("--report-only", action="store_true", help="skip the search; report on the existing tuner folder")
+    parser.add_argument("--log", type=Path, default=None, help="with --report-only: the search's log, to count feature-cache hits")
     args = parser.parse_args(argv)
     setup_logging()
     base = load_config(args.config)
@@ -69,8 +82,10 @@ def main(argv=None) -> int:
         return 2
     best_trial = max(trials, key=lambda r: r["dev_rsum"])
     tuned = load_config(str(root / "best.toml"))
-    rows = [_full_run(base, "base config"), _full_run(tuned, "tuned (best.toml)")]
     changed = [p.key for p in DEFAULT_SPACE if _value(base, p.key) != _value(tuned, p.key)]
+    rows = [_full_run(base, "base config")]
+    # When the base config's own trial won, best.toml is the base config: no second run.
+    rows.append(_full_run(tuned, "tuned (best.toml)") if changed else {**rows[0], "name": "tuned (best.toml) = the base config"})
     payload = {"search_command": search_command, "search_seconds": search_seconds, "trials": trials, "best_trial": best_trial["trial"],
                "full_runs": rows, "changed": {k: [str(_value(base, k)), str(_value(tuned, k))] for k in changed}}
     better = rows[1]["rsum"] > rows[0]["rsum"]
@@ -80,15 +95,20 @@ def main(argv=None) -> int:
           f"{len(trials)} trials of {args.epochs} epochs" + (f" in {search_seconds / 60:.1f} min" if search_seconds else
                                                             f", {sum(r['seconds'] for r in trials) / 60:.1f} min of training in all")
           + f"; trial {trials[0]['trial']} is the base config itself. The objective is dev rsum (R@1+5+10 both ways, dev 1K protocol).",
-          "Image features come from the on-disk cache (computed once before the search), so no trial recomputes them.", "",
+          _cache_line(args.log), "",
           "## Base against tuned, trained again at full length", "",
           "| config | epochs | dev rsum | image→text R@1 | text→image R@1 | train time (s) |", "|---|---:|---:|---:|---:|---:|"]
     md += [f"| {r['name']} | {r['epochs']} | {r['rsum']:.1f} | {r['image->text R@1']:.1f} | {r['text->image R@1']:.1f} | {r['seconds']} |" for r in rows]
-    md += ["", f"The tuned config is {'better' if better else 'not better'} at full length "
-           f"({rows[1]['rsum'] - rows[0]['rsum']:+.1f} rsum)."
-           + (" Its values are now the `" + base.name + "` config's defaults." if better else " The config is left as it was."), "",
-           "Values the search changed:", "", "| key | base | tuned |", "|---|---|---|"]
-    md += [f"| `{k}` | {v[0]} | {v[1]} |" for k, v in payload["changed"].items()]
+    if not changed:
+        verdict = ("The search found nothing better than the base config: its own trial had the best dev rsum, so best.toml is the "
+                   "base config and the config is left as it was.")
+    else:
+        verdict = (f"The tuned config is {'better' if better else 'not better'} at full length ({rows[1]['rsum'] - rows[0]['rsum']:+.1f} rsum)."
+                   + (f" Its values are now the `{base.name}` config's defaults." if better else " The config is left as it was."))
+    md += ["", verdict, ""]
+    if changed:
+        md += ["Values the search changed:", "", "| key | base | tuned |", "|---|---|---|"]
+        md += [f"| `{k}` | {v[0]} | {v[1]} |" for k, v in payload["changed"].items()]
     md += ["", f"## Every trial ({args.epochs} epochs each), best first", ""]
     md += (root / "summary.md").read_text().splitlines() if (root / "summary.md").exists() else []
     json_path, md_path = write_results(f"{base.name}-tuning", payload, "\n".join(md))
