@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data describe train tune evaluate index export serve search tensorboard test bench-input bench-default bench-flickr8k bench-search bench-hybrid bench-serve clean
+.PHONY: help venv data describe train tune evaluate index export serve search tensorboard test bench-input bench-default bench-flickr8k bench-search bench-hybrid bench-serve bench-audio bench-tuning clean
 
 help: ## List every target with one line each
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -80,6 +80,12 @@ bench-serve: $(STAMP) ## The search service under load: 20 clients, 60 s of text
 
 bench-hybrid: $(STAMP) ## Dense vs Naive Bayes vs hybrid rankings, Flickr8k dev text->image (needs ../shared, flickr8k-best)
 	$(PY) -m benchmarks.bench_hybrid $(ARGS)
+
+bench-audio: $(STAMP) ## Audio on real recordings: spoken/handwritten digits, ESC-50 sounds, spoken Flickr8k captions (needs ../shared)
+	$(PY) -m benchmarks.bench_audio $(ARGS)
+
+bench-tuning: $(STAMP) ## A KerasTuner search of flickr8k for BUDGET minutes (60), then base vs tuned at full length (needs ../shared)
+	$(PY) -m benchmarks.bench_tuning --budget $(or $(BUDGET),60) $(ARGS)
 
 clean: ## Remove the virtual environment and caches (keeps data/ and saved_models/runs)
 	rm -rf $(VENV) .pytest_cache saved_models/cache

@@ -30,7 +30,7 @@ class CommandError(Exception):
 
 
 def _add_data(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="data_command", required=True, metavar="{build,describe,formats}")
+    sub = parser.add_subparsers(dest="data_command", required=True, metavar="{build,digits,spoken-flickr8k,describe,formats}")
     build = sub.add_parser("build", help="generate the embedded default dataset (synthetic, no download)")
     build.add_argument("--out", type=Path, default=None, help="output folder (default: data/default)")
     build.add_argument("--seed", type=int, default=1234)
@@ -38,6 +38,18 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--no-speech", action="store_true", help="skip the spoken captions")
     build.add_argument("--force", action="store_true", help="rebuild even if the folder exists")
     build.add_argument("--workers", type=int, default=max(os.cpu_count() or 1, 1))
+    digits = sub.add_parser("digits", help="spoken digits (FSDD) + handwritten digits (MNIST) + digit words, split by speaker (needs ../shared)")
+    digits.add_argument("--out", type=Path, default=None, help="output folder (default: data/digits)")
+    digits.add_argument("--test-speaker", default="theo", help="the speaker held out as the test split (default theo)")
+    digits.add_argument("--dev-speaker", default=None, help="a second speaker held out as the dev split (default: none; dev is "
+                                                            "the last 5 takes of each digit by the training speakers)")
+    digits.add_argument("--seed", type=int, default=0)
+    digits.add_argument("--force", action="store_true", help="rebuild even if the folder exists")
+    spoken = sub.add_parser("spoken-flickr8k", help="Flickr8k with eSpeak NG spoken captions, cached in saved_models/cache/tts (needs ../shared)")
+    spoken.add_argument("--out", type=Path, default=None, help="output folder (default: data/flickr8k-spoken)")
+    spoken.add_argument("--train-spoken", type=int, default=5, help="captions spoken per training photo (default 5: all; every dev caption is spoken)")
+    spoken.add_argument("--seed", type=int, default=0, help="varies every caption's voice")
+    spoken.add_argument("--workers", type=int, default=max(os.cpu_count() or 1, 1))
     describe = sub.add_parser("describe", help="counts per split and modality, and every problem found")
     describe.add_argument("path", type=Path, help="dataset folder or manifest file")
     describe.add_argument("--format", default=None, help="dataset layout (default: detected); see 'data formats'")
@@ -53,6 +65,32 @@ def _run_data(args: argparse.Namespace) -> int:
     if args.data_command == "formats":
         for name, adapter in adapters().items():
             print(f"{name:10s} {adapter.description}")
+        return 0
+    if args.data_command == "spoken-flickr8k":
+        from pipeline.data import spoken_captions
+
+        out = args.out or paths.data_dir() / spoken_captions.DATASET_NAME
+        try:
+            _, stats = spoken_captions.build_spoken_flickr8k(out, paths.shared_dataset("flickr8k"), spoken_captions.TtsCache(paths.cache_dir("tts")),
+                                                             args.train_spoken, args.seed, args.workers)
+        except ManifestError as error:
+            raise CommandError(str(error)) from None
+        print(f"spoken Flickr8k written to {out}: {stats.synthesized} caption(s) synthesised, {stats.cached} from the cache, "
+              f"{len(stats.failed)} failed")
+        return 0
+    if args.data_command == "digits":
+        from pipeline.data import spoken_digits
+
+        out = args.out or paths.digits_dataset_dir()
+        if spoken_digits.dataset_version(out) == spoken_digits.VERSION and not args.force:
+            print(f"{out} already exists; use --force to rebuild it.")
+            return 0
+        try:
+            spoken_digits.build_spoken_digits(out, paths.shared_dataset("fsdd"), paths.shared_dataset("mnist") / "mnist.npz",
+                                              args.test_speaker, args.dev_speaker, args.seed)
+        except (paths.SharedDataMissing, spoken_digits.DigitsDataError) as error:
+            raise CommandError(str(error)) from None
+        print(f"spoken digits written to {out}")
         return 0
     if args.data_command == "build":
         from pipeline.data.synthetic.build import DATASET_VERSION, DefaultDatasetConfig, build_default_dataset, dataset_version
@@ -142,7 +180,7 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", default="latest", help="run folder, or its name under saved_models/runs (default: latest)")
     parser.add_argument("--data", type=Path, default=None, help="dataset folder (default: the run's training data)")
     parser.add_argument("--format", default=None, help="dataset layout (default: detected)")
-    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument("--split", default="test", help="split to evaluate, or 'all' for every row (default: test)")
     parser.add_argument("--json", type=Path, default=None, help="report path (default: <run>/eval/<dataset>-<split>.json); .md and .png go beside it")
 
 
@@ -158,13 +196,14 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         encoder = Encoder.from_run(args.run)
         data = args.data or Path(json.loads((encoder.run_dir / "run.json").read_text())["data"]["root"])
         manifest = load_dataset(data, args.format)
-        if args.split not in set(manifest.frame["split"]):
+        if args.split != "all" and args.split not in set(manifest.frame["split"]):
             splits = ", ".join(sorted(set(manifest.frame["split"])))
-            raise CommandError(f"{data} has no split '{args.split}' (it has: {splits})")
-        embeddings = embed_split(encoder.model, encoder.vectorizer, encoder.input_config, manifest, args.split)
+            raise CommandError(f"{data} has no split '{args.split}' (it has: {splits}; or 'all')")
+        split = None if args.split == "all" else args.split
+        embeddings = embed_split(encoder.model, encoder.vectorizer, encoder.input_config, manifest, split)
     except (IncompatibleRun, ManifestError, MissingModalities) as error:
         raise CommandError(str(error)) from None
-    report = evaluate_embeddings(embeddings, with_curves=True)
+    report = evaluate_embeddings(embeddings, with_curves=True, relevance=encoder.config.train.positives)
     json_path = args.json or encoder.run_dir / "eval" / f"{Path(data).name}-{args.split}.json"
     title = f"{encoder.config.name} on {Path(data).name} / {args.split}"
     written = write_reports(report, json_path, title)

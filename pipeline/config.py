@@ -101,7 +101,10 @@ class AudioConfig:
     recurrent: "" or "gru" (a bidirectional GRU after the convolutions); readout: how a clip
     becomes its embedding: "pool" (pooled frames → projection), "words" (the words the
     frame-word head hears, read by the text encoder: speech → transcript → text embedding;
-    needs train.aux_frame_words), or "both" (the two averaged)."""
+    needs train.aux_frame_words), or "both" (the two averaged); init_from: a run (folder, or
+    name under saved_models/runs) whose audio encoder's weights start this one's (layers of
+    the same name and shape; "" = random start); mel_shift: in training, move the mel channels
+    of a clip up or down by up to this many (another voice's pitch and formants; 0 = off)."""
 
     clip_seconds: float = 6.0
     n_mels: int = 64
@@ -116,6 +119,8 @@ class AudioConfig:
     freq_masks: int = 2
     freq_width: int = 8
     readout: str = "pool"
+    init_from: str = ""
+    mel_shift: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +148,10 @@ class TrainConfig:
     is compared with are held fixed there (stop-gradient), so an audio encoder that has not
     learned yet cannot pull the text-image space apart;
     keep_contrast_groups: batch items that share a ``contrast_group`` (e.g. colour-swapped
-    twins) together, so each is the other's hard negative."""
+    twins) together, so each is the other's hard negative;
+    positives: what counts as a match, in the loss and in evaluation: "item" (an item's own
+    caption, image, sound) or "label" (anything of the same class: spoken digits, sound
+    categories; rows without a label match only their own item)."""
 
     loss: str = "infonce"
     temperature: float = 0.07
@@ -164,6 +172,7 @@ class TrainConfig:
     projector_items: int = 200
     keep_contrast_groups: bool = True
     audio_follows: bool = False
+    positives: str = "item"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +201,7 @@ class ExperimentConfig:
             "audio.readout": (self.audio.readout, ("pool", "words", "both")),
             "image.pooling": (self.image.pooling, ("avg", "avg_max")),
             "text.lstm_pooling": (self.text.lstm_pooling, ("last", "mean")),
+            "train.positives": (self.train.positives, ("item", "label")),
         }
         for key, (value, allowed) in choices.items():
             if value not in allowed:

@@ -32,6 +32,10 @@ def default_dataset_dir() -> Path:
     return data_dir() / "default"
 
 
+def digits_dataset_dir() -> Path:
+    return data_dir() / "digits"
+
+
 def cache_dir(*parts: str) -> Path:
     return models_dir().joinpath("cache", *parts)
 

@@ -37,7 +37,7 @@ def input_config_for(config: ExperimentConfig, modalities=None, batch_size=None)
         image_augment=ImageAugmentConfig(i.crop_min_area, i.flip, i.brightness, i.contrast, i.saturation),
         audio=AudioFeatureConfig(
             clip_seconds=a.clip_seconds, n_mels=a.n_mels, time_masks=a.time_masks, time_width=a.time_width,
-            freq_masks=a.freq_masks, freq_width=a.freq_width,
+            freq_masks=a.freq_masks, freq_width=a.freq_width, mel_shift=a.mel_shift,
         ),
         cache=config.data.cache,
         seed=config.seed,

@@ -31,7 +31,8 @@ AUTOTUNE = tf.data.AUTOTUNE
 @dataclasses.dataclass(frozen=True)
 class AudioFeatureConfig:
     """Args: sample_rate: audio is resampled to it; clip_seconds: fixed clip length (crop/pad);
-    n_mels, window, stride: log-mel parameters in samples; time_masks..freq_width: SpecAugment."""
+    n_mels, window, stride: log-mel parameters in samples; time_masks..freq_width: SpecAugment;
+    mel_shift: in training, mel channels moved by up to this many (``audio_ops.mel_shift``)."""
 
     sample_rate: int = 16000
     clip_seconds: float = 4.0
@@ -42,6 +43,7 @@ class AudioFeatureConfig:
     time_width: int = 20
     freq_masks: int = 2
     freq_width: int = 8
+    mel_shift: int = 0
 
     @property
     def clip_samples(self) -> int:
@@ -268,6 +270,8 @@ def _augment(element, seed, config: InputConfig, training: bool):
             out["audio_words_timed"] = tf.cast(tf.size(ids) > 0, tf.float32)
         spec = audio_ops.log_mel_spectrogram(samples, a.sample_rate, a.n_mels, a.window, a.stride)
         if training:
+            if a.mel_shift > 0:  # its own seed, derived, so runs without it draw exactly as before
+                spec = audio_ops.mel_shift(spec, tf.random.experimental.stateless_split(seeds[2], 1)[0], a.mel_shift)
             spec = audio_ops.spec_augment(spec, seeds[2], a.time_masks, a.time_width, a.freq_masks, a.freq_width)
         out["audio"] = tf.ensure_shape(spec, [a.frames, a.n_mels])
     return out

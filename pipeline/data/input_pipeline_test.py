@@ -251,3 +251,25 @@ def test_cached_feature_views_kept_for_test_time_averaging_outside_training(tmp_
     np.testing.assert_array_equal(batch["image_features"].numpy()[:, :, 0], [[0, 1]] * 4)  # the first two views, in order
     trained = next(iter(make_dataset(m, "train", cfg, training=True, image_features=(paths, views), by_item=True)))
     assert trained["image_features"].shape == (4, 3)  # training still draws one view
+
+
+def test_undecodable_esc50_clips_are_counted_and_skipped(tmp_path, caplog):
+    # An ESC-50 layout with a truncated FLAC and a file that is not audio at all: both are
+    # skipped with a warning naming them; the good clips are read.
+    rows = ["filename,fold,target,category,esc10,src_file,take"]
+    for i, state in enumerate(["ok", "truncated", "ok", "garbage", "ok"]):
+        path = write_audio(tmp_path / "audio" / f"1-{i}-A-0.flac", tone(0.4, 16000, 300 + 40 * i), 16000)
+        if state == "truncated":
+            truncate(path, 0.02)
+        elif state == "garbage":
+            corrupt(path)
+        rows.append(f"1-{i}-A-0.flac,1,0,dog,False,{i},A")
+    (tmp_path / "esc50.csv").write_text("\n".join(rows) + "\n")
+    manifest = load_dataset(tmp_path)
+    manifest.frame["split"] = "train"
+    with caplog.at_level(logging.WARNING):
+        selection = select_items(manifest, "train", ("text", "audio"))
+    assert sorted(selection.frame["item_id"]) == ["1-0-A-0", "1-2-A-0", "1-4-A-0"]
+    assert len(selection.skipped) == 2 and "1-1-A-0.flac" in caplog.text and "1-3-A-0.flac" in caplog.text
+    ds = make_dataset(manifest, "train", config(modalities=("text", "audio")), training=False, selection=selection, by_item=True)
+    assert sum(int(b["audio"].shape[0]) for b in ds) == 3

@@ -22,6 +22,7 @@ CORE_COLUMNS = ("item_id", "split", "text", "image", "audio", "label")
 OPTIONAL_COLUMNS = {
     "contrast_group": "items sharing a group (e.g. colour-swapped twins) are batched together as hard negatives",
     "audio_words": "when each word of the row's text is heard in its audio: 'word:start:end ...' in seconds",
+    "speaker": "who speaks in the row's audio (kept for speaker-split reports)",
 }
 MODALITIES = ("text", "image", "audio")
 FILE_MODALITIES = ("image", "audio")

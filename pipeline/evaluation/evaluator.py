@@ -25,28 +25,36 @@ def _relevance(emb: SplitEmbeddings, query: str, gallery: str) -> tuple[np.ndarr
     return same_item, None
 
 
-def evaluate_embeddings(emb: SplitEmbeddings, with_curves: bool = False) -> dict:
+def evaluate_embeddings(emb: SplitEmbeddings, with_curves: bool = False, relevance: str = "item") -> dict:
     """Metrics for every direction between the modalities present, rsum, and subsets.
 
     Keys are like ``"text->image"``, each with R@1/5/10 (percent), MedR, MeanR and, where
     labels define relevance, mAP (percent, a hit being any item with the query's label).
+    With ``relevance="label"`` (class-level data, ``train.positives = "label"``), R@K, ranks
+    and curves count any item of the query's label as a hit too, not only its own item.
     """
+    if relevance not in ("item", "label"):
+        raise ValueError(f"relevance must be 'item' or 'label', not {relevance!r}")
     report, curves = {}, {}
     modalities = [m for m in ("text", "image", "audio") if m in emb.vectors]
     for query, gallery in itertools.permutations(modalities, 2):
         similarity = emb.vectors[query] @ emb.vectors[gallery].T
         same_item, same_label = _relevance(emb, query, gallery)
+        hits = same_label if relevance == "label" and same_label is not None else same_item
         direction = f"{query}->{gallery}"
-        report[direction] = retrieval_report(similarity, same_item)
+        report[direction] = retrieval_report(similarity, hits)
         if same_label is not None:
             report[direction]["mAP"] = retrieval_report(similarity, same_label, with_map=True)["mAP"]
         if with_curves:
-            curves[direction] = recall_curve(similarity, same_item)
+            curves[direction] = recall_curve(similarity, hits)
     directions = dict(report)
     report["rsum"] = rsum(directions)
     if "item" in emb.vectors and "text" in emb.vectors:
         similarity = emb.vectors["text"] @ emb.vectors["item"].T
-        report["text->item"] = retrieval_report(similarity, emb.owners["text"][:, None] == emb.owners["item"][None, :])
+        same_item, same_label = _relevance(emb, "text", "item")
+        report["text->item"] = retrieval_report(similarity, same_label if relevance == "label" and same_label is not None else same_item)
+        if same_label is not None:
+            report["text->item"]["mAP"] = retrieval_report(similarity, same_label, with_map=True)["mAP"]
     if "text" in emb.vectors and "image" in emb.vectors and (emb.contrast_groups != "").any():
         queries = np.where(emb.contrast_groups[emb.owners["text"]] != "")[0]
         similarity = emb.vectors["text"][queries] @ emb.vectors["image"].T

@@ -59,3 +59,18 @@ def rsum(reports: dict) -> float:
 def recall_curve(similarity: np.ndarray, relevant: np.ndarray, max_k: int = 50) -> np.ndarray:
     ranks = first_relevant_ranks(similarity, relevant)
     return np.array([100.0 * np.mean(ranks <= k) for k in range(1, max_k + 1)])
+
+
+def nearest_class_accuracy(vectors: np.ndarray, labels, class_vectors: np.ndarray, class_labels) -> float:
+    """Retrieval as classification: each row of ``vectors`` takes the label of its most similar
+    row of ``class_vectors``; the percentage that get their own ``labels``."""
+    predicted = np.asarray(class_labels)[np.argmax(np.asarray(vectors) @ np.asarray(class_vectors).T, axis=1)]
+    return float(100.0 * np.mean(predicted == np.asarray(labels)))
+
+
+def chance_map(labels, query_labels, trials: int = 200, seed: int = 0) -> float:
+    """mAP (percent) of random rankings: each query ranks the gallery (``labels``) at random;
+    relevant = same label. The level a model must beat."""
+    rng = np.random.default_rng(seed)
+    relevant = np.asarray(query_labels)[:, None] == np.asarray(labels)[None, :]
+    return float(100.0 * np.mean([average_precision(rng.random(relevant.shape), relevant).mean() for _ in range(trials)]))

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from pipeline.evaluation.retrieval_metrics import average_precision, first_relevant_ranks, retrieval_report, rsum
+from pipeline.evaluation.retrieval_metrics import (
+    average_precision,
+    chance_map,
+    first_relevant_ranks,
+    nearest_class_accuracy,
+    retrieval_report,
+    rsum,
+)
 
 
 def brute_force_ranks(similarity, relevant):
@@ -49,3 +56,15 @@ def test_rsum_and_no_relevant_error():
     assert rsum(reports) == 66.0
     with pytest.raises(ValueError, match="query 1 has no relevant"):
         first_relevant_ranks(np.zeros((2, 2)), np.array([[True, False], [False, False]]))
+
+
+def test_nearest_class_accuracy_by_hand():
+    # Classes a = e0, b = e1. Rows: e0 → a (right), e1 → b (right), (0.6, 0.8) → b (labelled a: wrong).
+    vectors = np.array([[1, 0], [0, 1], [0.6, 0.8]])
+    assert nearest_class_accuracy(vectors, ["a", "b", "a"], np.eye(2), ["a", "b"]) == pytest.approx(200 / 3)
+
+
+def test_chance_map_matches_the_expected_average_precision_of_a_random_ranking():
+    # One relevant item among N at a uniformly random rank r: AP = 1/r, so E[AP] = H_N / N.
+    # With N = 4: (1 + 1/2 + 1/3 + 1/4) / 4 = 0.5208.
+    assert chance_map(["a", "b", "c", "d"], ["a"], trials=4000) == pytest.approx(100 * (1 + 1 / 2 + 1 / 3 + 1 / 4) / 4, abs=1.0)

@@ -39,3 +39,15 @@ def test_vse_sum_of_violations_by_hand():
     # sum version: mean(0.2, 0.6, 0.8) = 0.5333; max version: rows 0.1, 0.3, 0.3 → mean(0.2, 0.6, 0.6) = 0.4667
     assert float(vse_hinge_loss(a, a, 0.5, hardest=False)) == pytest.approx(1.6 / 3, abs=1e-6)
     assert float(vse_hinge_loss(a, a, 0.5)) == pytest.approx(1.4 / 3, abs=1e-6)
+
+
+def test_infonce_class_positives_by_hand():
+    # a = b = [e0, e0, e1] (unit vectors), scale 1, ids [7, 7, 9]: rows 0 and 1 are one class.
+    # Row 0's logits: [1, 1, 0]; target [1/2, 1/2, 0]; log_softmax = [1, 1, 0] - log(2e + 1).
+    # Cross-entropy row 0 = row 1 = log(2e + 1) - 1. Row 2's logits: [0, 0, 1], target [0, 0, 1]:
+    # log(2 + e) - 1. Both directions are the same here (a = b, symmetric), so
+    # loss = (2 (log(2e + 1) - 1) + log(2 + e) - 1) / 3.
+    e0, e1 = [1.0, 0.0], [0.0, 1.0]
+    a = np.array([e0, e0, e1], "float32")
+    expected = (2 * (np.log(2 * np.e + 1) - 1) + np.log(2 + np.e) - 1) / 3
+    assert float(infonce_loss(a, a, 1.0, np.array([7, 7, 9]))) == pytest.approx(expected, rel=1e-6)

@@ -186,6 +186,9 @@ class CrossModalModel(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Sum of the pair losses over ``train.pairs``, plus the weighted auxiliary losses."""
         ids = x.get("item") if isinstance(x, dict) else None
+        if ids is not None and self.experiment.train.positives == "label" and "label" in x:
+            # Same class, same positive set; an unlabelled row (-1) keeps an id of its own.
+            ids = ops.where(x["label"] >= 0, x["label"], -1 - ids)
         total = 0.0
         for pair, tracker in self.pair_trackers.items():
             a, b = pair.split("-")

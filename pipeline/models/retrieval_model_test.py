@@ -189,3 +189,19 @@ def test_transcribing_readout_needs_text_and_the_frame_word_head():
         load_config("smoke", ["audio.readout=both"])
     with pytest.raises(ConfigError, match="'text' in data.modalities"):
         load_config("smoke", ["audio.readout=words", "train.aux_frame_words=1", "data.modalities=image,audio", "train.pairs=audio-image"])
+
+
+def test_label_positives_make_every_row_of_a_class_a_match():
+    # Rows 0 and 2 share label 3, row 1 has label 5, row 3 none (-1): with positives = label
+    # the loss equals InfoNCE with ids [3, 5, 3, -1 - 3] (the unlabelled row keeps its own id).
+    config = load_config("smoke", ["train.aux_words=0", "train.positives=label"])
+    m = CrossModalModel(config, vocab_size=20, audio_frames=50)
+    m(dummy_inputs(m))
+    x = batch(m)
+    x["label"] = np.array([3, 5, 3, -1])
+    y = m(x)
+    ids = tf.constant([3, 5, 3, -4], tf.int64)
+    expected = sum(float(infonce_loss(y[a], y[b], m.scale, ids)) for a, b in (p.split("-") for p in config.train.pairs))
+    assert float(m.compute_loss(x, None, y)) == pytest.approx(expected, rel=1e-5)
+    by_item = sum(float(infonce_loss(y[a], y[b], m.scale, tf.constant(x["item"]))) for a, b in (p.split("-") for p in config.train.pairs))
+    assert expected != pytest.approx(by_item, rel=1e-3)  # the labels changed the targets

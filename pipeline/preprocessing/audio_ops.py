@@ -195,6 +195,17 @@ def log_mel_spectrogram(
     return tf.math.log(mel + 1e-6)
 
 
+def mel_shift(spectrogram: tf.Tensor, seed: tf.Tensor, max_shift: int) -> tf.Tensor:
+    """Moves every frame's mel channels up or down by a random 0..``max_shift`` channels (the
+    edge channel repeated): a voice pitched or shaped differently, as vocal tract length
+    perturbation does, so a model heard few speakers generalises to others."""
+    if max_shift <= 0:
+        return spectrogram
+    shift = tf.random.stateless_uniform([], seed, -max_shift, max_shift + 1, dtype=tf.int32)
+    channels = tf.shape(spectrogram)[1]
+    return tf.gather(spectrogram, tf.clip_by_value(tf.range(channels) - shift, 0, channels - 1), axis=1)
+
+
 def spec_augment(
     spectrogram: tf.Tensor,
     seed: tf.Tensor,

@@ -171,3 +171,18 @@ def test_word_frame_labels_by_hand_eager_and_in_map():
     np.testing.assert_array_equal(mapped.numpy(), [0, 5, 7, 7, 7, 0, 0, 0])
     none = audio_ops.word_frame_labels(tf.constant([], tf.int32), tf.constant([], tf.float32), tf.constant([], tf.float32), 4, 0.1)
     np.testing.assert_array_equal(none.numpy(), [0, 0, 0, 0])
+
+
+def test_mel_shift_moves_channels_by_hand_eagerly_and_in_map():
+    # Channels [0, 1, 2, 3] in every frame; a shift of +1 gives [0, 0, 1, 2] (edge repeated),
+    # -1 gives [1, 2, 3, 3]. Over many seeds every shift in [-1, 1] appears and nothing else.
+    spec = tf.tile(tf.range(4, dtype=tf.float32)[None, :], [3, 1])
+    seen = set()
+    for s in range(30):
+        out = audio_ops.mel_shift(spec, tf.constant([s, 0]), 1).numpy()
+        assert (out == out[0]).all()
+        seen.add(tuple(out[0]))
+    assert seen == {(0, 0, 1, 2), (0, 1, 2, 3), (1, 2, 3, 3)}
+    mapped = tf.data.Dataset.from_tensors(spec).map(lambda x: audio_ops.mel_shift(x, tf.constant([3, 0]), 1))
+    np.testing.assert_array_equal(next(iter(mapped)).numpy(), audio_ops.mel_shift(spec, tf.constant([3, 0]), 1).numpy())
+    np.testing.assert_array_equal(audio_ops.mel_shift(spec, tf.constant([3, 0]), 0).numpy(), spec.numpy())

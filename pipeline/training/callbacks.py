@@ -34,7 +34,7 @@ class DevRetrieval(keras.callbacks.Callback):
         start = time.time()
         if self.prepared is None:  # decode the dev inputs once; later epochs only re-run the encoders
             self.prepared = prepare_split(self.model, **self.embed_kwargs)
-        report = evaluate_embeddings(embed_prepared(self.model, self.vectorizer, self.prepared))
+        report = evaluate_embeddings(embed_prepared(self.model, self.vectorizer, self.prepared), relevance=self.model.experiment.train.positives)
         self.last_report = report
         if logs is not None:
             logs["dev_rsum"] = report["rsum"]

@@ -1,15 +1,19 @@
 """Frozen-backbone image features, computed once and cached on disk.
 
-The cache key covers the backbone, its weights file (path, size, mtime), the input size, the
-pooling, the view (as is, mirrored, a crop) and the exact list of images, so any change
-recomputes and nothing stale is ever reused.
+The cache key covers the backbone, its weights (by content: a copy of the same file, on a new
+machine or with a new mtime, still finds the cache), the input size, the pooling, the view
+(as is, mirrored, a crop) and the exact set of images by absolute path, so any change
+recomputes and nothing stale is ever reused, while two datasets naming the same photos
+(Flickr8k and its spoken version) share one entry. Rows are in the order of those paths.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -27,11 +31,30 @@ from pipeline.progress import progress
 log = logging.getLogger(__name__)
 
 
+@functools.lru_cache(maxsize=8)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """SHA-1 of a file's bytes; size and mtime are in the cache key of this memo, not the result."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _located(root: Path, image: str) -> str:
+    """An image's absolute path (without resolving links: no file system access per image)."""
+    return os.path.normpath(Path(root).absolute() / image)
+
+
 def cache_key(image_config, root: Path, images: list[str], view: str = "plain") -> str:
     weights = resolve_weights(image_config)
-    weights_id = f"{weights}:{weights.stat().st_size}:{weights.stat().st_mtime_ns}" if weights else "random"
+    weights_id = "random"
+    if weights:
+        stat = Path(weights).stat()
+        weights_id = "sha1:" + _file_digest(str(weights), stat.st_size, stat.st_mtime_ns)
     digest = hashlib.sha1()
-    for part in (image_config.backbone, weights_id, str(image_config.image_size), image_config.pooling, str(Path(root).resolve()), *images):
+    located = sorted(_located(root, image) for image in images)
+    for part in (image_config.backbone, weights_id, str(image_config.image_size), image_config.pooling, *located):
         digest.update(part.encode() + b"\0")
     suffix = {"plain": "", "flip": "-flipped"}.get(view, f"-{view}")
     return f"{image_config.backbone}-{image_config.image_size}{suffix}-{digest.hexdigest()[:16]}"
@@ -71,7 +94,7 @@ def backbone_features(backbone, image_config, input_config, manifest: Manifest, 
 
 
 def _features(backbone, image_config, input_config, manifest: Manifest, images: list[str], batch_size: int, view: str = "plain"):
-    images = sorted(set(images))
+    images = sorted(set(images), key=lambda image: _located(manifest.root, image))
     path = cache_path(image_config, manifest, images, view)
     if path.is_file():
         with np.load(path) as cached:

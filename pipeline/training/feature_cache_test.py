@@ -1,5 +1,7 @@
 """The frozen-backbone feature cache: computed once, keyed by what changes them, mirrored view."""
 
+import os
+
 import keras
 import numpy as np
 import pandas as pd
@@ -77,3 +79,35 @@ def test_crop_views_are_fixed_crops_resized_back():
     # crop1 (bottom right) is mirrored when flips are on, and the same crop otherwise.
     np.testing.assert_allclose(view_pixels(pixels, "crop1-mirrored").numpy(), view_pixels(pixels, "crop1").numpy()[:, :, ::-1])
     assert tf.data.Dataset.from_tensors(pixels).map(lambda p: view_pixels(p, "crop1")).get_single_element().shape == (2, 10, 10, 3)
+
+
+def test_the_weights_are_keyed_by_content_not_by_path_or_mtime(images, tmp_path):
+    # A fresh machine copies the same weights file with a new mtime (or to a new folder): the
+    # cache must still be found. Other bytes are another entry.
+    manifest, names = images
+    first, second = tmp_path / "a" / "w.h5", tmp_path / "b" / "w.h5"
+    for path in (first, second):
+        path.parent.mkdir()
+        path.write_bytes(b"same weights")
+    os.utime(second, ns=(1, 1))
+    key = lambda path: cache_path(ImageConfig(backbone="mobilenet_v2", weights=str(path), image_size=8), manifest, names)
+    assert key(first) == key(second)
+    second.write_bytes(b"other weights")
+    assert key(first) != key(second)
+
+
+def test_a_manifest_naming_the_same_photos_by_absolute_path_shares_the_cache(images, tmp_path):
+    # The spoken-Flickr8k manifest lives elsewhere and names Flickr8k's photos by absolute
+    # path: same photos, same cache entry, rows matched to the right names.
+    manifest, names = images
+    image_config = ImageConfig(backbone="mobilenet_v2", weights="none", image_size=8)
+    input_config = InputConfig(modalities=("image",), image_size=8, backbone="mobilenet_v2")
+    order, first = backbone_features(tiny_backbone(), image_config, input_config, manifest, names)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    absolute = [str(tmp_path / n) for n in names]
+    other = Manifest(root=elsewhere, frame=manifest.frame.assign(image=absolute), format="manifest")
+    assert cache_path(image_config, other, absolute) == cache_path(image_config, manifest, names)
+    other_order, again = backbone_features(Exploding(), image_config, input_config, other, absolute[::-1])
+    assert other_order == [str(tmp_path / n) for n in order]
+    np.testing.assert_array_equal(again, first)

@@ -21,7 +21,7 @@ from pipeline.evaluation.evaluator import evaluate_embeddings, write_reports
 from pipeline.io_utils import atomic_path, write_json_atomic, write_text_atomic
 from pipeline.models.retrieval_model import CrossModalModel, dummy_inputs, uses_cached_image_features
 from pipeline.preprocessing import text_ops
-from pipeline.run_artifacts import RUN_FORMAT_VERSION, input_config_for, point_latest
+from pipeline.run_artifacts import RUN_FORMAT_VERSION, IncompatibleRun, input_config_for, point_latest
 from pipeline.training import callbacks as cb
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,9 @@ class TrainResult:
 
 
 def resolve_data_path(path: str) -> Path:
-    """'default' → data/default (built on first use); 'shared:NAME' → the shared dataset NAME
+    """'default' → data/default (built on first use); 'digits' → data/digits (built on first use
+    from the shared FSDD and MNIST); 'flickr8k-spoken' → data/flickr8k-spoken (Flickr8k with
+    eSpeak spoken captions, built on first use); 'shared:NAME' → the shared dataset NAME
     (a clear error where it is absent); anything else is a folder or file path."""
     if path.startswith("shared:"):
         return paths.shared_dataset(path.split(":", 1)[1])
@@ -57,7 +59,34 @@ def resolve_data_path(path: str) -> Path:
             log.info("the default dataset is %s: building it into %s", why, root)
             build_default_dataset(root)
         return root
+    if path == "digits":
+        return ensure_digits_dataset()
+    if path == "flickr8k-spoken":
+        return ensure_spoken_flickr8k()
     return Path(path)
+
+
+def ensure_digits_dataset() -> Path:
+    """data/digits, built from the shared FSDD and MNIST on first use (a clear error without them)."""
+    from pipeline.data import spoken_digits
+
+    root = paths.digits_dataset_dir()
+    if spoken_digits.dataset_version(root) != spoken_digits.VERSION:
+        log.info("building the spoken-digits dataset (FSDD + MNIST) into %s", root)
+        spoken_digits.build_spoken_digits(root, paths.shared_dataset("fsdd"), paths.shared_dataset("mnist") / "mnist.npz")
+    return root
+
+
+def ensure_spoken_flickr8k() -> Path:
+    """data/flickr8k-spoken, built on first use: eSpeak speech for Flickr8k captions (cached in
+    saved_models/cache/tts, so a rebuild synthesises nothing new)."""
+    from pipeline.data import spoken_captions
+
+    root = paths.data_dir() / spoken_captions.DATASET_NAME
+    if spoken_captions.dataset_version(root) != spoken_captions.DATASET_VERSION:
+        log.info("building the spoken Flickr8k captions into %s", root)
+        spoken_captions.build_spoken_flickr8k(root, paths.shared_dataset("flickr8k"), spoken_captions.TtsCache(paths.cache_dir("tts")))
+    return root
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -155,6 +184,13 @@ def train(
         image_features = backbone_features(backbone, config.image, input_config, manifest, images, views=view_names(config.image))
         model.image_feature_dim = int(image_features[1].shape[-1])
     model(dummy_inputs(model))
+    if config.audio.init_from and "audio" in modalities:
+        from pipeline.training.warm_start import WarmStartError, warm_start_audio_encoder
+
+        try:
+            warm_start_audio_encoder(model, config.audio.init_from)
+        except (WarmStartError, IncompatibleRun) as error:
+            raise TrainingError(str(error)) from None
 
     run_dir = Path(run_dir) if run_dir else new_run_dir(config)
     _write_run_files(run_dir, config, vectorizer, labels)
@@ -210,7 +246,7 @@ def train(
         "train_seconds": round(seconds, 1),
     }
     # The selected epoch's full report on the dev items it was selected on (train.dev_items at most).
-    dev_report = evaluate_embeddings(embed_split(model, **embed_kwargs), with_curves=True)
+    dev_report = evaluate_embeddings(embed_split(model, **embed_kwargs), with_curves=True, relevance=config.train.positives)
     info["dev_report"] = write_reports(dev_report, run_dir / "eval" / f"{config.data.dev_split}.json", f"{config.name}: {manifest.root.name} / {config.data.dev_split}")
     info["dev"] = dev_report
     write_json_atomic(run_dir / "run.json", info)
@@ -218,7 +254,7 @@ def train(
     if evaluate_test and config.data.test_split in set(manifest.frame["split"]):
         log.info("[4/5] evaluating on the %s split", config.data.test_split)
         embeddings = embed_split(model, **{**embed_kwargs, "split": config.data.test_split, "max_items": None})
-        report = evaluate_embeddings(embeddings, with_curves=True)
+        report = evaluate_embeddings(embeddings, with_curves=True, relevance=config.train.positives)
         info["test_report"] = write_reports(report, run_dir / "eval" / f"{config.data.test_split}.json", f"{config.name}: {manifest.root.name} / {config.data.test_split}")
         info["test"] = report
         write_json_atomic(run_dir / "run.json", info)
