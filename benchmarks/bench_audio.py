@@ -35,7 +35,7 @@ from pipeline.data.adapters.esc50_adapter import DESCRIPTIONS
 from pipeline.data.adapters.fsdd_adapter import DIGIT_WORDS
 from pipeline.data.spoken_digits import TEST_SPEAKER, speaker_folder
 from pipeline.evaluation.embedder import embed_split
-from pipeline.evaluation.retrieval_metrics import average_precision, chance_map, nearest_class_accuracy, retrieval_report
+from pipeline.evaluation.retrieval_metrics import chance_map, class_retrieval_report, nearest_class_accuracy, retrieval_report
 from pipeline.run_artifacts import input_config_for
 from pipeline.training.early_fusion_trainer import embed_items, text_vectors, train_early_fusion
 from pipeline.training.trainer import train
@@ -46,14 +46,6 @@ FUSIONS = ("average", "weighted", "concat_dense")
 
 def _command(config: str, overrides: list[str]) -> str:
     return f"python -m pipeline train --config {config} " + " ".join(f"--set {o}" for o in overrides)
-
-
-def _class_report(vectors, labels, queries, query_labels) -> dict:
-    """mAP and R@1 (percent), relevance by label, of ``queries`` over ``vectors``."""
-    similarity = queries @ vectors.T
-    relevant = np.asarray(query_labels)[:, None] == np.asarray(labels)[None, :]
-    return {"mAP": float(100 * average_precision(similarity, relevant).mean()), "R@1": retrieval_report(similarity, relevant)["R@1"],
-            "queries": int(len(queries)), "gallery": int(len(vectors))}
 
 
 def _train(config_name: str, overrides: list[str]):
@@ -74,9 +66,9 @@ def digits_part(epochs: int | None) -> dict:
         emb = embed_split(result.model, result.vectorizer, input_config_for(config), result.manifest, config.data.test_split)
         word_of = dict(zip(emb.labels[emb.owners["text"]], emb.captions))
         class_words = [word_of[d] for d in words]
-        word_vectors = result.model.text_encoder(result.vectorizer(np.array(class_words)), training=False).numpy()
+        word_vectors = text_vectors(result.model, result.vectorizer, class_words)
         row = {"strategy": strategy, "command": _command("digits", overrides), "seconds": seconds, "run_dir": str(result.run_dir),
-               "epochs_run": info["epochs_run"], "text->item": _class_report(emb.vectors["item"], emb.labels, word_vectors, words)}
+               "epochs_run": info["epochs_run"], "text->item": class_retrieval_report(word_vectors, words, emb.vectors["item"], emb.labels)}
         for modality in ("item", "audio", "image"):
             labels = emb.labels[emb.owners[modality]]
             row[f"{modality} accuracy"] = nearest_class_accuracy(emb.vectors[modality], labels, word_vectors, words)
@@ -91,7 +83,7 @@ def digits_part(epochs: int | None) -> dict:
     word_vectors = text_vectors(early.model, early.vectorizer, list(DIGIT_WORDS))
     fusion_rows.append({"strategy": "early (raw inputs)", "command": "python -m benchmarks.bench_audio --parts digits (train_early_fusion)",
                         "seconds": round(time.time() - start), "epochs_run": early.best_epoch,
-                        "text->item": _class_report(items, item_labels, word_vectors, words),
+                        "text->item": class_retrieval_report(word_vectors, words, items, item_labels),
                         "item accuracy": nearest_class_accuracy(items, item_labels, word_vectors, words)})
     chance = {"text->item mAP": chance_map(item_labels, words), "accuracy": 10.0}
     return {"three_way": three_way, "unseen_speaker": unseen, "fusion": fusion_rows, "chance": chance}
@@ -126,9 +118,9 @@ def esc50_part(epochs: int | None, pretrained_run: str | None) -> dict:
         row = {"start": start_name, "command": _command("esc50", overrides), "seconds": seconds, "epochs_run": info["epochs_run"],
                "run_dir": str(result.run_dir), "test clips": int(len(sounds))}
         for query_kind, texts in (("names", [c.replace("_", " ") for c in categories]), ("descriptions", [DESCRIPTIONS[c] for c in categories])):
-            vectors = result.model.text_encoder(result.vectorizer(np.array(texts)), training=False).numpy()
+            vectors = text_vectors(result.model, result.vectorizer, texts)
             present = [i for i, c in enumerate(categories) if c in set(labels)]
-            row[f"text->sound ({query_kind})"] = _class_report(sounds, labels, vectors[present], [categories[i] for i in present])
+            row[f"text->sound ({query_kind})"] = class_retrieval_report(vectors[present], [categories[i] for i in present], sounds, labels)
             row[f"sound->text accuracy ({query_kind})"] = nearest_class_accuracy(sounds, labels, vectors, categories)
         rows.append(row)
     present_labels = sorted(set(labels))

@@ -61,6 +61,12 @@ def recall_curve(similarity: np.ndarray, relevant: np.ndarray, max_k: int = 50) 
     return np.array([100.0 * np.mean(ranks <= k) for k in range(1, max_k + 1)])
 
 
+def class_retrieval_report(queries: np.ndarray, query_labels, gallery: np.ndarray, gallery_labels) -> dict:
+    """``retrieval_report`` with mAP when relevance is the label: any gallery row of the query's class is a hit."""
+    relevant = np.asarray(query_labels)[:, None] == np.asarray(gallery_labels)[None, :]
+    return retrieval_report(np.asarray(queries) @ np.asarray(gallery).T, relevant, with_map=True)
+
+
 def nearest_class_accuracy(vectors: np.ndarray, labels, class_vectors: np.ndarray, class_labels) -> float:
     """Retrieval as classification: each row of ``vectors`` takes the label of its most similar
     row of ``class_vectors``; the percentage that get their own ``labels``."""

@@ -17,7 +17,7 @@ import numpy as np
 from pipeline.config import ExperimentConfig
 from pipeline.data.adapters import load_dataset
 from pipeline.data.input_pipeline import make_dataset, select_items
-from pipeline.evaluation.retrieval_metrics import average_precision
+from pipeline.evaluation.retrieval_metrics import class_retrieval_report
 from pipeline.models.early_fusion import EarlyFusionRetrieval, build_early_fusion_encoder
 from pipeline.models.text_encoder import build_text_encoder
 from pipeline.preprocessing import text_ops
@@ -62,13 +62,6 @@ def caption_labels(frame) -> dict[str, str]:
     return rows.groupby("text")["label"].agg(lambda labels: labels.value_counts().index[0]).to_dict()
 
 
-def text_to_item_map(item_vectors, item_labels, query_vectors, query_labels) -> float:
-    """mAP (percent) of one text query per class over the items, relevance by label."""
-    similarity = query_vectors @ item_vectors.T
-    relevant = np.asarray(query_labels)[:, None] == np.asarray(item_labels)[None, :]
-    return float(100 * average_precision(similarity, relevant).mean())
-
-
 def train_early_fusion(config: ExperimentConfig, hidden: int = 512, verbose: int = 2) -> EarlyFusionResult:
     """Trains text encoder + early-fusion item encoder on ``config``'s data (text, image, audio)."""
     start = time.time()
@@ -100,7 +93,7 @@ def train_early_fusion(config: ExperimentConfig, hidden: int = 512, verbose: int
     class KeepBest(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             items, item_labels = embed_items(model, manifest, input_config, config.data.dev_split)
-            score = text_to_item_map(items, item_labels, text_vectors(model, vectorizer, words), [word_label[w] for w in words])
+            score = class_retrieval_report(text_vectors(model, vectorizer, words), [word_label[w] for w in words], items, item_labels)["mAP"]
             if logs is not None:
                 logs["dev_text_item_map"] = score
             log.info("early fusion, epoch %d: dev text->item mAP %.1f", epoch + 1, score)
