@@ -64,6 +64,9 @@ class ImageConfig:
     trainable_layers: top backbone layers to fine-tune (0 = frozen); cache_features: with a
     frozen backbone, compute its features once and cache them on disk; scratch_global_pool:
     the scratch CNN adds a global max pool of its last maps to the flattened grid;
+    scratch_grid: the scratch CNN's features include its last maps flattened (where things
+    are); scratch_grid_channels: those maps are first reduced to this many channels by a
+    1x1 convolution (0 = flattened as they are);
     head_hidden: width of an MLP branch added to the head's linear projection (0 = linear only);
     pooling: how a keras.applications backbone's last maps become features: "avg", or
     "avg_max" (average and max pooled, concatenated); feature_flip: with cached features,
@@ -82,6 +85,8 @@ class ImageConfig:
     scratch_filters: tuple[int, ...] = (32, 64, 128, 256)
     scratch_convs_per_block: int = 2
     scratch_global_pool: bool = True
+    scratch_grid: bool = True
+    scratch_grid_channels: int = 0
     head_hidden: int = 0
     pooling: str = "avg"
     feature_flip: bool = False
@@ -151,7 +156,11 @@ class TrainConfig:
     twins) together, so each is the other's hard negative;
     positives: what counts as a match, in the loss and in evaluation: "item" (an item's own
     caption, image, sound) or "label" (anything of the same class: spoken digits, sound
-    categories; rows without a label match only their own item)."""
+    categories; rows without a label match only their own item);
+    audio_epochs: 0 trains every modality together from the first epoch; N > 0 trains text
+    and images alone first, then audio for the last N of train.epochs with the text and image
+    towers frozen, each phase with its own learning-rate schedule (audio costs most of an
+    epoch, and text and images need many more epochs than audio)."""
 
     loss: str = "infonce"
     temperature: float = 0.07
@@ -173,6 +182,7 @@ class TrainConfig:
     keep_contrast_groups: bool = True
     audio_follows: bool = False
     positives: str = "item"
+    audio_epochs: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,6 +238,8 @@ class ExperimentConfig:
         for key, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{key} must be positive, got {value}")
+        if not 0 <= self.train.audio_epochs < self.train.epochs:
+            raise ConfigError(f"train.audio_epochs must be 0 (off) or fewer than train.epochs ({self.train.epochs}), got {self.train.audio_epochs}")
         if not self.text.kernel_sizes or min(self.text.kernel_sizes) < 1:
             raise ConfigError(f"text.kernel_sizes must be one or more widths of at least 1, got {list(self.text.kernel_sizes)}")
         for key, value in {"text.dropout": self.text.dropout, "image.dropout": self.image.dropout,
@@ -242,6 +254,10 @@ class ExperimentConfig:
         if not 1 <= self.image.test_views <= views:
             raise ConfigError(f"image.test_views takes 1 to {views} (the views image.feature_flip and image.feature_crops "
                               f"define), got {self.image.test_views}")
+        if self.image.scratch_grid_channels < 0:
+            raise ConfigError(f"image.scratch_grid_channels must be 0 (as they are) or a channel count, got {self.image.scratch_grid_channels}")
+        if self.image.backbone == "scratch" and not (self.image.scratch_grid or self.image.scratch_global_pool):
+            raise ConfigError("image.scratch_grid and image.scratch_global_pool are both off: the scratch CNN would have no features")
         if self.image.head_hidden < 0:
             raise ConfigError(f"image.head_hidden must be 0 (off) or a width, got {self.image.head_hidden}")
         if not 0 <= self.fusion.modality_dropout < 1:

@@ -177,3 +177,80 @@ def test_test_report_is_recorded_without_export(tiny_default_dataset, isolated_m
     assert main(argv) == 0
     info = json.loads((run_dir / "run.json").read_text())
     assert "text->image" in info["test"] and "exports" not in info
+
+
+def _weights(model):
+    return [w.numpy().copy() for w in model.weights]
+
+
+def test_audio_phase_trains_audio_last_against_frozen_text_and_image(tiny_default_dataset, tmp_path):
+    import keras
+
+    from pipeline.config import load_config
+    from pipeline.training.trainer import train
+
+    class Snapshots(keras.callbacks.Callback):
+        """The towers' weights when each phase (fit) begins and when each epoch ends."""
+
+        def __init__(self):
+            super().__init__()
+            self.at_begin, self.at_end, self.scales = [], {}, []
+
+        def snapshot(self):
+            return {name: _weights(getattr(self.model, name)) for name in ("text_encoder", "image_encoder", "audio_encoder")}
+
+        def on_train_begin(self, logs=None):
+            self.at_begin.append(self.snapshot())
+            self.scales.append(float(self.model.scale))
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.at_end[epoch] = self.snapshot()
+
+    config = load_config("smoke", [f"data.path={tiny_default_dataset}", "train.epochs=3", "train.audio_epochs=1"])
+    run_dir = tmp_path / "run"
+    snapshots = Snapshots()
+    result = train(config, run_dir=run_dir, extra_callbacks=[snapshots], evaluate_test=False, export=False, verbose=0)
+    rows = (run_dir / "history.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert [line.split(",")[0] for line in rows[1:]] == ["0", "1", "2"]
+    assert len(snapshots.at_begin) == 2  # two phases, two fits
+    audio_loss = [line.split(",")[header.index("loss_audio_image")] for line in rows[1:]]
+    assert float(audio_loss[2]) > 0  # the audio pairs are trained in the last epoch
+
+    def same(a, b):
+        return all(np.array_equal(x, y) for x, y in zip(a, b))
+
+    text_image_phase, audio_phase = snapshots.at_begin[0], snapshots.at_begin[1]
+    # Text-image phase: the audio encoder is not trained; the text and image towers are.
+    assert same(text_image_phase["audio_encoder"], snapshots.at_end[1]["audio_encoder"])
+    assert not same(text_image_phase["text_encoder"], snapshots.at_end[1]["text_encoder"])
+    # Audio phase: the text and image towers are frozen; the audio encoder learns.
+    for name in ("text_encoder", "image_encoder"):
+        assert same(audio_phase[name], snapshots.at_end[2][name]), name
+    assert not same(audio_phase["audio_encoder"], snapshots.at_end[2]["audio_encoder"])
+    # The audio phase starts from the configured temperature again (1 / 0.07 by default).
+    assert snapshots.scales[1] == pytest.approx(1 / config.train.temperature, rel=1e-5)
+    assert result.model.text_encoder.trainable and result.model.image_encoder.trainable  # unfrozen after training
+
+
+def test_resume_in_the_audio_phase_skips_the_finished_text_image_phase(tiny_default_dataset, tmp_path):
+    from pipeline.config import load_config
+    from pipeline.training.callbacks import StopAfterEpochs
+    from pipeline.training.trainer import train
+
+    config = load_config("smoke", [f"data.path={tiny_default_dataset}", "train.epochs=4", "train.audio_epochs=2"])
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):  # stops after epoch 3, the first audio epoch
+        train(config, run_dir=run_dir, extra_callbacks=[StopAfterEpochs(3)], evaluate_test=False, export=False, verbose=0)
+    assert (run_dir / "checkpoints" / "text-image.weights.h5").exists()
+    result = train(config, run_dir=run_dir, evaluate_test=False, export=False, verbose=0)
+    epochs = [line.split(",")[0] for line in (run_dir / "history.csv").read_text().splitlines()[1:]]
+    assert epochs == ["0", "1", "2", "3"]  # only the last audio epoch ran after resuming
+    assert len(result.history["loss"]) == 1
+
+
+def test_audio_epochs_must_leave_epochs_for_text_and_images(capsys):
+    from pipeline.cli import main
+
+    assert main(["train", "--config", "smoke", "--set", "train.epochs=2", "--set", "train.audio_epochs=2"]) == 2
+    assert "train.audio_epochs must be 0 (off) or fewer than train.epochs (2), got 2" in capsys.readouterr().err

@@ -26,6 +26,7 @@ def encoders():
     )
     yield "text-lstm-mean", build_text_encoder(TextConfig(**{**TEXT.__dict__, "kind": "lstm", "lstm_pooling": "mean"}), 30, 16), TOKENS
     yield "image-scratch", build_image_encoder(ImageConfig(image_size=32, scratch_filters=(4, 8)), 16), RNG.random((4, 32, 32, 3), "float32")
+    yield "image-scratch-grid3", build_image_encoder(ImageConfig(image_size=32, scratch_filters=(4, 8), scratch_grid_channels=3), 16), RNG.random((4, 32, 32, 3), "float32")
     yield "image-mobilenet", build_image_encoder(ImageConfig(backbone="mobilenet_v2", weights="none", image_size=32), 16), RNG.random((4, 32, 32, 3), "float32")
     yield "audio", build_audio_encoder(AudioConfig(n_mels=8, filters=(8, 8), first_stride=2, recurrent_units=4), 40, 16), RNG.random((4, 40, 8), "float32")
 
@@ -131,6 +132,27 @@ def test_imagenet_weights_found_in_keras_cache_or_warned(tmp_path, monkeypatch, 
     assert find_imagenet_weights("mobilenet_v2") == weights
     with pytest.raises(FileNotFoundError, match="image.weights=/nope.h5"):
         resolve_weights(ImageConfig(backbone="mobilenet_v2", weights="/nope.h5"))
+
+
+@pytest.mark.parametrize("grid,channels,width", [
+    (True, 0, 8 * 8 * 8 + 8),  # 32 px, two 2x pools: an 8x8 grid of 8 channels, flattened, plus the global max's 8
+    (True, 3, 8 * 8 * 3 + 8),  # the grid reduced to 3 channels first
+    (False, 0, 8),  # the global max alone
+])
+def test_scratch_backbone_feature_width(grid, channels, width):
+    from pipeline.models.image_encoder import build_image_backbone
+
+    backbone = build_image_backbone(ImageConfig(image_size=32, scratch_filters=(4, 8), scratch_grid=grid, scratch_grid_channels=channels))
+    assert backbone(RNG.random((2, 32, 32, 3), "float32")).shape == (2, width)
+
+
+def test_scratch_backbone_needs_some_features():
+    from pipeline.config import ConfigError, ExperimentConfig
+
+    with pytest.raises(ConfigError, match="would have no features"):
+        ExperimentConfig(image=ImageConfig(scratch_grid=False, scratch_global_pool=False)).validate()
+    with pytest.raises(ConfigError, match="scratch_grid_channels must be 0"):
+        ExperimentConfig(image=ImageConfig(scratch_grid_channels=-1)).validate()
 
 
 def test_unknown_backbone():

@@ -79,7 +79,15 @@ def _scratch_backbone(config: ImageConfig) -> keras.Model:
             x = keras.layers.BatchNormalization(name=f"block{i}_bn{j}")(x)
             x = keras.layers.ReLU(name=f"block{i}_relu{j}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
-    features = [keras.layers.Flatten(name="flatten")(x)]
+    features = []
+    if config.scratch_grid:
+        grid = x
+        if config.scratch_grid_channels:
+            # A full grid (4x4x256 = 4,096 features) outweighs the global pool in the head and
+            # was learned as "what colour sits where" at the cost of shape; a narrow one keeps
+            # the positions and leaves what the things are to the global pool.
+            grid = keras.layers.Conv2D(config.scratch_grid_channels, 1, name="grid_reduce")(grid)
+        features.append(keras.layers.Flatten(name="flatten")(grid))
     if config.scratch_global_pool:
         features.append(keras.layers.GlobalMaxPooling2D(name="global_max")(x))
     x = features[0] if len(features) == 1 else keras.layers.Concatenate(name="features")(features)

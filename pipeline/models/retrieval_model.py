@@ -121,6 +121,10 @@ class CrossModalModel(keras.Model):
         """Cached backbone features [batch, dim], or [batch, views, dim] (averaged) → unit vectors."""
         return embed_image_features(self.image_head, features)
 
+    def reset_temperature(self) -> None:
+        """Back to the configured starting temperature (``train.temperature``)."""
+        self.log_scale.assign(math.log(1.0 / self.experiment.train.temperature))
+
     @property
     def scale(self):
         return ops.exp(ops.minimum(self.log_scale, math.log(100.0)))
