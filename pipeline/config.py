@@ -238,8 +238,14 @@ class ExperimentConfig:
         for key, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{key} must be positive, got {value}")
-        if not 0 <= self.train.audio_epochs < self.train.epochs:
-            raise ConfigError(f"train.audio_epochs must be 0 (off) or fewer than train.epochs ({self.train.epochs}), got {self.train.audio_epochs}")
+        if self.train.audio_epochs < 0:
+            raise ConfigError(f"train.audio_epochs must be 0 (off) or a number of epochs, got {self.train.audio_epochs}")
+        if "audio" in self.data.modalities and self.train.audio_epochs >= self.train.epochs:
+            raise ConfigError(
+                f"train.audio_epochs ({self.train.audio_epochs}) must be fewer than train.epochs ({self.train.epochs}): audio trains in "
+                f"the last train.audio_epochs epochs, after text and images. Lower it too (e.g. --set train.audio_epochs="
+                f"{self.train.epochs // 3}), or set it to 0 to train every modality together."
+            )
         if not self.text.kernel_sizes or min(self.text.kernel_sizes) < 1:
             raise ConfigError(f"text.kernel_sizes must be one or more widths of at least 1, got {list(self.text.kernel_sizes)}")
         for key, value in {"text.dropout": self.text.dropout, "image.dropout": self.image.dropout,

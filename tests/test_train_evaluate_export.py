@@ -252,5 +252,12 @@ def test_resume_in_the_audio_phase_skips_the_finished_text_image_phase(tiny_defa
 def test_audio_epochs_must_leave_epochs_for_text_and_images(capsys):
     from pipeline.cli import main
 
-    assert main(["train", "--config", "smoke", "--set", "train.epochs=2", "--set", "train.audio_epochs=2"]) == 2
-    assert "train.audio_epochs must be 0 (off) or fewer than train.epochs (2), got 2" in capsys.readouterr().err
+    assert main(["train", "--config", "smoke", "--set", "train.epochs=3", "--set", "train.audio_epochs=3"]) == 2
+    err = capsys.readouterr().err
+    assert "train.audio_epochs (3) must be fewer than train.epochs (3)" in err and "--set train.audio_epochs=1" in err
+    assert main(["train", "--config", "smoke", "--set", "train.audio_epochs=-1"]) == 2
+    assert "train.audio_epochs must be 0 (off)" in capsys.readouterr().err
+    # Without audio there is no audio phase, so any number of epochs will do.
+    from pipeline.config import load_config
+
+    load_config("default", ["data.modalities=text,image", "train.pairs=text-image", "train.epochs=5"]).validate()
