@@ -76,6 +76,17 @@ def trial_values(space: tuple[Param, ...], hp: kt.HyperParameters) -> dict:
     return values
 
 
+def shortened_epochs(train_config, epochs: int) -> dict:
+    """``train.epochs`` for a trial of ``epochs``, and ``train.audio_epochs`` shrunk in
+    proportion, so that the audio phase keeps its share of a shorter run (one epoch at least,
+    while the run has two or more; none in a one-epoch run)."""
+    settings = {"train.epochs": epochs}
+    if train_config.audio_epochs > 0:
+        share = round(train_config.audio_epochs * epochs / train_config.epochs)
+        settings["train.audio_epochs"] = min(max(share, 1), epochs - 1)
+    return settings
+
+
 def make_oracle(algorithm: str, space: tuple[Param, ...], max_trials: int, seed: int, deadline: float | None, max_epochs: int,
                 first_values: dict | None = None):
     """The KerasTuner oracle for ``algorithm``; it stops handing out trials after ``deadline``
@@ -129,7 +140,7 @@ class RetrievalTuner(kt.Tuner):
         settings = dict(values)
         epochs = trial.hyperparameters.values.get("tuner/epochs") or self.epochs
         if epochs:
-            settings["train.epochs"] = int(epochs)
+            settings.update(shortened_epochs(from_dict(self.base).train, int(epochs)))
         config = from_dict(apply_overrides(self.base, overrides(settings)))
         log.info("trial %s: %s", trial.trial_id, ", ".join(f"{k}={v}" for k, v in values.items()))
         started = time.time()

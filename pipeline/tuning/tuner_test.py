@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from pipeline.config import read_config_file
 from pipeline.tuning.search_space import Param
 from pipeline.tuning.tuner import base_values, read_trials, write_summary
@@ -50,3 +52,29 @@ def test_trial_values_turn_list_and_boolean_choices_back():
     hp.values.update({"text.kernel_sizes": "[2, 3, 4]", "text.bidirectional": 0})
     values = trial_values(space, hp)
     assert values["text.kernel_sizes"] == (2, 3, 4) and values["text.bidirectional"] is False
+
+
+@pytest.mark.parametrize("epochs,audio_epochs,trial_epochs,expected", [
+    (60, 20, 15, 5),  # a quarter of the run, a quarter of the audio phase: 20 * 15 / 60
+    (60, 20, 2, 1),  # 0.67 rounds to 1: each phase keeps an epoch
+    (60, 20, 1, 0),  # a one-epoch trial has no room for two phases
+    (10, 9, 5, 4),  # 4.5 rounds to 4 (Python's round), below the trial's 5 epochs
+    (60, 0, 15, None),  # no audio phase: left alone
+])
+def test_shortened_trials_keep_the_audio_phase_in_proportion(epochs, audio_epochs, trial_epochs, expected):
+    from pipeline.config import TrainConfig
+    from pipeline.tuning.tuner import shortened_epochs
+
+    settings = shortened_epochs(TrainConfig(epochs=epochs, audio_epochs=audio_epochs), trial_epochs)
+    assert settings["train.epochs"] == trial_epochs
+    assert settings.get("train.audio_epochs") == expected
+
+
+def test_a_shortened_trial_of_the_default_config_is_a_valid_config():
+    from pipeline.config import apply_overrides, from_dict, read_config_file
+    from pipeline.tuning.search_space import overrides
+    from pipeline.tuning.tuner import shortened_epochs
+
+    base = read_config_file("default")
+    config = from_dict(apply_overrides(base, overrides(shortened_epochs(from_dict(base).train, 8))))
+    assert (config.train.epochs, config.train.audio_epochs) == (8, 3)  # 20 * 8 / 60 = 2.67
