@@ -240,6 +240,12 @@ class ExperimentConfig:
                 raise ConfigError(f"{key} must be positive, got {value}")
         if self.train.audio_epochs < 0:
             raise ConfigError(f"train.audio_epochs must be 0 (off) or a number of epochs, got {self.train.audio_epochs}")
+        first_phase_pairs = [p for p in self.train.pairs if "audio" not in p.split("-")]
+        if "audio" in self.data.modalities and self.train.audio_epochs > 0 and not first_phase_pairs:
+            raise ConfigError(
+                f"train.audio_epochs trains the other modalities first, and train.pairs {list(self.train.pairs)} has no pair "
+                f"without audio (such as text-image) to train then. Set train.audio_epochs=0."
+            )
         if "audio" in self.data.modalities and self.train.audio_epochs >= self.train.epochs:
             raise ConfigError(
                 f"train.audio_epochs ({self.train.audio_epochs}) must be fewer than train.epochs ({self.train.epochs}): audio trains in "

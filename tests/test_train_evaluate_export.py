@@ -260,4 +260,16 @@ def test_audio_epochs_must_leave_epochs_for_text_and_images(capsys):
     # Without audio there is no audio phase, so any number of epochs will do.
     from pipeline.config import load_config
 
-    load_config("default", ["data.modalities=text,image", "train.pairs=text-image", "train.epochs=5"]).validate()
+    load_config("default", ["data.modalities=text,image", "train.pairs=text-image", "train.epochs=5"])  # validates, or raises
+
+
+def test_a_model_without_text_trains_all_together_and_refuses_phases(tiny_default_dataset, tmp_path, capsys):
+    # Without a pair that leaves audio out there is nothing to train before the audio phase.
+    from pipeline.config import load_config
+    from pipeline.training.trainer import train
+
+    image_audio = [f"data.path={tiny_default_dataset}", "data.modalities=image,audio", "train.pairs=audio-image", "train.epochs=2"]
+    assert main(["train", "--config", "smoke", *[a for o in image_audio for a in ("--set", o)], "--set", "train.audio_epochs=1"]) == 2
+    assert "has no pair without audio" in capsys.readouterr().err
+    result = train(load_config("smoke", image_audio), run_dir=tmp_path / "run", evaluate_test=False, export=False, verbose=0)
+    assert len(result.history["loss"]) == 2 and result.model.image_encoder.trainable  # the model has no text encoder to unfreeze

@@ -161,12 +161,18 @@ def training_phases(config: ExperimentConfig, modalities) -> list[TrainingPhase]
 
 
 def set_towers_trainable(model, trainable: bool) -> None:
-    """Freezes or unfreezes the text and image towers (the whole encoder or, with cached
-    features, its head); takes effect at the next compile."""
-    model.text_encoder.trainable = trainable
-    for name in ("image_encoder", "image_head"):
-        if getattr(model, name, None) is not None:
+    """Freezes or unfreezes the text and image towers (the image head, used alone with cached
+    features, is part of the image encoder); takes effect at the next compile."""
+    for name in ("text_encoder", "image_encoder"):  # a model has those of its modalities
+        if hasattr(model, name):
             getattr(model, name).trainable = trainable
+
+
+def save_weights_atomic(model, path: Path) -> None:
+    """``model.save_weights`` under a temporary name (Keras wants the .weights.h5 suffix), then renamed."""
+    with atomic_path(path) as tmp:
+        model.save_weights(str(tmp.with_suffix(".weights.h5")))
+        tmp.with_suffix(".weights.h5").rename(tmp)
 
 
 def train(
@@ -284,15 +290,11 @@ def train(
         if len(phases) > 1:
             if best_path.exists():  # the next phase starts from this phase's best epoch
                 model.load_weights(str(best_path))
-            with atomic_path(done_path) as tmp:
-                model.save_weights(str(tmp.with_suffix(".weights.h5")))
-                tmp.with_suffix(".weights.h5").rename(tmp)
+            save_weights_atomic(model, done_path)
     set_towers_trainable(model, True)
     if best_path.exists():
         model.load_weights(str(best_path))
-    with atomic_path(run_dir / "model.weights.h5") as tmp:
-        model.save_weights(str(tmp.with_suffix(".weights.h5")))
-        tmp.with_suffix(".weights.h5").rename(tmp)
+    save_weights_atomic(model, run_dir / "model.weights.h5")
 
     dev_embeddings = embed_split(model, **{**embed_kwargs, "max_items": config.train.projector_items})
     if "text" in dev_embeddings.vectors:
