@@ -5,6 +5,8 @@
    on the held-out speaker; ``pipeline evaluate`` on a folder of that speaker's raw FSDD
    recordings; then the item fusion strategies (``average``, ``weighted``, ``concat_dense``,
    and early fusion of the raw inputs) for text→item retrieval and classification.
+   ``digits-speakers``: the same three-way training with each FSDD speaker held out in turn
+   (leave one speaker out): the unseen-speaker figures for every speaker, and their mean.
 2. ``esc50``: environmental sounds. text→sound mAP with the category names and with short
    descriptions as queries; sound→text as retrieval-based classification; against chance;
    the audio encoder from a random start and started from the spoken-digits run's.
@@ -12,7 +14,7 @@
    spoken-flickr8k``); speech→image on the dev 1K protocol (all 5,000 spoken dev captions
    over the 1,000 dev photos) next to text→image from the same run.
 
-    python -m benchmarks.bench_audio [--parts digits,esc50,spoken-flickr8k] [--epochs N]
+    python -m benchmarks.bench_audio [--parts digits,digits-speakers,esc50,spoken-flickr8k] [--epochs N]
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from pipeline.cli import setup_logging
 from pipeline.config import load_config
 from pipeline.data.adapters.esc50_adapter import DESCRIPTIONS
 from pipeline.data.adapters.fsdd_adapter import DIGIT_WORDS
-from pipeline.data.spoken_digits import TEST_SPEAKER, speaker_folder
+from pipeline.data.spoken_captions import TtsCache
+from pipeline.data.spoken_digits import TEST_SPEAKER, TTS_VOICES, build_spoken_digits, dataset_version, read_recordings, speaker_folder
+from pipeline.data.spoken_digits import VERSION as DIGITS_VERSION
 from pipeline.evaluation.embedder import embed_split
 from pipeline.evaluation.retrieval_metrics import chance_map, class_retrieval_report, nearest_class_accuracy, retrieval_report
 from pipeline.run_artifacts import input_config_for
@@ -42,6 +46,8 @@ from pipeline.training.trainer import train
 
 DIGIT_DIRECTIONS = ("audio->text", "text->audio", "audio->image", "image->audio", "image->text", "text->image")
 FUSIONS = ("average", "weighted", "concat_dense")
+PARTS = ("digits", "digits-speakers", "esc50", "spoken-flickr8k")
+SPEAKER_DIRECTIONS = ("audio->text", "text->audio", "audio->image", "image->audio")
 
 
 def _command(config: str, overrides: list[str]) -> str:
@@ -74,7 +80,9 @@ def digits_part(epochs: int | None) -> dict:
             row[f"{modality} accuracy"] = nearest_class_accuracy(emb.vectors[modality], labels, word_vectors, words)
         fusion_rows.append(row)
         if strategy == "weighted":
-            three_way = {"run_dir": str(result.run_dir), "command": row["command"], "test": {d: info["test"][d] for d in DIGIT_DIRECTIONS}}
+            built = json.loads((Path(result.manifest.root) / "dataset.json").read_text())
+            three_way = {"run_dir": str(result.run_dir), "command": row["command"], "test": {d: info["test"][d] for d in DIGIT_DIRECTIONS},
+                         "synthetic_voices": built.get("synthetic_voices", 0)}
             unseen = _evaluate_unseen_speaker(result.run_dir)
     start = time.time()
     config = load_config("digits", ["name=digits-early", *extra])
@@ -100,6 +108,24 @@ def _evaluate_unseen_speaker(run_dir: Path) -> dict:
         report = json.loads(report_path.read_text())
     return {"speaker": TEST_SPEAKER, "command": f"python -m pipeline evaluate --run RUN --data <folder of {TEST_SPEAKER}'s FSDD recordings> --split all",
             "audio->text": report["audio->text"], "text->audio": report["text->audio"]}
+
+
+def speakers_part(epochs: int | None) -> dict:
+    """Leave one speaker out: the digits config trained once per FSDD speaker, that speaker
+    being the test split (its dataset built as data/digits-heldout-<speaker>)."""
+    fsdd, mnist = paths.shared_dataset("fsdd"), paths.shared_dataset("mnist") / "mnist.npz"
+    rows = []
+    for speaker in sorted(set(read_recordings(fsdd)["speaker"])):
+        out = paths.data_dir() / f"digits-heldout-{speaker}"
+        if dataset_version(out) != DIGITS_VERSION:
+            build_spoken_digits(out, fsdd, mnist, test_speaker=speaker, tts_voices=TTS_VOICES, tts_cache=TtsCache(paths.cache_dir("tts")))
+        overrides = [f"data.path={out}", f"name=digits-heldout-{speaker}", *([f"train.epochs={epochs}"] if epochs else [])]
+        _, result, seconds = _train("digits", overrides)
+        info = json.loads((result.run_dir / "run.json").read_text())
+        rows.append({"speaker": speaker, "command": _command("digits", overrides), "seconds": seconds, "run_dir": str(result.run_dir),
+                     "test": {d: info["test"][d] for d in SPEAKER_DIRECTIONS}})
+    mean = {d: {k: float(np.mean([r["test"][d][k] for r in rows])) for k in ("mAP", "R@1")} for d in SPEAKER_DIRECTIONS}
+    return {"rows": rows, "mean": mean, "synthetic_voices": TTS_VOICES}
 
 
 def esc50_part(epochs: int | None, pretrained_run: str | None) -> dict:
@@ -149,7 +175,9 @@ def spoken_flickr8k_part(epochs: int | None) -> dict:
     image_to_speech = retrieval_report(images @ speech.T, relevant.T)
     return {"command": _command("flickr8k-spoken", overrides), "seconds": seconds, "epochs_run": info["epochs_run"], "run_dir": str(result.run_dir),
             "text->image": info["dev"]["text->image"], "image->text": info["dev"]["image->text"],
-            "speech->image": speech_to_image, "image->speech": image_to_speech, "spoken dev captions": int(len(clips))}
+            "speech->image": speech_to_image, "image->speech": image_to_speech, "spoken dev captions": int(len(clips)),
+            "phases": {"epochs": config.train.epochs, "audio_epochs": config.train.audio_epochs, "batch_size": config.train.batch_size,
+                       "audio_batch_size": config.train.audio_batch_size or config.train.batch_size}}
 
 
 def _measured(part: dict) -> str:
@@ -163,8 +191,10 @@ def markdown(results: dict, commands: list[str]) -> str:
         t = digits["three_way"]["test"]
         md += ["## 1. Spoken digits, handwritten digits and words (FSDD + MNIST)", "", _measured(digits),
                f"Split by speaker: {TEST_SPEAKER} is the test split and is never heard in training; the four other speakers train, their",
-               "last 5 takes of each digit are the dev split (early stopping only). Relevance is the digit: mAP over the whole ranking,",
-               "R@1 = the top result has the query's digit.",
+               "last 5 takes of each digit are the dev split (early stopping only). "
+               f"Training also hears {digits['three_way'].get('synthetic_voices', 0)} synthetic speakers: eSpeak NG saying each digit",
+               "word in varied voices, band-limited to FSDD's 8 kHz (`python -m pipeline data digits --tts-voices N`; never in dev or test).",
+               "Relevance is the digit: mAP over the whole ranking, R@1 = the top result has the query's digit.",
                f"Run: `{digits['three_way']['command']}`.", "",
                "| direction | mAP | R@1 | queries | gallery |", "|---|---:|---:|---:|---:|"]
         md += [f"| {d} | {t[d]['mAP']:.1f} | {t[d]['R@1']:.1f} | {t[d]['queries']} | {t[d]['gallery']} |" for d in DIGIT_DIRECTIONS]
@@ -182,6 +212,22 @@ def markdown(results: dict, commands: list[str]) -> str:
             md.append(f"| {r['strategy']} | {r['text->item']['mAP']:.1f} | {r['text->item']['R@1']:.1f} | {r['item accuracy']:.1f} | {audio} | {image} "
                       f"| {r['epochs_run']} | {r['seconds']} |")
         md.append("")
+    loso = results.get("digits-speakers")
+    if loso:
+        md += ["### Every speaker held out in turn (leave one speaker out)", "", _measured(loso),
+               "The digits config trained once per FSDD speaker, with that speaker as the test split (never heard in training) and the",
+               f"other four (plus {loso['synthetic_voices']} synthetic voices) training, dev as above. One run each: "
+               "`python -m pipeline data digits --test-speaker NAME --out data/digits-heldout-NAME`, then",
+               "`python -m pipeline train --config digits --set data.path=data/digits-heldout-NAME`.", "",
+               "| held-out speaker | spoken→word mAP | R@1 | word→spoken mAP | spoken→handwritten mAP | handwritten→spoken mAP | train time (s) |",
+               "|---|---:|---:|---:|---:|---:|---:|"]
+        for r in loso["rows"]:
+            t = r["test"]
+            md.append(f"| {r['speaker']} | {t['audio->text']['mAP']:.1f} | {t['audio->text']['R@1']:.1f} | {t['text->audio']['mAP']:.1f} "
+                      f"| {t['audio->image']['mAP']:.1f} | {t['image->audio']['mAP']:.1f} | {r['seconds']} |")
+        m = loso["mean"]
+        md += [f"| **mean** | **{m['audio->text']['mAP']:.1f}** | {m['audio->text']['R@1']:.1f} | {m['text->audio']['mAP']:.1f} "
+               f"| {m['audio->image']['mAP']:.1f} | {m['image->audio']['mAP']:.1f} | |", ""]
     esc = results.get("esc50")
     if esc:
         md += ["## 2. Environmental sounds (ESC-50 subset)", "", _measured(esc),
@@ -206,29 +252,34 @@ def markdown(results: dict, commands: list[str]) -> str:
         for d in ("text->image", "speech->image", "image->text", "image->speech"):
             r = spoken[d]
             md.append(f"| {d} | {r['R@1']:.1f} | {r['R@5']:.1f} | {r['R@10']:.1f} | {r['MedR']:g} | {r['queries']:,} | {r['gallery']:,} |")
-        md += ["", f"Training: {spoken['epochs_run']} epochs, {spoken['seconds']} s.", ""]
+        p = spoken.get("phases")
+        how = (f" ({p['epochs'] - p['audio_epochs']} of text and photos in batches of {p['batch_size']}, then {p['audio_epochs']} of audio "
+               f"against the frozen text and image towers in batches of {p['audio_batch_size']})") if p and p["audio_epochs"] else ""
+        md += ["", f"Training: {spoken['epochs_run']} epochs{how}, {spoken['seconds']} s.", ""]
     return "\n".join(md)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default="digits,esc50,spoken-flickr8k")
+    parser.add_argument("--parts", default=",".join(PARTS))
     parser.add_argument("--epochs", type=int, default=None, help="epochs per run (default: each config's)")
     parser.add_argument("--esc50-init", default=None, metavar="RUN",
                         help="run whose audio encoder starts the second ESC-50 run (default: this benchmark's spoken-digits run)")
     args = parser.parse_args(argv)
     setup_logging()
     parts = args.parts.split(",")
-    unknown = set(parts) - {"digits", "esc50", "spoken-flickr8k"}
+    unknown = set(parts) - set(PARTS)
     if unknown:
-        parser.error(f"unknown part(s) {', '.join(sorted(unknown))}; choose from digits, esc50, spoken-flickr8k")
+        parser.error(f"unknown part(s) {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
     start = time.time()
     # Parts not run now keep their last results (each part records its own command and date).
     previous = RESULTS_DIR / "audio.json"
     results: dict = {k: v for k, v in (json.loads(previous.read_text()) if previous.is_file() else {}).items()
-                     if k in ("digits", "esc50", "spoken-flickr8k") and k not in parts}
+                     if k in PARTS and k not in parts}
     if "digits" in parts:
         results["digits"] = digits_part(args.epochs)
+    if "digits-speakers" in parts:
+        results["digits-speakers"] = speakers_part(args.epochs)
     if "esc50" in parts:
         pretrained = args.esc50_init
         if pretrained is None and results.get("digits"):
@@ -237,11 +288,11 @@ def main(argv=None) -> int:
     if "spoken-flickr8k" in parts:
         results["spoken-flickr8k"] = spoken_flickr8k_part(args.epochs)
     command = "make bench-audio" + (f" ARGS=\"--parts {','.join(parts)}" + (f" --epochs {args.epochs}" if args.epochs else "") + "\""
-                                   if set(parts) != {"digits", "esc50", "spoken-flickr8k"} or args.epochs else "")
+                                   if set(parts) != set(PARTS) or args.epochs else "")
     for part in parts:
         results[part].update({"bench_command": command, "date": machine()["date"], "seconds_all_parts_run": round(time.time() - start)})
     results["seconds"] = round(time.time() - start)
-    md = markdown(results, sorted({results[p]["bench_command"] for p in ("digits", "esc50", "spoken-flickr8k") if p in results}))
+    md = markdown(results, sorted({results[p]["bench_command"] for p in PARTS if p in results}))
     json_path, md_path = write_results("audio", results, md)
     print(md)
     print(f"\nwritten: {json_path}, {md_path} ({results['seconds']} s)")

@@ -43,6 +43,8 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
     digits.add_argument("--test-speaker", default="theo", help="the speaker held out as the test split (default theo)")
     digits.add_argument("--dev-speaker", default=None, help="a second speaker held out as the dev split (default: none; dev is "
                                                             "the last 5 takes of each digit by the training speakers)")
+    digits.add_argument("--tts-voices", type=int, default=None, help="synthetic eSpeak NG speakers added to the training split "
+                                                                      "(default 60; 0 = the real recordings only)")
     digits.add_argument("--seed", type=int, default=0)
     digits.add_argument("--force", action="store_true", help="rebuild even if the folder exists")
     spoken = sub.add_parser("spoken-flickr8k", help="Flickr8k with eSpeak NG spoken captions, cached in saved_models/cache/tts (needs ../shared)")
@@ -86,8 +88,14 @@ def _run_data(args: argparse.Namespace) -> int:
             print(f"{out} already exists; use --force to rebuild it.")
             return 0
         try:
+            from pipeline.data.spoken_captions import TtsCache
+
+            voices = spoken_digits.TTS_VOICES if args.tts_voices is None else args.tts_voices
+            if voices < 0:
+                raise CommandError(f"--tts-voices must be 0 or more, got {voices}")
             spoken_digits.build_spoken_digits(out, paths.shared_dataset("fsdd"), paths.shared_dataset("mnist") / "mnist.npz",
-                                              args.test_speaker, args.dev_speaker, args.seed)
+                                              args.test_speaker, args.dev_speaker, args.seed, tts_voices=voices,
+                                              tts_cache=TtsCache(paths.cache_dir("tts")))
         except (paths.SharedDataMissing, spoken_digits.DigitsDataError) as error:
             raise CommandError(str(error)) from None
         print(f"spoken digits written to {out}")

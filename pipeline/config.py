@@ -160,7 +160,9 @@ class TrainConfig:
     audio_epochs: 0 trains every modality together from the first epoch; N > 0 trains text
     and images alone first, then audio for the last N of train.epochs with the text and image
     towers frozen, each phase with its own learning-rate schedule (audio costs most of an
-    epoch, and text and images need many more epochs than audio)."""
+    epoch, and text and images need many more epochs than audio);
+    audio_batch_size: the batch size of that audio phase (0 = train.batch_size): smaller
+    batches give an audio encoder learning from scratch more steps for the same work."""
 
     loss: str = "infonce"
     temperature: float = 0.07
@@ -183,6 +185,7 @@ class TrainConfig:
     audio_follows: bool = False
     positives: str = "item"
     audio_epochs: int = 0
+    audio_batch_size: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,6 +243,8 @@ class ExperimentConfig:
                 raise ConfigError(f"{key} must be positive, got {value}")
         if self.train.audio_epochs < 0:
             raise ConfigError(f"train.audio_epochs must be 0 (off) or a number of epochs, got {self.train.audio_epochs}")
+        if self.train.audio_batch_size < 0:
+            raise ConfigError(f"train.audio_batch_size must be 0 (= train.batch_size) or a batch size, got {self.train.audio_batch_size}")
         first_phase_pairs = [p for p in self.train.pairs if "audio" not in p.split("-")]
         if "audio" in self.data.modalities and self.train.audio_epochs > 0 and not first_phase_pairs:
             raise ConfigError(

@@ -194,7 +194,7 @@ def test_audio_phase_trains_audio_last_against_frozen_text_and_image(tiny_defaul
 
         def __init__(self):
             super().__init__()
-            self.at_begin, self.at_end, self.scales = [], {}, []
+            self.at_begin, self.at_end, self.scales, self.steps = [], {}, [], {}
 
         def snapshot(self):
             return {name: _weights(getattr(self.model, name)) for name in ("text_encoder", "image_encoder", "audio_encoder")}
@@ -203,10 +203,17 @@ def test_audio_phase_trains_audio_last_against_frozen_text_and_image(tiny_defaul
             self.at_begin.append(self.snapshot())
             self.scales.append(float(self.model.scale))
 
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch, self.steps[epoch] = epoch, 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.steps[self.epoch] += 1
+
         def on_epoch_end(self, epoch, logs=None):
             self.at_end[epoch] = self.snapshot()
 
-    config = load_config("smoke", [f"data.path={tiny_default_dataset}", "train.epochs=3", "train.audio_epochs=1"])
+    # smoke: batches of 8; the audio phase takes batches of 4, so twice the steps per epoch.
+    config = load_config("smoke", [f"data.path={tiny_default_dataset}", "train.epochs=3", "train.audio_epochs=1", "train.audio_batch_size=4"])
     run_dir = tmp_path / "run"
     snapshots = Snapshots()
     result = train(config, run_dir=run_dir, extra_callbacks=[snapshots], evaluate_test=False, export=False, verbose=0)
@@ -216,6 +223,8 @@ def test_audio_phase_trains_audio_last_against_frozen_text_and_image(tiny_defaul
     assert len(snapshots.at_begin) == 2  # two phases, two fits
     audio_loss = [line.split(",")[header.index("loss_audio_image")] for line in rows[1:]]
     assert float(audio_loss[2]) > 0  # the audio pairs are trained in the last epoch
+    items = json.loads((run_dir / "run.json").read_text())["data"]["train_items"]
+    assert snapshots.steps == {0: items // 8, 1: items // 8, 2: items // 4}
 
     def same(a, b):
         return all(np.array_equal(x, y) for x, y in zip(a, b))
@@ -257,6 +266,8 @@ def test_audio_epochs_must_leave_epochs_for_text_and_images(capsys):
     assert "train.audio_epochs (3) must be fewer than train.epochs (3)" in err and "--set train.audio_epochs=1" in err
     assert main(["train", "--config", "smoke", "--set", "train.audio_epochs=-1"]) == 2
     assert "train.audio_epochs must be 0 (off)" in capsys.readouterr().err
+    assert main(["train", "--config", "smoke", "--set", "train.audio_batch_size=-8"]) == 2
+    assert "train.audio_batch_size must be 0 (= train.batch_size)" in capsys.readouterr().err
     # Without audio there is no audio phase, so any number of epochs will do.
     from pipeline.config import load_config
 

@@ -9,11 +9,19 @@ The split is by speaker, so the test speaker is never heard in training. The dev
 (early stopping only) is the last ``dev_takes`` takes of each digit by every other speaker, so
 all four other voices train; or, with ``dev_speaker``, a second held-out speaker. Training
 images come from MNIST's training set and dev/test images from its test set, so no image is
-seen twice either. Layout of the output folder:
+seen twice either.
+
+FSDD has few speakers, so by default the training split also has ``tts_voices`` synthetic
+speakers: eSpeak NG saying each digit word in varied voices (voice, variant, rate, pitch;
+cached under saved_models/cache/tts, so a rebuild synthesises nothing), band-limited to
+FSDD's 8 kHz. They only ever train: dev and test are real recordings.
+
+Layout of the output folder:
 
     dataset.json   format, version, the speakers of each split, counts
-    manifest.csv   item_id, split, text, image, audio, label, speaker
-    images/<item>.png (28×28 grey), audio/<recording>.wav (FSDD's own files, 8 kHz)
+    manifest.csv   item_id, split, text, image, audio, label, speaker, meta_mnist, meta_voice
+    images/<item>.png (28×28 grey), audio/<recording>.wav (FSDD's own files and the
+    synthetic ones, 8 kHz)
 
 Example:
     >>> build_spoken_digits(Path("data/digits"), fsdd=Path("../shared/datasets/fsdd"),
@@ -39,9 +47,11 @@ from pipeline.progress import progress
 log = logging.getLogger(__name__)
 
 DATASET_NAME = "digits"
-VERSION = 2
+VERSION = 3
 TEST_SPEAKER = "theo"
 DEV_TAKES = 5
+TTS_VOICES = 60
+SYNTHETIC_SPEAKER = "espeak"  # speaker name prefix of the synthetic voices
 
 
 class DigitsDataError(ValueError):
@@ -117,13 +127,48 @@ def assign_images(recordings: pd.DataFrame, split_of: pd.Series, mnist: dict, se
     return chosen
 
 
+def synthetic_recordings(digits: list[int], voices: int, cache, seed: int = 0) -> pd.DataFrame:
+    """eSpeak NG saying each of ``digits`` in ``voices`` voices (synthesised into ``cache``
+    where not there yet): rows like ``read_recordings``'s, speaker ``espeak<k>``, plus the
+    voice. A word eSpeak cannot speak is logged and left out."""
+    from pipeline.data.spoken_captions import SpeechRequest, synthesize
+
+    requests = [(digit, k, SpeechRequest(f"digits/{digit}/{k}", DIGIT_WORDS[digit], seed)) for digit in digits for k in range(voices)]
+    synthesize([r for *_, r in requests], cache, workers=2)
+    rows = []
+    for digit, k, request in requests:
+        if cache.has(request):
+            voice = request.voice()
+            rows.append({"file": cache.wav_path(request), "digit": digit, "speaker": f"{SYNTHETIC_SPEAKER}{k}", "take": 0,
+                         "voice": f"{voice.name} rate {voice.rate} pitch {voice.pitch}"})
+    return pd.DataFrame(rows, columns=["file", "digit", "speaker", "take", "voice"])
+
+
+def _write_8k(source: Path, target: Path) -> None:
+    """A 16 kHz synthetic clip as FSDD's 8 kHz PCM WAV (nothing above 4 kHz, as in the recordings)."""
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    samples, rate = sf.read(source, dtype="float32")
+    sf.write(target, resample_poly(samples, 8000, rate), 8000, subtype="PCM_16", format="WAV")
+
+
 def build_spoken_digits(out: Path, fsdd: Path, mnist: Path, test_speaker: str = TEST_SPEAKER, dev_speaker: str | None = None,
-                        seed: int = 0, dev_takes: int = DEV_TAKES) -> Path:
-    """Writes the dataset folder ``out`` (atomically: a half-built folder is never left under its name)."""
+                        seed: int = 0, dev_takes: int = DEV_TAKES, tts_voices: int = 0, tts_cache=None) -> Path:
+    """Writes the dataset folder ``out`` (atomically: a half-built folder is never left under
+    its name). ``tts_voices`` > 0 adds that many synthetic speakers to the training split
+    (``tts_cache``: a ``spoken_captions.TtsCache``)."""
     from PIL import Image
 
     recordings = read_recordings(fsdd)
     splits = recording_splits(recordings, test_speaker, dev_speaker, dev_takes)
+    recordings["voice"] = ""
+    if tts_voices > 0:
+        if tts_cache is None:
+            raise ValueError("tts_voices needs a tts_cache")
+        synthetic = synthetic_recordings(sorted(set(recordings["digit"])), tts_voices, tts_cache, seed)
+        recordings = pd.concat([recordings, synthetic], ignore_index=True)
+        splits = pd.concat([splits, pd.Series(["train"] * len(synthetic))], ignore_index=True)  # never dev or test
     images = read_mnist(mnist)
     chosen = assign_images(recordings, splits, images, seed)
     records = []
@@ -136,21 +181,28 @@ def build_spoken_digits(out: Path, fsdd: Path, mnist: Path, test_speaker: str = 
         for row, image_index, split in zip(recordings.itertuples(), chosen, splits):
             source = "train" if split == "train" else "test"
             item_id = row.file.stem
+            if row.voice:  # synthetic: named like a recording, {digit}_{speaker}_{take}
+                item_id = f"{row.digit}_{row.speaker}_{row.take}"
+                _write_8k(row.file, tmp / "audio" / f"{item_id}.wav")
+            else:
+                shutil.copyfile(row.file, tmp / "audio" / row.file.name)
             Image.fromarray(images[source][0][image_index]).save(tmp / "images" / f"{item_id}.png")
-            shutil.copyfile(row.file, tmp / "audio" / row.file.name)
             records.append({"item_id": item_id, "split": split, "text": DIGIT_WORDS[row.digit], "image": f"images/{item_id}.png",
-                            "audio": f"audio/{row.file.name}", "label": str(row.digit), "speaker": row.speaker,
-                            "meta_mnist": f"{source}:{image_index}"})
+                            "audio": f"audio/{item_id}.wav", "label": str(row.digit), "speaker": row.speaker,
+                            "meta_mnist": f"{source}:{image_index}", "meta_voice": row.voice})
             bar.update(1)
         bar.close()
         frame = pd.DataFrame.from_records(records)
         frame.to_csv(tmp / "manifest.csv", index=False)
+        real = frame["meta_voice"] == ""
         info = {"format": "manifest", "dataset": DATASET_NAME, "version": VERSION, "seed": seed,
-                "speakers": {split: sorted(set(frame.loc[frame["split"] == split, "speaker"])) for split in ("train", "dev", "test")},
+                "speakers": {split: sorted(set(frame.loc[(frame["split"] == split) & real, "speaker"])) for split in ("train", "dev", "test")},
+                "synthetic_voices": int(frame.loc[~real, "speaker"].nunique()),
                 "dev": f"speaker {dev_speaker}" if dev_speaker else f"the last {dev_takes} takes of each digit by each training speaker",
                 "items": {split: int((frame["split"] == split).sum()) for split in ("train", "dev", "test")}}
         (tmp / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
-    log.info("spoken digits: %s items in %s (test speaker %s; dev: %s)", len(frame), out, test_speaker, info["dev"])
+    log.info("spoken digits: %s items in %s (test speaker %s; dev: %s; %d synthetic voices in training)",
+             len(frame), out, test_speaker, info["dev"], info["synthetic_voices"])
     return out
 
 

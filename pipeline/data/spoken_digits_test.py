@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from pipeline.data.adapters import load_dataset
-from pipeline.data.spoken_digits import DigitsDataError, build_spoken_digits, dataset_version, speaker_folder, speaker_splits
+from pipeline.data.spoken_captions import TtsCache
+from pipeline.data.spoken_digits import VERSION, DigitsDataError, build_spoken_digits, dataset_version, speaker_folder, speaker_splits
 from tests.helpers import tone, write_audio
 
 SPEAKERS = ("ann", "bob", "cat", "dan")
@@ -49,7 +50,33 @@ def test_the_test_speaker_is_never_heard_in_training_and_images_match_the_digit(
         pixels.append(value)
     assert len(set(pixels)) == len(pixels)  # no image used twice
     info = json.loads((out / "dataset.json").read_text())
-    assert info["speakers"] == {"train": ["bob", "cat", "dan"], "dev": ["bob", "cat", "dan"], "test": ["ann"]} and dataset_version(out) == 2
+    assert info["speakers"] == {"train": ["bob", "cat", "dan"], "dev": ["bob", "cat", "dan"], "test": ["ann"]} and dataset_version(out) == VERSION
+    assert info["synthetic_voices"] == 0 and set(frame["meta_voice"]) == {""}
+
+
+def test_synthetic_voices_only_train_and_a_rebuild_synthesises_nothing(sources, tmp_path):
+    import soundfile as sf
+
+    cache = TtsCache(tmp_path / "tts")
+    out = build_spoken_digits(tmp_path / "digits", *sources, test_speaker="ann", dev_takes=1, tts_voices=2, tts_cache=cache)
+    frame = load_dataset(out).frame
+    synthetic = frame[frame["meta_voice"] != ""]
+    # The digits of the recordings (1 and 7), each in two voices: training only, never dev or test.
+    assert sorted(synthetic["item_id"]) == ["1_espeak0_0", "1_espeak1_0", "7_espeak0_0", "7_espeak1_0"]
+    assert set(synthetic["split"]) == {"train"} and set(frame.loc[frame["split"] == "test", "speaker"]) == {"ann"}
+    assert len(frame) == 4 * 2 * 3 + 4
+    _, _, y_train, _ = (np.load(sources[1])[k] for k in ("x_train", "x_test", "y_train", "y_test"))
+    for row in synthetic.itertuples():
+        samples, rate = sf.read(out / row.audio)
+        assert rate == 8000 and len(samples) > 0.1 * rate and np.abs(samples).max() > 0.1  # FSDD's rate, a spoken word
+        assert row.text == {"1": "one", "7": "seven"}[row.label]
+        assert y_train[int(np.asarray(Image.open(out / row.image))[0, 0])] == int(row.label)  # a training image of the digit
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["synthetic_voices"] == 2 and info["speakers"]["train"] == ["bob", "cat", "dan"]
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "tts").rglob("*.wav")}
+    assert len(mtimes) == 4
+    build_spoken_digits(tmp_path / "again", *sources, test_speaker="ann", dev_takes=1, tts_voices=2, tts_cache=cache)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "tts").rglob("*.wav")} == mtimes  # nothing synthesised again
 
 
 def test_a_dev_speaker_is_held_out_too(sources, tmp_path):

@@ -67,13 +67,15 @@ def resolve_data_path(path: str) -> Path:
 
 
 def ensure_digits_dataset() -> Path:
-    """data/digits, built from the shared FSDD and MNIST on first use (a clear error without them)."""
-    from pipeline.data import spoken_digits
+    """data/digits, built from the shared FSDD and MNIST on first use (a clear error without
+    them), with the default number of synthetic eSpeak NG speakers in training."""
+    from pipeline.data import spoken_captions, spoken_digits
 
     root = paths.digits_dataset_dir()
     if spoken_digits.dataset_version(root) != spoken_digits.VERSION:
-        log.info("building the spoken-digits dataset (FSDD + MNIST) into %s", root)
-        spoken_digits.build_spoken_digits(root, paths.shared_dataset("fsdd"), paths.shared_dataset("mnist") / "mnist.npz")
+        log.info("building the spoken-digits dataset (FSDD + MNIST + %d eSpeak NG voices) into %s", spoken_digits.TTS_VOICES, root)
+        spoken_digits.build_spoken_digits(root, paths.shared_dataset("fsdd"), paths.shared_dataset("mnist") / "mnist.npz",
+                                          tts_voices=spoken_digits.TTS_VOICES, tts_cache=spoken_captions.TtsCache(paths.cache_dir("tts")))
     return root
 
 
@@ -133,13 +135,14 @@ def _write_run_files(run_dir: Path, config: ExperimentConfig, vectorizer, labels
 
 @dataclasses.dataclass(frozen=True)
 class TrainingPhase:
-    """Epochs [first_epoch, last_epoch) trained on ``modalities``; ``freeze_text_image`` holds
-    the text and image towers fixed (the audio phase)."""
+    """Epochs [first_epoch, last_epoch) trained on ``modalities`` in batches of ``batch_size``;
+    ``freeze_text_image`` holds the text and image towers fixed (the audio phase)."""
 
     name: str
     first_epoch: int
     last_epoch: int
     modalities: tuple[str, ...]
+    batch_size: int
     freeze_text_image: bool = False
 
     @property
@@ -151,13 +154,15 @@ class TrainingPhase:
 def training_phases(config: ExperimentConfig, modalities) -> list[TrainingPhase]:
     """One phase over every modality, or, with ``train.audio_epochs`` = N > 0 and audio in the
     data, text and images first and then N epochs of audio against the frozen text and image
-    towers (audio costs most of an epoch; text and images need many more epochs than audio)."""
-    epochs, audio_epochs = config.train.epochs, config.train.audio_epochs
+    towers (audio costs most of an epoch; text and images need many more epochs than audio),
+    in batches of ``train.audio_batch_size`` when it is set."""
+    t = config.train
+    epochs, audio_epochs = t.epochs, t.audio_epochs
     if audio_epochs <= 0 or "audio" not in modalities:
-        return [TrainingPhase("all", 0, epochs, tuple(modalities))]
+        return [TrainingPhase("all", 0, epochs, tuple(modalities), t.batch_size)]
     others = tuple(m for m in modalities if m != "audio")
-    return [TrainingPhase("text-image", 0, epochs - audio_epochs, others),
-            TrainingPhase("audio", epochs - audio_epochs, epochs, tuple(modalities), freeze_text_image=True)]
+    return [TrainingPhase("text-image", 0, epochs - audio_epochs, others, t.batch_size),
+            TrainingPhase("audio", epochs - audio_epochs, epochs, tuple(modalities), t.audio_batch_size or t.batch_size, freeze_text_image=True)]
 
 
 def set_towers_trainable(model, trainable: bool) -> None:
@@ -239,7 +244,6 @@ def train(
     run_dir = Path(run_dir) if run_dir else new_run_dir(config)
     _write_run_files(run_dir, config, vectorizer, labels)
     phases = training_phases(config, modalities)
-    steps = max(len(train_items.frame) // config.train.batch_size, 1)
     embed_kwargs = dict(
         vectorizer=vectorizer, input_config=input_config, manifest=manifest, split=config.data.dev_split,
         modalities=modalities, max_items=config.train.dev_items, image_features=image_features,
@@ -254,7 +258,7 @@ def train(
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), histogram_freq=0, write_graph=False),
     ]
-    log.info("[3/5] training %s for up to %d epochs of %d steps (TensorBoard: tensorboard --logdir %s)", config.name, config.train.epochs, steps, run_dir / "logs")
+    log.info("[3/5] training %s for up to %d epochs (TensorBoard: tensorboard --logdir %s)", config.name, config.train.epochs, run_dir / "logs")
     history = {}
     for phase in phases:
         done_path = run_dir / "checkpoints" / f"{phase.name}.weights.h5"
@@ -262,9 +266,13 @@ def train(
             model.load_weights(str(done_path))
             log.info("phase '%s' was finished before: its weights are loaded from %s", phase.name, done_path)
             continue
+        phase_steps = max(len(train_items.frame) // phase.batch_size, 1)
         if len(phases) > 1:
-            log.info("phase '%s': epochs %d to %d, training %s", phase.name, phase.first_epoch + 1, phase.last_epoch, phase.description)
-        phase_input = dataclasses.replace(input_config, modalities=phase.modalities)
+            log.info("phase '%s': epochs %d to %d, training %s, %d steps an epoch in batches of %d", phase.name, phase.first_epoch + 1,
+                     phase.last_epoch, phase.description, phase_steps, phase.batch_size)
+        else:
+            log.info("%d steps an epoch in batches of %d", phase_steps, phase.batch_size)
+        phase_input = dataclasses.replace(input_config, modalities=phase.modalities, batch_size=phase.batch_size)
         train_ds = make_dataset(
             manifest, config.data.train_split, phase_input, training=True, vectorizer=vectorizer, selection=train_items,
             by_item=True, image_features=image_features, label_vocabulary=labels, keep_groups=config.train.keep_contrast_groups,
@@ -280,7 +288,7 @@ def train(
             # Each phase has its own cosine schedule: the audio phase starts from the full
             # learning rate, not from the tail the text-image phase left.
             schedule = keras.optimizers.schedules.CosineDecay(
-                config.train.learning_rate, decay_steps=steps * (phase.last_epoch - phase.first_epoch), alpha=0.05)
+                config.train.learning_rate, decay_steps=phase_steps * (phase.last_epoch - phase.first_epoch), alpha=0.05)
             # XLA off: with the recurrent layers it made a CPU step 16x slower (10.2 s vs 0.64 s, measured).
             model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.train.weight_decay, clipnorm=5.0), jit_compile=False)
         backup = keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase.name))
