@@ -35,7 +35,6 @@ from pipeline.cli import setup_logging
 from pipeline.config import load_config
 from pipeline.data.adapters.esc50_adapter import DESCRIPTIONS
 from pipeline.data.adapters.fsdd_adapter import DIGIT_WORDS
-from pipeline.data.spoken_captions import TtsCache
 from pipeline.data.spoken_digits import TEST_SPEAKER, TTS_VOICES, build_spoken_digits, dataset_version, read_recordings, speaker_folder
 from pipeline.data.spoken_digits import VERSION as DIGITS_VERSION
 from pipeline.evaluation.embedder import embed_split
@@ -118,7 +117,7 @@ def speakers_part(epochs: int | None) -> dict:
     for speaker in sorted(set(read_recordings(fsdd)["speaker"])):
         out = paths.data_dir() / f"digits-heldout-{speaker}"
         if dataset_version(out) != DIGITS_VERSION:
-            build_spoken_digits(out, fsdd, mnist, test_speaker=speaker, tts_voices=TTS_VOICES, tts_cache=TtsCache(paths.cache_dir("tts")))
+            build_spoken_digits(out, fsdd, mnist, test_speaker=speaker, tts_voices=TTS_VOICES)
         overrides = [f"data.path={out}", f"name=digits-heldout-{speaker}", *([f"train.epochs={epochs}"] if epochs else [])]
         _, result, seconds = _train("digits", overrides)
         info = json.loads((result.run_dir / "run.json").read_text())
@@ -177,7 +176,7 @@ def spoken_flickr8k_part(epochs: int | None) -> dict:
             "text->image": info["dev"]["text->image"], "image->text": info["dev"]["image->text"],
             "speech->image": speech_to_image, "image->speech": image_to_speech, "spoken dev captions": int(len(clips)),
             "phases": {"epochs": config.train.epochs, "audio_epochs": config.train.audio_epochs, "batch_size": config.train.batch_size,
-                       "audio_batch_size": config.train.audio_batch_size or config.train.batch_size}}
+                       "audio_batch_size": config.train.audio_phase_batch_size}}
 
 
 def _measured(part: dict) -> str:

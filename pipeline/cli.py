@@ -73,7 +73,7 @@ def _run_data(args: argparse.Namespace) -> int:
 
         out = args.out or paths.data_dir() / spoken_captions.DATASET_NAME
         try:
-            _, stats = spoken_captions.build_spoken_flickr8k(out, paths.shared_dataset("flickr8k"), spoken_captions.TtsCache(paths.cache_dir("tts")),
+            _, stats = spoken_captions.build_spoken_flickr8k(out, paths.shared_dataset("flickr8k"), spoken_captions.TtsCache.default(),
                                                              args.train_spoken, args.seed, args.workers)
         except ManifestError as error:
             raise CommandError(str(error)) from None
@@ -88,14 +88,9 @@ def _run_data(args: argparse.Namespace) -> int:
             print(f"{out} already exists; use --force to rebuild it.")
             return 0
         try:
-            from pipeline.data.spoken_captions import TtsCache
-
             voices = spoken_digits.TTS_VOICES if args.tts_voices is None else args.tts_voices
-            if voices < 0:
-                raise CommandError(f"--tts-voices must be 0 or more, got {voices}")
             spoken_digits.build_spoken_digits(out, paths.shared_dataset("fsdd"), paths.shared_dataset("mnist") / "mnist.npz",
-                                              args.test_speaker, args.dev_speaker, args.seed, tts_voices=voices,
-                                              tts_cache=TtsCache(paths.cache_dir("tts")))
+                                              args.test_speaker, args.dev_speaker, args.seed, tts_voices=voices)
         except (paths.SharedDataMissing, spoken_digits.DigitsDataError) as error:
             raise CommandError(str(error)) from None
         print(f"spoken digits written to {out}")

@@ -187,6 +187,11 @@ class TrainConfig:
     audio_epochs: int = 0
     audio_batch_size: int = 0
 
+    @property
+    def audio_phase_batch_size(self) -> int:
+        """The batch size the audio phase trains with."""
+        return self.audio_batch_size or self.batch_size
+
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:

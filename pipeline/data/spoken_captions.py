@@ -57,13 +57,20 @@ class TtsCache:
     """Where a request's WAV and word timings live; a request is cached when both exist.
 
     Example:
-        >>> cache = TtsCache(paths.cache_dir("tts"))
+        >>> cache = TtsCache.default()  # saved_models/cache/tts
         >>> cache.wav_path(SpeechRequest("img.jpg#0", "a dog runs")).name
         '3f…e1.wav'
     """
 
     def __init__(self, root: Path):
         self.root = Path(root)
+
+    @classmethod
+    def default(cls) -> "TtsCache":
+        """The project's cache, saved_models/cache/tts."""
+        from pipeline import paths
+
+        return cls(paths.cache_dir("tts"))
 
     def _stem(self, request: SpeechRequest) -> Path:
         voice = request.voice()

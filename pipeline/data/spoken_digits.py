@@ -157,16 +157,18 @@ def build_spoken_digits(out: Path, fsdd: Path, mnist: Path, test_speaker: str = 
                         seed: int = 0, dev_takes: int = DEV_TAKES, tts_voices: int = 0, tts_cache=None) -> Path:
     """Writes the dataset folder ``out`` (atomically: a half-built folder is never left under
     its name). ``tts_voices`` > 0 adds that many synthetic speakers to the training split
-    (``tts_cache``: a ``spoken_captions.TtsCache``)."""
+    (``tts_cache``: a ``spoken_captions.TtsCache``, by default the project's)."""
     from PIL import Image
 
+    if tts_voices < 0:
+        raise DigitsDataError(f"the number of synthetic voices (--tts-voices) must be 0 or more, got {tts_voices}")
     recordings = read_recordings(fsdd)
     splits = recording_splits(recordings, test_speaker, dev_speaker, dev_takes)
     recordings["voice"] = ""
     if tts_voices > 0:
-        if tts_cache is None:
-            raise ValueError("tts_voices needs a tts_cache")
-        synthetic = synthetic_recordings(sorted(set(recordings["digit"])), tts_voices, tts_cache, seed)
+        from pipeline.data.spoken_captions import TtsCache
+
+        synthetic = synthetic_recordings(sorted(set(recordings["digit"])), tts_voices, tts_cache if tts_cache is not None else TtsCache.default(), seed)
         recordings = pd.concat([recordings, synthetic], ignore_index=True)
         splits = pd.concat([splits, pd.Series(["train"] * len(synthetic))], ignore_index=True)  # never dev or test
     images = read_mnist(mnist)

@@ -77,6 +77,8 @@ def test_synthetic_voices_only_train_and_a_rebuild_synthesises_nothing(sources, 
     assert len(mtimes) == 4
     build_spoken_digits(tmp_path / "again", *sources, test_speaker="ann", dev_takes=1, tts_voices=2, tts_cache=cache)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "tts").rglob("*.wav")} == mtimes  # nothing synthesised again
+    with pytest.raises(DigitsDataError, match="must be 0 or more, got -1"):
+        build_spoken_digits(tmp_path / "negative", *sources, tts_voices=-1)
 
 
 def test_a_dev_speaker_is_held_out_too(sources, tmp_path):

@@ -69,13 +69,13 @@ def resolve_data_path(path: str) -> Path:
 def ensure_digits_dataset() -> Path:
     """data/digits, built from the shared FSDD and MNIST on first use (a clear error without
     them), with the default number of synthetic eSpeak NG speakers in training."""
-    from pipeline.data import spoken_captions, spoken_digits
+    from pipeline.data import spoken_digits
 
     root = paths.digits_dataset_dir()
     if spoken_digits.dataset_version(root) != spoken_digits.VERSION:
         log.info("building the spoken-digits dataset (FSDD + MNIST + %d eSpeak NG voices) into %s", spoken_digits.TTS_VOICES, root)
         spoken_digits.build_spoken_digits(root, paths.shared_dataset("fsdd"), paths.shared_dataset("mnist") / "mnist.npz",
-                                          tts_voices=spoken_digits.TTS_VOICES, tts_cache=spoken_captions.TtsCache(paths.cache_dir("tts")))
+                                          tts_voices=spoken_digits.TTS_VOICES)
     return root
 
 
@@ -87,7 +87,7 @@ def ensure_spoken_flickr8k() -> Path:
     root = paths.data_dir() / spoken_captions.DATASET_NAME
     if spoken_captions.dataset_version(root) != spoken_captions.DATASET_VERSION:
         log.info("building the spoken Flickr8k captions into %s", root)
-        spoken_captions.build_spoken_flickr8k(root, paths.shared_dataset("flickr8k"), spoken_captions.TtsCache(paths.cache_dir("tts")))
+        spoken_captions.build_spoken_flickr8k(root, paths.shared_dataset("flickr8k"), spoken_captions.TtsCache.default())
     return root
 
 
@@ -162,7 +162,7 @@ def training_phases(config: ExperimentConfig, modalities) -> list[TrainingPhase]
         return [TrainingPhase("all", 0, epochs, tuple(modalities), t.batch_size)]
     others = tuple(m for m in modalities if m != "audio")
     return [TrainingPhase("text-image", 0, epochs - audio_epochs, others, t.batch_size),
-            TrainingPhase("audio", epochs - audio_epochs, epochs, tuple(modalities), t.audio_batch_size or t.batch_size, freeze_text_image=True)]
+            TrainingPhase("audio", epochs - audio_epochs, epochs, tuple(modalities), t.audio_phase_batch_size, freeze_text_image=True)]
 
 
 def set_towers_trainable(model, trainable: bool) -> None:
