@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data describe train tune evaluate index export serve search tensorboard test bench-input bench-default bench-flickr8k bench-search bench-hybrid bench-serve bench-audio bench-tuning clean
+.PHONY: help venv data describe train tune evaluate index export serve search tensorboard test bench-input bench-default bench-flickr8k bench-search bench-hybrid bench-serve bench-hostile bench-audio bench-tuning clean
 
 help: ## List every target with one line each
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -77,6 +77,9 @@ bench-search: $(STAMP) ## Exact search vs FAISS flat and the memory-bandwidth bo
 
 bench-serve: $(STAMP) ## The search service under load: 20 clients, 60 s of text searches on the default index (after make train)
 	$(PY) -m benchmarks.bench_serve $(ARGS)
+
+bench-hostile: $(STAMP) ## Hostile uploads (lying headers, decompression bombs) against the service: 4xx within 2 s, memory (after make train)
+	$(PY) -m benchmarks.bench_hostile $(ARGS)
 
 bench-hybrid: $(STAMP) ## Dense vs Naive Bayes vs hybrid rankings, Flickr8k dev text->image (needs ../shared, flickr8k-best)
 	$(PY) -m benchmarks.bench_hybrid $(ARGS)

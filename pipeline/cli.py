@@ -206,6 +206,15 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         embeddings = embed_split(encoder.model, encoder.vectorizer, encoder.input_config, manifest, split)
     except (IncompatibleRun, ManifestError, MissingModalities) as error:
         raise CommandError(str(error)) from None
+    except ValueError as error:  # no usable items: the message names the split and the check to run
+        if "no usable" not in str(error):
+            raise
+        raise CommandError(str(error)) from None
+    frame = manifest.frame if split is None else manifest.split(split)
+    total, used = frame["item_id"].nunique(), len(embeddings.item_ids)
+    if used < total or manifest.problems:
+        print(f"note: evaluated {used} of the {total} items in {Path(data).name}/{args.split}; the others lack a modality or a readable "
+              f"file (warnings above). The dataset has {len(manifest.problems)} problem(s): python -m pipeline data describe {data}")
     report = evaluate_embeddings(embeddings, with_curves=True, relevance=encoder.config.train.positives)
     json_path = args.json or encoder.run_dir / "eval" / f"{Path(data).name}-{args.split}.json"
     title = f"{encoder.config.name} on {Path(data).name} / {args.split}"
@@ -270,6 +279,23 @@ def main(argv: list[str] | None = None) -> int:
     except (paths.SharedDataMissing, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:
+        if not _names_its_problem(error):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _names_its_problem(error: Exception) -> bool:
+    """Errors whose message already says what is wrong and what to do (a damaged index or run,
+    a refused media file, a query that cannot be answered): no traceback for those. Imported
+    here, when one has happened, so that starting a command imports nothing heavy."""
+    from pipeline.preprocessing.media_check import MediaRejected
+    from pipeline.retrieval.index_store import IndexProblem
+    from pipeline.retrieval.searcher import QueryError
+    from pipeline.run_artifacts import IncompatibleRun
+
+    return isinstance(error, (IndexProblem, IncompatibleRun, MediaRejected, QueryError))
 
 
 if __name__ == "__main__":  # pragma: no cover

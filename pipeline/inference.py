@@ -20,7 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.preprocessing import audio_ops, image_ops, text_ops
-from pipeline.run_artifacts import input_config_for, read_run_config, read_run_info, resolve_run
+from pipeline.preprocessing.media_check import MediaLimits, MediaRejected, check_media
+from pipeline.run_artifacts import IncompatibleRun, damaged_message, input_config_for, read_run_config, read_run_info, resolve_run
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class Encoder:
     config: "object"  # ExperimentConfig
     run_dir: Path | None = None
     labels: list[str] = dataclasses.field(default_factory=list)
+    limits: MediaLimits = MediaLimits()  # what an image or sound may cost to decode (media_check)
 
     @classmethod
     def from_run(cls, run: str | Path) -> "Encoder":
@@ -51,7 +53,10 @@ class Encoder:
             image_feature_dim=info.get("image_feature_dim"), label_count=len(labels),
         )
         model(dummy_inputs(model))
-        model.load_weights(str(run_dir / "model.weights.h5"))
+        try:
+            model.load_weights(str(run_dir / "model.weights.h5"))
+        except (OSError, ValueError, KeyError) as error:  # h5py: truncated or not HDF5; Keras: other layers
+            raise IncompatibleRun(damaged_message(run_dir / "model.weights.h5", error, "train the run again, or pass another --run")) from None
         return cls(model, vectorizer, config, run_dir, labels)
 
     @property
@@ -85,23 +90,32 @@ class Encoder:
     def audio_features(self, data: tf.Tensor) -> tf.Tensor:
         c = self.input_config.audio
         samples, rate = audio_ops.decode_audio(data)
-        samples = audio_ops.crop_or_pad(audio_ops.resample(samples, rate, c.sample_rate), c.clip_samples)
+        samples = audio_ops.fixed_clip(samples, rate, c.clip_seconds, c.sample_rate)
         return audio_ops.log_mel_spectrogram(samples, c.sample_rate, c.n_mels, c.window, c.stride)
 
-    def _encode_files(self, items, prepare, encoder, batch_size):
-        def load(item):
-            return tf.io.read_file(item) if isinstance(item, (str, Path)) else tf.constant(item)
+    def _encode_files(self, items, modality, prepare, encoder, batch_size):
+        def load(item) -> bytes:
+            # Read and checked in Python: no decoder sees a header that media_check refuses.
+            data = Path(item).read_bytes() if isinstance(item, (str, Path)) else bytes(item)
+            try:
+                check_media(data, modality, self.limits)
+            except MediaRejected as error:
+                name = str(item) if isinstance(item, (str, Path)) else f"the {modality}"
+                raise MediaRejected(f"{name}: {error}", error.unsupported) from None
+            return data
 
-        data = [load(str(i) if isinstance(i, Path) else i) for i in items]
-        ds = tf.data.Dataset.from_tensor_slices(tf.stack(data) if data else tf.constant([], tf.string))
+        data = [load(i) for i in items]
+        ds = tf.data.Dataset.from_tensor_slices(tf.constant(data, tf.string) if data else tf.constant([], tf.string))
         ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
         out = [np.asarray(encoder(batch)) for batch in ds]
         return np.concatenate(out) if out else np.zeros((0, self.config.embedding_dim), np.float32)
 
     def encode_image(self, images, batch_size: int = 64) -> np.ndarray:
-        """Images as file paths or encoded bytes → unit vectors."""
-        return self._encode_files(images, self.image_pixels, self.model.encode_image, batch_size)
+        """Images as file paths or encoded bytes → unit vectors; ``MediaRejected`` for a file
+        ``media_check`` refuses."""
+        return self._encode_files(images, "image", self.image_pixels, self.model.encode_image, batch_size)
 
     def encode_audio(self, clips, batch_size: int = 64) -> np.ndarray:
-        """Audio as file paths or encoded bytes (WAV/FLAC/OGG) → unit vectors."""
-        return self._encode_files(clips, self.audio_features, lambda x: self.model.audio_encoder(x, training=False), batch_size)
+        """Audio as file paths or encoded bytes (WAV/FLAC/OGG) → unit vectors; ``MediaRejected``
+        for a file ``media_check`` refuses."""
+        return self._encode_files(clips, "audio", self.audio_features, lambda x: self.model.audio_encoder(x, training=False), batch_size)

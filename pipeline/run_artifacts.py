@@ -78,7 +78,12 @@ def read_run_info(run_dir: Path) -> dict:
     info_path = run_dir / "run.json"
     if not info_path.is_file():
         raise IncompatibleRun(f"{run_dir} has no run.json: not a finished training run (train again, or pass another --run)")
-    info = json.loads(info_path.read_text())
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise IncompatibleRun(damaged_message(info_path, error, "train again, or pass another --run")) from None
+    if not isinstance(info, dict):
+        raise IncompatibleRun(damaged_message(info_path, "not a JSON object", "train again, or pass another --run"))
     version = info.get("run_format_version")
     if version != RUN_FORMAT_VERSION:
         raise IncompatibleRun(
@@ -91,8 +96,17 @@ def read_run_info(run_dir: Path) -> dict:
     return info
 
 
+def damaged_message(path: Path, error, remedy: str) -> str:
+    """The one wording of "this artifact file cannot be read": which file, what was wrong, what to do."""
+    reason = error if isinstance(error, str) else f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error).strip() else 'unreadable'}"
+    return f"{path} is damaged or unreadable ({reason}); {remedy}"
+
+
 def read_run_config(run_dir: Path) -> ExperimentConfig:
-    values = read_config_file(str(run_dir / "config.toml"))
+    try:
+        values = read_config_file(str(run_dir / "config.toml"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise IncompatibleRun(damaged_message(run_dir / "config.toml", error, "train again, or pass another --run")) from None
     if values.get("format_version", CONFIG_FORMAT_VERSION) != CONFIG_FORMAT_VERSION:
         raise IncompatibleRun(f"{run_dir}/config.toml has config format {values.get('format_version')}, expected {CONFIG_FORMAT_VERSION}")
     try:

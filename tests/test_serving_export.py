@@ -114,7 +114,7 @@ print(json.dumps(out))
 
     a = encoder.input_config.audio
     samples, rate = audio_ops.decode_wav_core(tf.io.read_file(str(slow_clip)))
-    spec = audio_ops.log_mel_spectrogram(audio_ops.crop_or_pad(audio_ops.resample_fft(samples, rate, a.sample_rate), a.clip_samples),
+    spec = audio_ops.log_mel_spectrogram(audio_ops.fixed_clip(samples, rate, a.clip_seconds, a.sample_rate, resampler=audio_ops.resample_fft),
                                          a.sample_rate, a.n_mels, a.window, a.stride)
     np.testing.assert_allclose(served_audio[2], encoder.model.audio_encoder(spec[None], training=False).numpy()[0], atol=1e-4)
     # The retriever ranks like an exact dense search of the index.

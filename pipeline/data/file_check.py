@@ -20,6 +20,7 @@ import tensorflow as tf
 from pipeline import paths
 from pipeline.data.manifest import FILE_MODALITIES, Manifest, Problem
 from pipeline.io_utils import write_json_atomic
+from pipeline.preprocessing.media_check import MediaLimits, MediaRejected, check_media
 from pipeline.progress import progress
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,17 @@ def _decoders():
     }
 
 
-def probe_file(path: Path, modality: str) -> str | None:
-    """None when ``path`` decodes as ``modality``, else a short reason."""
+def probe_file(path: Path, modality: str, limits: MediaLimits = MediaLimits()) -> str | None:
+    """None when ``path`` decodes as ``modality``, else a short reason. The header is checked
+    (``media_check``) before any decoder sees the file."""
     try:
-        data = tf.io.read_file(str(path))
+        data = Path(path).read_bytes()
+        check_media(data, modality, limits)
+    except OSError as error:
+        return f"cannot be read ({error.strerror or error})"
+    except MediaRejected as error:
+        return f"cannot be decoded as {modality}: {error}"
+    try:
         if modality == "image":
             image = _decoders()["image"](data)
             if int(tf.size(image)) == 0:
@@ -61,9 +69,12 @@ def probe_file(path: Path, modality: str) -> str | None:
     return None
 
 
+CHECK_VERSION = 2  # 2: media headers checked first (media_check); results of version 1 are redone
+
+
 def _cache_file(root: Path) -> Path:
     key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]
-    return paths.cache_dir("filecheck") / f"{key}.json"
+    return paths.cache_dir("filecheck") / f"{key}-v{CHECK_VERSION}.json"
 
 
 def check_files(manifest: Manifest, modalities=FILE_MODALITIES, workers: int = 4, show_progress: bool = True) -> list[Problem]:

@@ -220,9 +220,10 @@ def _load(element, config: InputConfig, training: bool):
 
 def _decode(path, config: InputConfig, crop: bool):
     samples, rate = audio_ops.decode_audio(tf.io.read_file(path))
-    samples = audio_ops.resample(samples, rate, config.audio.sample_rate)
     if crop:
-        samples = audio_ops.crop_or_pad(samples, config.audio.clip_samples)
+        samples = audio_ops.fixed_clip(samples, rate, config.audio.clip_seconds, config.audio.sample_rate)
+    else:
+        samples = audio_ops.resample(samples, rate, config.audio.sample_rate)
     return tf.ensure_shape(samples, [None])  # a known rank lets ragged_batch batch clips of any length
 
 

@@ -9,12 +9,14 @@ manifest written by hand may add its own, named ``meta_*``.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import difflib
 from pathlib import Path
 
 import pandas as pd
 
+from pipeline.data.item_ids import RULE, InvalidItemId, check_item_id
 from pipeline.io_utils import atomic_path
 
 CORE_COLUMNS = ("item_id", "split", "text", "image", "audio", "label")
@@ -98,11 +100,14 @@ class Manifest:
     def save(self, path: str | Path) -> Path:
         """Writes the manifest as CSV or Parquet (by extension), atomically."""
         path = Path(path)
+        if path.suffix != ".parquet" and self.frame.map(lambda v: "\x00" in str(v)).to_numpy().any():
+            raise ManifestError(f"{path}: a value holds a NUL character, which CSV cannot keep; save the manifest as .parquet")
         with atomic_path(path) as tmp:
             if path.suffix == ".parquet":
                 self.frame.to_parquet(tmp, index=False)
             else:
-                self.frame.to_csv(tmp, index=False)
+                # Every field quoted: a caption's lone carriage return would otherwise end its row.
+                self.frame.to_csv(tmp, index=False, quoting=csv.QUOTE_ALL)
         return path
 
 
@@ -112,6 +117,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if path.suffix == ".parquet":
         frame = pd.read_parquet(path)
         return frame.astype(object).where(frame.notna(), "").astype(str)
+    with open(path, "rb") as handle:
+        for line, text in enumerate(handle, start=1):
+            if b"\x00" in text:  # pandas' CSV reader silently cuts a value at a NUL
+                raise ManifestError(f"{path}: line {line} holds a NUL byte, which a CSV manifest cannot carry; remove it, "
+                                    f"or write the manifest as .parquet")
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
@@ -147,6 +157,12 @@ def normalize_frame(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     for column in CORE_COLUMNS:
         frame[column] = frame[column].astype(str).str.strip()
     frame.loc[frame["item_id"] == "", "item_id"] = [f"row{i}" for i in frame.index[frame["item_id"] == ""]]
+    bad_ids = [(row, str(error)) for row, value in frame["item_id"].items() if (error := _id_error(value))]
+    if bad_ids:
+        listed = "; ".join(f"row {row}: {message.split('; ')[0]}" for row, message in bad_ids[:5])
+        more = f" (and {len(bad_ids) - 5} more rows)" if len(bad_ids) > 5 else ""
+        raise ManifestError(f"{source}: {len(bad_ids)} row(s) have an item id that cannot be stored: {listed}{more}. "
+                            f"Fix them in the manifest: {RULE}.")
     frame["split"] = frame["split"].str.lower().replace(SPLIT_ALIASES)
     frame.loc[frame["split"] == "", "split"] = "unassigned"
     if len(frame) == 0:
@@ -159,6 +175,14 @@ def normalize_frame(frame: pd.DataFrame, source: str) -> pd.DataFrame:
         )
     ordered = list(CORE_COLUMNS) + [c for c in frame.columns if c not in CORE_COLUMNS]
     return frame[ordered].reset_index(drop=True)
+
+
+def _id_error(value: str) -> InvalidItemId | None:
+    try:
+        check_item_id(value)
+    except InvalidItemId as error:
+        return error
+    return None
 
 
 def row_problems(frame: pd.DataFrame) -> list[Problem]:

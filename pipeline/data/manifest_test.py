@@ -43,8 +43,23 @@ def test_row_problems_name_rows():
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_save_and_read_round_trip(tmp_path, suffix):
-    m = make({"item_id": ["a", "b"], "text": ["x, with comma", ""], "image": ["i/a.png", "i/b.png"], "speaker": ["s1", ""]}, tmp_path)
+    m = make({"item_id": ["a", "b", "c"], "text": ["x, with comma", "", 'a lone \r return, a "quote" and a\nline'],
+              "image": ["i/a.png", "i/b.png", ""], "speaker": ["s1", "", "s2"]}, tmp_path)
     path = m.save(tmp_path / f"manifest{suffix}")
     back = read_table(path)
     pd.testing.assert_frame_equal(back, m.frame.astype(str), check_dtype=False)
     assert not list(tmp_path.glob(".*tmp"))  # the atomic write left no temporary file
+
+
+def test_nul_characters_never_reach_a_csv_manifest(tmp_path):
+    with pytest.raises(ManifestError, match="NUL character.*parquet"):
+        make({"text": ["a \x00 b"]}, tmp_path).save(tmp_path / "m.csv")
+    assert make({"text": ["a \x00 b"]}, tmp_path).save(tmp_path / "m.parquet")
+    (tmp_path / "hand.csv").write_bytes(b"item_id,text\nok,a\nx,b\x00c\n")
+    with pytest.raises(ManifestError, match="line 3 holds a NUL byte"):
+        read_table(tmp_path / "hand.csv")
+
+
+def test_ids_outside_the_rule_make_the_manifest_unusable_naming_rows():
+    with pytest.raises(ManifestError, match=r"2 row\(s\) have an item id.*row 0: .*U\+0000.*row 2: .*backslash"):
+        make({"item_id": ["a\x00", "ok", "b\\c"], "text": ["x", "y", "z"]})

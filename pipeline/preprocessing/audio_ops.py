@@ -128,6 +128,20 @@ def resample_fft(samples: tf.Tensor, rate_in: tf.Tensor, rate_out: int = SAMPLE_
     return tf.cond(tf.equal(rate_in, rate_out), lambda: tf.identity(samples), resampled)
 
 
+def fixed_clip(samples: tf.Tensor, rate_in: tf.Tensor, seconds: float, rate_out: int = SAMPLE_RATE, resampler=None) -> tf.Tensor:
+    """The centred ``seconds`` of a clip at ``rate_out``, zero-padded when shorter.
+
+    The crop is taken at the clip's own rate *before* resampling, so the resampler's work and
+    memory are bounded by the clip length, not by the file's. At ``rate_out`` itself this is
+    exactly ``crop_or_pad(samples, seconds · rate_out)``. ``resampler`` defaults to ``resample``
+    (tensorflow-io); the TF Serving exports pass ``resample_fft``."""
+    resampler = resampler or resample
+    rate_in = tf.cast(rate_in, tf.int64)
+    keep = tf.cast(tf.math.ceil(seconds * tf.cast(rate_in, tf.float64)), tf.int32)
+    start = tf.maximum(tf.shape(samples)[0] - keep, 0) // 2
+    return crop_or_pad(resampler(samples[start : start + keep], rate_in, rate_out), int(round(seconds * rate_out)))
+
+
 def crop_start(samples: tf.Tensor, length: int, seed: tf.Tensor | None = None) -> tf.Tensor:
     """Where ``crop_or_pad`` starts its crop: centred, or at random when ``seed`` is given."""
     excess = tf.maximum(tf.shape(samples)[0] - length, 0)

@@ -186,3 +186,21 @@ def test_mel_shift_moves_channels_by_hand_eagerly_and_in_map():
     mapped = tf.data.Dataset.from_tensors(spec).map(lambda x: audio_ops.mel_shift(x, tf.constant([3, 0]), 1))
     np.testing.assert_array_equal(next(iter(mapped)).numpy(), audio_ops.mel_shift(spec, tf.constant([3, 0]), 1).numpy())
     np.testing.assert_array_equal(audio_ops.mel_shift(spec, tf.constant([3, 0]), 0).numpy(), spec.numpy())
+
+
+def test_fixed_clip_crops_at_the_clip_rate_before_resampling_eagerly_and_in_tf_data():
+    x = tf.constant(np.arange(100, dtype=np.float32))
+    # At the output rate it is crop_or_pad: ceil(0.005 s * 8000) = 40 samples, centred: start (100 - 40) // 2 = 30.
+    np.testing.assert_array_equal(audio_ops.fixed_clip(x, tf.constant(8000, tf.int64), 0.005, 8000).numpy(), np.arange(30, 70))
+    np.testing.assert_array_equal(audio_ops.fixed_clip(x[:10], tf.constant(8000, tf.int64), 0.005, 8000).numpy(),
+                                  np.concatenate([np.arange(10), np.zeros(30)]))  # shorter: padded after
+    # At another rate: the centred 0.5 s of a 3 s clip at 8 kHz (4000 samples from 10000) is resampled alone.
+    long = tf.constant(tone(3.0, 8000, freq=500.0) * np.linspace(0.1, 1.0, 24000, dtype=np.float32))
+    clipped = audio_ops.fixed_clip(long, tf.constant(8000, tf.int64), 0.5, 16000)
+    expected = audio_ops.resample(long[10000:14000], tf.constant(8000, tf.int64), 16000)
+    assert clipped.shape == (8000,)
+    np.testing.assert_allclose(clipped.numpy(), audio_ops.crop_or_pad(expected, 8000).numpy(), atol=1e-6)
+    mapped = in_map(lambda v, r: audio_ops.fixed_clip(v, r, 0.5, 16000), long, tf.constant(8000, tf.int64))
+    np.testing.assert_allclose(mapped.numpy(), clipped.numpy(), atol=1e-6)
+    fft = audio_ops.fixed_clip(long, tf.constant(8000, tf.int64), 0.5, 16000, resampler=audio_ops.resample_fft)
+    np.testing.assert_allclose(fft.numpy(), audio_ops.resample_fft(long[10000:14000], tf.constant(8000, tf.int64), 16000).numpy(), atol=1e-5)

@@ -2,13 +2,16 @@
 
     index.json       what built it (run, weights fingerprint, dataset), kind, dimension, fusion
     embeddings.npy   [items, dim] float32 unit vectors, opened memory-mapped
-    metadata.csv     item_id, modality, split, label, path, image_path, audio_path, caption, words_from
+    metadata.parquet item_id, modality, split, label, path, image_path, audio_path, caption, words_from
+                     (Parquet: any caption text, line breaks and NULs included, reads back exactly)
     lexical.npz      the Naive Bayes stage's arrays (vocabulary, item word counts, class counts)
     word_head.npz    the head that gives items without text their words (when there is one)
     faiss.index      the FAISS structure, for kinds hnsw and ivfpq
 
-Every change (build, add, remove) writes a complete new folder under a temporary name and
-renames it over the old one, so an interrupted change leaves the previous index as it was.
+Every change (build, add, remove) writes a complete new folder under a temporary name, opens
+and checks it there (``SearchIndex.read``), and only then renames it over the old one: an
+interrupted or inconsistent change leaves the previous index as it was. A file that cannot be
+read is named in the ``IndexProblem`` that ``open`` raises.
 """
 
 from __future__ import annotations
@@ -23,16 +26,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline import paths
 from pipeline.io_utils import atomic_path
 from pipeline.retrieval.lexical import QueryLikelihoodScorer
 from pipeline.retrieval.vector_index import VectorIndex, build_vector_index, load_vector_index
 from pipeline.retrieval.word_head import WordHead
+from pipeline.run_artifacts import damaged_message
 
 log = logging.getLogger(__name__)
 
-INDEX_FORMAT_VERSION = 2  # 2: image_path and audio_path beside path
+INDEX_FORMAT_VERSION = 3  # 2: image_path and audio_path beside path; 3: metadata.parquet instead of metadata.csv
 # path: the item's first file (its image, else its sound); image_path, audio_path: each file it has.
 METADATA_COLUMNS = ("item_id", "modality", "split", "label", "path", "image_path", "audio_path", "caption", "words_from")
 COPY_CHUNK_ROWS = 262_144
@@ -107,18 +113,61 @@ class SearchIndex:
 
     @classmethod
     def open(cls, name: str | Path) -> "SearchIndex":
-        folder = resolve_index(name)
-        info = json.loads((folder / "index.json").read_text())
+        return cls.read(resolve_index(name))
+
+    @classmethod
+    def read(cls, folder: Path) -> "SearchIndex":
+        """The index in ``folder``, every file read and the whole checked for consistency;
+        ``IndexProblem`` names the file that cannot be used and says what to do."""
+        folder = Path(folder)
+        name = folder.name.split(".")[1] if folder.name.startswith(".") else folder.name  # a temporary: .<name>.<pid>...
+
+        def damaged(file: str, error) -> IndexProblem:
+            return IndexProblem(damaged_message(folder / file, error, f"rebuild index {name} with python -m pipeline index --run RUN "
+                                                                        f"--data PATH --name {name}"))
+
+        try:
+            info = json.loads((folder / "index.json").read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise damaged("index.json", error) from None
+        if not isinstance(info, dict):
+            raise damaged("index.json", "not a JSON object")
         if info.get("format_version") != INDEX_FORMAT_VERSION:
-            raise IndexProblem(f"index {folder.name} has format {info.get('format_version')!r}; this version reads {INDEX_FORMAT_VERSION}. Rebuild it.")
-        vectors = np.load(folder / "embeddings.npy", mmap_mode="r")
-        metadata = pd.read_csv(folder / "metadata.csv", dtype=str, keep_default_na=False)
-        lexical = QueryLikelihoodScorer.load(folder / "lexical.npz")
-        head = WordHead.load(folder / "word_head.npz") if (folder / "word_head.npz").is_file() else None
-        backend = load_vector_index(info["kind"], folder, vectors, **info.get("params", {}))
+            raise IndexProblem(f"index {name} has format {info.get('format_version')!r}; this version reads {INDEX_FORMAT_VERSION}. Rebuild it: "
+                               f"python -m pipeline index --run RUN --data PATH --name {name}")
+        try:
+            vectors = np.load(folder / "embeddings.npy", mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise damaged("embeddings.npy", error) from None
+        if vectors.ndim != 2 or vectors.dtype != np.float32 or vectors.shape[1] != info.get("dim"):
+            raise damaged("embeddings.npy", f"shape {vectors.shape} {vectors.dtype}, index.json says [items, {info.get('dim')}] float32")
+        try:
+            table = pq.read_table(folder / "metadata.parquet")
+        except Exception as error:  # noqa: BLE001 - pyarrow raises many kinds for a damaged file
+            raise damaged("metadata.parquet", error) from None
+        text = (pa.types.is_string, pa.types.is_large_string) + ((pa.types.is_null,) if table.num_rows == 0 else ())
+        if table.schema.names != list(METADATA_COLUMNS) or not all(any(t(f.type) for t in text) for f in table.schema):
+            raise damaged("metadata.parquet", f"its columns are not {', '.join(METADATA_COLUMNS)} as text")
+        metadata = table.to_pandas().astype(str) if table.num_rows else pd.DataFrame({c: pd.Series([], dtype=object) for c in METADATA_COLUMNS})
+        try:
+            lexical = QueryLikelihoodScorer.load(folder / "lexical.npz")
+        except Exception as error:  # noqa: BLE001 - zip, NumPy and scikit-learn errors of a damaged file
+            raise damaged("lexical.npz", error) from None
+        head = None
+        if (folder / "word_head.npz").is_file():
+            try:
+                head = WordHead.load(folder / "word_head.npz")
+            except Exception as error:  # noqa: BLE001
+                raise damaged("word_head.npz", error) from None
+        try:
+            backend = load_vector_index(info["kind"], folder, vectors, **info.get("params", {}))
+        except Exception as error:  # noqa: BLE001 - FAISS raises RuntimeError with C++ text
+            raise damaged("its search structure (faiss.index)" if info.get("kind") != "exact" else "index.json", error) from None
         if not (len(vectors) == len(metadata) == lexical.items):
-            raise IndexProblem(f"index {folder.name} is inconsistent ({len(vectors)} vectors, {len(metadata)} metadata rows, "
-                              f"{lexical.items} lexical items); rebuild it")
+            raise IndexProblem(f"index {name} is inconsistent ({len(vectors)} vectors, {len(metadata)} metadata rows, "
+                               f"{lexical.items} lexical items); rebuild it")
+        if metadata["item_id"].duplicated().any():
+            raise IndexProblem(f"index {name} holds item id {metadata['item_id'][metadata['item_id'].duplicated()].iloc[0]!r} twice; rebuild it")
         return cls(folder, info, vectors, metadata, lexical, head, backend)
 
     @staticmethod
@@ -135,8 +184,8 @@ class SearchIndex:
             else:
                 np.save(tmp / "embeddings.npy", np.ascontiguousarray(vectors, np.float32))
             stored = np.load(tmp / "embeddings.npy", mmap_mode="r")
-            metadata = metadata.reindex(columns=list(METADATA_COLUMNS), fill_value="").astype(str)
-            metadata.to_csv(tmp / "metadata.csv", index=False)
+            metadata = metadata.reindex(columns=list(METADATA_COLUMNS), fill_value="").astype(str).reset_index(drop=True)
+            metadata.to_parquet(tmp / "metadata.parquet", index=False)
             lexical.save(tmp / "lexical.npz")
             if word_head is not None:
                 word_head.save(tmp / "word_head.npz")
@@ -147,6 +196,7 @@ class SearchIndex:
                     "items": int(stored.shape[0]), "updated": datetime.datetime.now().isoformat(timespec="seconds")}
             (tmp / "index.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
             del stored, backend
+            _check_written(SearchIndex.read(tmp), folder.name, metadata, lexical)  # never publish a version that fails its own check
         log.info("index %s: %d items written to %s", folder.name, len(metadata), folder)
         return SearchIndex.open(folder)
 
@@ -234,3 +284,11 @@ class SearchIndex:
             else:
                 mask &= (values == value).to_numpy()
         return mask
+
+
+def _check_written(written: SearchIndex, name: str, metadata: pd.DataFrame, lexical: QueryLikelihoodScorer) -> None:
+    """The version just written reads back as what was meant: the same rows, byte for byte."""
+    if not written.metadata.equals(metadata):
+        raise IndexProblem(f"index {name}: the metadata written does not read back as given; the index was not changed")
+    if written.lexical.vocabulary != lexical.vocabulary:
+        raise IndexProblem(f"index {name}: the Naive Bayes vocabulary written does not read back as given; the index was not changed")

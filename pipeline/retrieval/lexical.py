@@ -50,6 +50,7 @@ class QueryLikelihoodScorer:
         self.alpha = float(alpha)
         self.word_index = {w: i for i, w in enumerate(self.vocabulary)}
         self.nb: MultinomialNB | None = None
+        self._word_means: np.ndarray | None = None  # per word, the mean over items of log p(w | item)
 
     # -------------------------------------------------------------- counts
 
@@ -88,13 +89,26 @@ class QueryLikelihoodScorer:
         self.nb = MultinomialNB(alpha=self.alpha, force_alpha=True)
         if n:
             self.nb.fit(rows, np.arange(n), sample_weight=weights)
+        self._fitted()
         return self
+
+    def _fitted(self) -> None:
+        # Worked out here, when the model changes, so that scoring only reads: searches run
+        # in many threads at once and must not write to a scorer that a writer may be copying.
+        self._word_means = self.nb.feature_log_prob_.mean(axis=0) if self.items else None
+
+    def clone(self) -> "QueryLikelihoodScorer":
+        """An independent copy (its own arrays), for a writer to change while searches read this one."""
+        counts, weights = self.state()
+        twin = QueryLikelihoodScorer(list(self.vocabulary), self.alpha)
+        return twin.fit(counts, weights) if counts.shape[0] else twin
 
     def partial_fit(self, queries: list[str], items) -> None:
         """Online learning: each query's words are added to its item (feedback: the user chose
         that item for that query), which also raises the item's prior."""
         self._require_fitted()
         self.nb.partial_fit(self.count_matrix(list(queries)), np.asarray(items, np.int64))
+        self._fitted()
 
     def append_items(self, item_counts) -> None:
         """Adds items (new classes) at the end, keeping every earlier count."""
@@ -140,12 +154,7 @@ class QueryLikelihoodScorer:
         """The query words that weigh most for ``item``: each known word's contribution
         log p(w | item) - mean over items of log p(w | item), largest first."""
         self._require_fitted()
-        log_p = self.nb.feature_log_prob_
-        # The column means, computed once per fitted state (every fit replaces the array).
-        cached = getattr(self, "_word_means", None)
-        if cached is None or cached[0] is not log_p:
-            cached = self._word_means = (log_p, log_p.mean(axis=0))
-        means = cached[1]
+        log_p, means = self.nb.feature_log_prob_, self._word_means
         seen, out = set(), []
         for word in tokenize(query):
             j = self.word_index.get(word)
@@ -169,6 +178,9 @@ class QueryLikelihoodScorer:
                 np.savez(handle, vocabulary=np.array(self.vocabulary, dtype=str), alpha=np.array(self.alpha),
                          data=counts.data, indices=counts.indices, indptr=counts.indptr,
                          shape=np.array(counts.shape), class_counts=weights)
+            written = QueryLikelihoodScorer.load(tmp)  # checked before it replaces the saved state
+            if written.vocabulary != self.vocabulary or written.items != self.items:
+                raise ValueError(f"{path}: the Naive Bayes state written does not read back as saved; the old file is kept")
 
     @classmethod
     def load(cls, path: str | Path) -> "QueryLikelihoodScorer":

@@ -15,6 +15,7 @@ import numpy as np
 
 from pipeline.retrieval.hybrid import fuse
 from pipeline.retrieval.index_store import IndexProblem, SearchIndex, weights_fingerprint
+from pipeline.preprocessing.media_check import MediaRejected
 from pipeline.retrieval.lexical import tokenize
 from pipeline.run_artifacts import run_from_reference
 
@@ -115,19 +116,22 @@ class Searcher:
         for i, q in enumerate(queries):
             if not str(q.query).strip():
                 results[i] = QueryError("the query is empty: give some words, or search with --image PATH or --audio PATH")
+            elif not _is_utf8(str(q.query)):
+                results[i] = QueryError("the query holds a lone surrogate (an invalid \\ud800-\\udfff escape), which is not text")
             else:
                 valid.append(i)
         if not valid:
             return results
         texts = [queries[i].query for i in valid]
         vectors = self.encoder.encode_text(texts)
-        lexical = self.index.lexical
+        index = self.index  # one version for the whole batch: a writer may swap in another meanwhile
+        lexical = index.lexical
         tokens = [tokenize(t) for t in texts]
         unknown = [[w for w in words if w not in lexical.word_index] for words in tokens]
         known = [len(words) > len(u) for words, u in zip(tokens, unknown)]
         with_words = [t for t, has in zip(texts, known) if has]
         nb_rows = iter(lexical.log_proba(with_words)) if with_words else iter(())
-        fusion = self.index.info.get("fusion", {})
+        fusion = index.info.get("fusion", {})
         for j, i in enumerate(valid):
             q = queries[i]
             ranking = q.ranking or fusion.get("method", "dense")
@@ -139,7 +143,7 @@ class Searcher:
                              "so the ranking is the dense one")
                 ranking = "dense"
             try:
-                results[i] = self._rank(q.query, vectors[j : j + 1], q.k, q.filters, ranking, weight, nb, notes)
+                results[i] = self._rank(index, q.query, vectors[j : j + 1], q.k, q.filters, ranking, weight, nb, notes)
             except (QueryError, IndexProblem) as error:
                 results[i] = error
         return results
@@ -153,7 +157,7 @@ class Searcher:
     def search_media(self, data: bytes, modality: str, k: int = 10, filters: dict | None = None, name: str = "the upload") -> SearchResponse:
         """An encoded image or sound (bytes) as the query; ranked by the dense score."""
         vector = self.embed_media(data, modality, name)
-        return self._rank(name, vector, k, filters, "dense", 1.0, None,
+        return self._rank(self.index, name, vector, k, filters, "dense", 1.0, None,
                           [f"{modality} query: ranked by the dense score (the Naive Bayes stage reads words)"])
 
     def embed_media(self, data: bytes, modality: str, name: str = "the upload") -> np.ndarray:
@@ -167,6 +171,8 @@ class Searcher:
         encode = self.encoder.encode_image if modality == "image" else self.encoder.encode_audio
         try:
             return encode([bytes(data)])
+        except MediaRejected as error:
+            raise QueryError(f"{name}: cannot be decoded as {modality}: {str(error).removeprefix(f'the {modality}: ')}") from None
         except (tf.errors.OpError, ValueError) as error:
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             kinds = "JPEG, PNG, GIF or BMP" if modality == "image" else "WAV, FLAC or OGG"
@@ -181,14 +187,13 @@ class Searcher:
         norm = float(np.linalg.norm(vector))
         if not np.isfinite(vector).all() or norm == 0:
             raise QueryError("the query vector is zero or not finite")
-        return self._rank("<vector>", vector / norm, k, filters, "dense", 1.0, None, [])
+        return self._rank(self.index, "<vector>", vector / norm, k, filters, "dense", 1.0, None, [])
 
     # -------------------------------------------------------------- ranking
 
-    def _rank(self, query, vector, k, filters, ranking, weight, nb, notes) -> SearchResponse:
+    def _rank(self, index: SearchIndex, query, vector, k, filters, ranking, weight, nb, notes) -> SearchResponse:
         if k < 1:
             raise QueryError(f"k must be at least 1 (got {k})")
-        index = self.index
         allowed = index.filter_mask(filters)
         if allowed is not None and not allowed.any():
             return SearchResponse(query, ranking, [], notes + [f"no item matches the filter {filters}"])
@@ -219,6 +224,14 @@ class Searcher:
                 nb_words=[] if nb is None else index.lexical.explain(query, row),
             ))
         return SearchResponse(query, ranking, hits, notes)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def format_response(response: SearchResponse) -> str:

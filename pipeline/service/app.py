@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+import urllib.parse
 from importlib import resources
 from typing import Literal
 
@@ -47,14 +49,13 @@ class SearchRequest(BaseModel):
 
 
 class Hit(BaseModel):
+    """One result. Its files are reached through the URLs; server paths are never sent."""
+
     rank: int
     item_id: str
     modality: str
     caption: str
     label: str
-    path: str
-    image_path: str
-    audio_path: str
     image_url: str | None
     audio_url: str | None
     score: float
@@ -114,7 +115,9 @@ def _token(request: Request) -> str | None:
 
 class UploadLimit:
     """ASGI middleware: bodies over ``limit`` bytes get 413, whether or not they say their
-    length up front (a chunked body is counted as it arrives)."""
+    length up front. A chunked body is counted as it arrives; once it passes the limit, the
+    app's own answer to the cut body (FastAPI's 400 "error parsing the body", say) is dropped
+    and the 413 sent instead."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
@@ -126,30 +129,35 @@ class UploadLimit:
         too_big = JSONResponse({"detail": f"the request body is over the limit of {self.limit:,} bytes"}, status_code=413)
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await too_big(scope, receive, send)
-        seen = 0
+        seen, exceeded, started = 0, False, False
 
         async def counted():
-            nonlocal seen
+            nonlocal seen, exceeded
+            if exceeded:
+                raise _BodyTooLarge()
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    exceeded = True
                     raise _BodyTooLarge()
             return message
 
-        started = False
-
-        async def tracked_send(message):
+        async def guarded_send(message):
             nonlocal started
+            if exceeded:
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
-            await self.app(scope, counted, tracked_send)
-        except _BodyTooLarge:
-            if not started:
-                await too_big(scope, receive, send)
+            await self.app(scope, counted, guarded_send)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await too_big(scope, receive, send)
 
 
 class _BodyTooLarge(Exception):
@@ -233,8 +241,7 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
 
     def answer(response, start: float) -> JSONResponse:
         body = response.to_dict()
-        for hit in body["hits"]:
-            hit.update(media_urls(hit))
+        body["hits"] = [public_item(hit) for hit in body["hits"]]
         # Serialised here: SearchResult documents the answer; validating it again is work on the hot path.
         return JSONResponse({**body, "took_ms": round(1e3 * (time.perf_counter() - start), 2)})
 
@@ -290,20 +297,22 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
 
     # -------------------------------------------------------------- items
 
-    @app.get("/items/{item_id}", responses={404: {}})
-    def item(item_id: str):
-        found = state.item(item_id)
-        if found is None:
-            return _error(404, f"no item {item_id!r} in index {state.index.name}")
-        return {**found, **media_urls(found)}
-
-    @app.get("/items/{item_id}/media", responses={404: {}}, response_class=FileResponse)
+    # ":path": ids from nested dataset folders hold "/" (sent URL-encoded, as media_urls does).
+    # The media route comes first, so ".../media" reaches it.
+    @app.get("/items/{item_id:path}/media", responses={404: {}}, response_class=FileResponse)
     def media(item_id: str, modality: Literal["image", "audio"] | None = None):
         """The item's image or sound (``modality``), by default its first file."""
         path = state.media_path(item_id, modality)
         if path is None:
             return _error(404, f"item {item_id!r} has no {modality or 'image or sound'} file here")
         return FileResponse(path)
+
+    @app.get("/items/{item_id:path}", responses={404: {}})
+    def item(item_id: str):
+        found = state.item(item_id)
+        if found is None:
+            return _error(404, f"no item {item_id!r} in index {state.index.name}")
+        return public_item(found)
 
     @app.post("/items", status_code=201, responses={401: {}, 409: {}, 413: {}, 415: {}, 422: {}},
               openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": ITEM_SCHEMA}}}})
@@ -318,7 +327,8 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
             fields = {key: form.get(key) for key in ("caption", "item_id", "label")}
             if any(v is not None and not isinstance(v, str) for v in fields.values()):
                 raise QueryError("caption, item_id and label are text fields")
-        return await run_in_threadpool(state.add_item, _token(request), data, upload_type, fields["caption"] or "", fields["item_id"], fields["label"] or "")
+        added = await run_in_threadpool(state.add_item, _token(request), data, upload_type, fields["caption"] or "", fields["item_id"], fields["label"] or "")
+        return public_item(added)
 
     # -------------------------------------------------------------- feedback
 
@@ -331,18 +341,28 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
     return app
 
 
+SERVER_PATHS = ("path", "image_path", "audio_path")
+
+
 def media_urls(item: dict) -> dict:
-    """Where a client fetches an item's files: its first (``media_url``), image and sound."""
-    base = f"/items/{item['item_id']}/media"
+    """Where a client fetches an item's files: its first (``media_url``), image and sound. The
+    id is percent-encoded whole, so '?', '#', '/' and spaces in it survive the trip."""
+    base = f"/items/{urllib.parse.quote(item['item_id'], safe='')}/media"
     return {"media_url": base if item.get("path") else None,
             "image_url": f"{base}?modality=image" if item.get("image_path") else None,
             "audio_url": f"{base}?modality=audio" if item.get("audio_path") else None}
 
 
+def public_item(item: dict) -> dict:
+    """An item or hit as clients see it: its media URLs instead of the server's file paths."""
+    return {key: value for key, value in item.items() if key not in SERVER_PATHS} | media_urls(item)
+
+
 def _int_field(value, name: str, default: int) -> int:
     if value in (None, ""):
         return default
-    if not isinstance(value, str) or not value.strip().lstrip("-").isdigit():
+    # ASCII digits only: str.isdigit() also accepts '³' and other digits int() refuses.
+    if not isinstance(value, str) or not re.fullmatch(r"\s*-?[0-9]{1,9}\s*", value):
         raise QueryError(f"{name} must be a whole number")
     return int(value)
 

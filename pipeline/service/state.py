@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import hashlib
 import hmac
 import logging
+import re
 import threading
 import uuid
 from pathlib import Path
@@ -16,13 +18,20 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import paths
+from pipeline.data.item_ids import InvalidItemId, check_item_id
 from pipeline.io_utils import atomic_path
+from pipeline.preprocessing.media_check import AUDIO_KINDS, IMAGE_KINDS, MediaInfo, MediaLimits, MediaRejected, check_media, identify
 from pipeline.retrieval.searcher import QueryError, Searcher, SearchResponse, TextQuery
 
 log = logging.getLogger(__name__)
 
-IMAGE_MAGIC = {b"\xff\xd8\xff": ".jpg", b"\x89PNG": ".png", b"GIF8": ".gif", b"BM": ".bmp"}
-AUDIO_MAGIC = {b"RIFF": ".wav", b"fLaC": ".flac", b"OggS": ".ogg"}
+MAX_CAPTION_CHARS = 10_000
+MAX_LABEL_CHARS = 200
+
+
+# A query needs only its centre seconds (the clip length): a minute is plenty, and it bounds what
+# a compressed upload (FLAC, Ogg) may claim to decode to.
+SERVICE_MEDIA_LIMITS = MediaLimits(max_pixels=40_000_000, max_audio_seconds=60.0, max_audio_samples=6_000_000)
 
 
 class Unauthorized(PermissionError):
@@ -37,21 +46,41 @@ class Conflict(ValueError):
     """The request clashes with what the index holds (e.g. an item id already there)."""
 
 
-def sniff_media(data: bytes, content_type: str = "") -> tuple[str, str]:
-    """(modality, file suffix) of an upload from its first bytes; the declared content type
-    only breaks ties. Raises UnsupportedMedia."""
-    for magic, suffix in IMAGE_MAGIC.items():
-        if data.startswith(magic):
-            return "image", suffix
-    for magic, suffix in AUDIO_MAGIC.items():
-        if data.startswith(magic):
-            return "audio", suffix
-    kind = (content_type or "").split("/")[0]
-    if kind in ("image", "audio"):
-        # Declared as media but not a format we know by its bytes: decoding will say what is wrong.
-        return kind, ".jpg" if kind == "image" else ".wav"
-    raise UnsupportedMedia(f"unsupported media type {content_type or 'unknown'!s}: upload a JPEG, PNG, GIF or BMP image, "
-                           f"or a WAV, FLAC or OGG sound")
+def sniff_media(data: bytes, content_type: str = "", limits: MediaLimits = MediaLimits(), name: str = "the upload") -> MediaInfo:
+    """What an upload is, from its bytes (the declared content type only names what was meant),
+    its header checked against ``limits`` before any decoder sees it. Raises UnsupportedMedia
+    for a format this service does not read, QueryError for a damaged or oversized file."""
+    declared = (content_type or "").split("/")[0]
+    try:
+        return check_media(data, None, limits)
+    except MediaRejected as error:
+        kind = identify(bytes(data[:16]))
+        modality = kind[0] if kind else declared if declared in ("image", "audio") else None
+        if error.unsupported and not (kind is None and modality):
+            raise UnsupportedMedia(f"unsupported media type {content_type or 'unknown'!s}: {error}. Upload a {IMAGE_KINDS} image, "
+                                   f"or a {AUDIO_KINDS} sound") from None
+        raise QueryError(f"{name}: cannot be decoded as {modality or 'image or sound'}: {error}") from None
+
+
+def check_text(value: str, field: str, max_chars: int) -> str:
+    """Text a client sends that will be stored: any Unicode (line breaks, NULs and quotes
+    included) that UTF-8 can hold, up to ``max_chars`` characters."""
+    if len(value) > max_chars:
+        raise QueryError(f"{field} is {len(value):,} characters long; at most {max_chars:,} are kept")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise QueryError(f"{field} holds a lone surrogate (an invalid \\ud800-\\udfff escape), which is not text") from None
+    return value
+
+
+UPLOAD_NAME = re.compile(r"[A-Za-z0-9._-]+-[0-9a-f]{12}\.(?:jpg|png|gif|bmp|wav|flac|ogg)")
+
+
+def upload_name(item_id: str, suffix: str) -> str:
+    """The file name of an item's upload: readable, short and safe whatever the id holds."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", item_id)[:40].strip("._") or "item"
+    return f"{readable}-{hashlib.sha1(item_id.encode('utf-8')).hexdigest()[:12]}{suffix}"
 
 
 @dataclasses.dataclass
@@ -65,6 +94,8 @@ class ServiceConfig:
         max_k: the largest ``k`` a search may ask for.
         uploads_dir: where files added with ``POST /items`` are kept (default
             saved_models/uploads/<index name>).
+        limits: what an uploaded image or sound may cost to decode (pixels, seconds, samples,
+            sample rates, channels); checked from its header before it is decoded.
     """
 
     index: str = "default"
@@ -72,6 +103,7 @@ class ServiceConfig:
     max_upload_bytes: int = 10 * 1024 * 1024
     max_k: int = 100
     uploads_dir: Path | None = None
+    limits: MediaLimits = SERVICE_MEDIA_LIMITS
 
 
 class TextSearchBatcher:
@@ -138,8 +170,10 @@ class ServiceState:
 
     def __init__(self, config: ServiceConfig, searcher: Searcher | None = None):
         self.config = config
-        self.searcher = searcher or Searcher.open(config.index)
+        searcher = searcher or Searcher.open(config.index)
+        self.searcher = Searcher(searcher.index, dataclasses.replace(searcher.encoder, limits=config.limits))
         self._write_lock = threading.Lock()
+        self._remove_unreferenced_uploads()
         self.searcher.search_text("warm up")  # traces the text encoder now, not on the first request
         self.text_searches = TextSearchBatcher(lambda: self.searcher)
 
@@ -170,10 +204,29 @@ class ServiceState:
         self.check_k(k)
         if not data:
             raise QueryError(f"{name}: the upload is empty")
-        modality, _ = sniff_media(data, content_type)
-        return self.searcher.search_media(data, modality, k=k, filters=filters or None, name=name)
+        media = sniff_media(data, content_type, self.config.limits, name)
+        return self.searcher.search_media(data, media.modality, k=k, filters=filters or None, name=name)
 
     # -------------------------------------------------------------- items
+
+    @property
+    def uploads_dir(self) -> Path:
+        return Path(self.config.uploads_dir or paths.models_dir() / "uploads" / self.index.name)
+
+    def _remove_unreferenced_uploads(self) -> None:
+        """Uploads no item refers to (an add killed between writing its file and publishing the
+        index, or an item removed since) are deleted at start-up."""
+        folder = self.uploads_dir.resolve()
+        if not folder.is_dir():
+            return
+        referenced = {Path(p).name for column in ("image_path", "audio_path") for p in self.index.columns[column]
+                      if p and Path(p).parent.resolve() == folder}
+        # Only files named as upload_name names them: a folder set by mistake keeps everything else.
+        stale = [f for f in folder.iterdir() if f.is_file() and UPLOAD_NAME.fullmatch(f.name) and f.name not in referenced]
+        for file in stale:
+            file.unlink(missing_ok=True)
+        if stale:
+            log.warning("removed %d upload(s) in %s that no item of index %s refers to", len(stale), folder, self.index.name)
 
     def item(self, item_id: str) -> dict | None:
         index = self.index
@@ -194,12 +247,17 @@ class ServiceState:
         """The NB stage learns that ``item_id`` answers ``query`` (``partial_fit``), saved
         atomically before the new state is swapped in."""
         self.check_token(token)
+        check_text(query, "the query", MAX_CAPTION_CHARS)
         if not query.strip():
             raise QueryError("feedback needs the query's words")
+        try:
+            check_item_id(item_id)
+        except InvalidItemId as error:
+            raise QueryError(str(error)) from None
         with self._write_lock:
             index = self.index
             updated = copy.copy(index)
-            updated.lexical = copy.deepcopy(index.lexical)
+            updated.lexical = index.lexical.clone()  # searches keep reading the old one, untouched
             updated.feedback([query], [item_id])  # partial_fit on the copy (IndexProblem for an unknown item), saved atomically
             self.searcher.index = updated
         log.info("feedback: %r -> %s", query, item_id)
@@ -212,26 +270,35 @@ class ServiceState:
         from pipeline.retrieval.index_builder import add_to_index
 
         self.check_token(token)
-        caption = (caption or "").strip()
+        caption = check_text(caption or "", "the caption", MAX_CAPTION_CHARS).strip()
+        label = check_text(label or "", "the label", MAX_LABEL_CHARS).strip()
         if not data and not caption:
             raise QueryError("a new item needs a file (image or sound), a caption, or both")
         item_id = (item_id or "").strip() or f"upload-{uuid.uuid4().hex[:12]}"
-        if "/" in item_id or item_id.startswith("."):
-            raise QueryError(f"item id {item_id!r} may not contain '/' or start with '.'")
-        row = {"item_id": item_id, "split": "added", "text": caption, "label": (label or "").strip()}
+        try:
+            check_item_id(item_id)
+        except InvalidItemId as error:
+            raise QueryError(str(error)) from None
+        row = {"item_id": item_id, "split": "added", "text": caption, "label": label}
+        media = sniff_media(data, content_type, self.config.limits, f"item {item_id}") if data else None
         with self._write_lock:
             if self.item(item_id) is not None:
                 raise Conflict(f"index {self.index.name} already holds an item {item_id!r}")
-            folder = self.config.uploads_dir or paths.models_dir() / "uploads" / self.index.name
-            if data:
-                modality, suffix = sniff_media(data, content_type)
-                self.searcher.embed_media(data, modality, name=f"item {item_id}")  # fails here, before anything is written
-                target = Path(folder) / f"{item_id}{suffix}"
-                with atomic_path(target) as tmp:
-                    tmp.write_bytes(data)
-                row[modality] = target.name
-            manifest = Manifest(Path(folder), pd.DataFrame([row]), "service")
-            updated = add_to_index(self.index, self.searcher.encoder, manifest)
+            folder = self.uploads_dir
+            target = None
+            try:
+                if media is not None:
+                    self.searcher.embed_media(data, media.modality, name=f"item {item_id}")  # fails here, before anything is written
+                    target = folder / upload_name(item_id, media.suffix)
+                    with atomic_path(target) as tmp:
+                        tmp.write_bytes(data)
+                    row[media.modality] = target.name
+                manifest = Manifest(folder, pd.DataFrame([row]), "service")
+                updated = add_to_index(self.index, self.searcher.encoder, manifest)
+            except BaseException:
+                if target is not None:
+                    target.unlink(missing_ok=True)  # the index was not changed: its upload goes too
+                raise
             self.searcher.index = updated
         log.info("added item %s to index %s", item_id, updated.name)
         return self.item(item_id)

@@ -1,10 +1,13 @@
 import asyncio
+import re
 import time
 
 import pytest
 
 from pipeline.retrieval.searcher import QueryError, TextQuery
-from pipeline.service.state import TextSearchBatcher, UnsupportedMedia, sniff_media
+from pipeline.preprocessing.media_check import MediaLimits
+from pipeline.service.state import TextSearchBatcher, UnsupportedMedia, sniff_media, upload_name
+from tests.helpers import tone, write_audio, write_image
 
 
 class SlowEchoSearcher:
@@ -36,11 +39,24 @@ def test_concurrent_text_searches_are_answered_together_and_each_gets_its_own_re
     assert searcher.batches == [["q0"], ["q1", "bad2", "q3", "q4"], ["q5"]]  # at most max_batch together
 
 
-def test_uploads_are_recognised_by_their_bytes():
-    assert sniff_media(b"\x89PNG\r\n...", "application/octet-stream") == ("image", ".png")
-    assert sniff_media(b"\xff\xd8\xff\xe0...", "") == ("image", ".jpg")
-    assert sniff_media(b"RIFF....WAVE", "image/png") == ("audio", ".wav")  # the bytes win over the declared type
-    assert sniff_media(b"fLaC...", "") == ("audio", ".flac")
-    assert sniff_media(b"garbage", "image/png") == ("image", ".jpg")  # declared media: decoding will say what is wrong
+def test_uploads_are_recognised_by_their_bytes_and_checked_before_decoding(tmp_path):
+    png = write_image(tmp_path / "a.png").read_bytes()
+    wav = write_audio(tmp_path / "a.wav", tone(0.2), 16000).read_bytes()
+    assert sniff_media(png, "application/octet-stream").suffix == ".png"
+    assert sniff_media(wav, "image/png").modality == "audio"  # the bytes win over the declared type
+    assert sniff_media(write_audio(tmp_path / "a.flac", tone(0.2), 16000).read_bytes()).suffix == ".flac"
+    with pytest.raises(QueryError, match="cannot be decoded as image: not a JPEG"):
+        sniff_media(b"garbage", "image/png")  # declared as an image: a 422 that says why
     with pytest.raises(UnsupportedMedia, match="unsupported media type application/pdf"):
         sniff_media(b"%PDF-1.4", "application/pdf")
+    with pytest.raises(UnsupportedMedia, match="WebP"):
+        sniff_media(b"RIFF\x10\x00\x00\x00WEBPVP8 " + bytes(8), "image/webp")  # RIFF, but not a WAV
+    with pytest.raises(QueryError, match="1,200 pixels, over the limit of 10"):
+        sniff_media(png, "image/png", MediaLimits(max_pixels=10))
+
+
+def test_upload_names_are_short_safe_and_distinct_whatever_the_id():
+    names = {upload_name(i, ".png") for i in ("a/b", "a_b", "a?b", "x" * 300, "..", "été", "a b")}
+    assert len(names) == 7
+    for name in names:
+        assert len(name) <= 60 and re.fullmatch(r"[A-Za-z0-9._-]+\.png", name) and not name.startswith(".")

@@ -98,7 +98,7 @@ def audio_archive(model, input_config) -> keras.export.ExportArchive:
 
     def prepare(data):
         samples, rate = audio_ops.decode_wav_core(data)
-        samples = audio_ops.crop_or_pad(audio_ops.resample_fft(samples, rate, a.sample_rate), a.clip_samples)
+        samples = audio_ops.fixed_clip(samples, rate, a.clip_seconds, a.sample_rate, resampler=audio_ops.resample_fft)
         return audio_ops.log_mel_spectrogram(samples, a.sample_rate, a.n_mels, a.window, a.stride)
 
     def serve(audio_bytes):

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.data.manifest import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, SPLIT_ALIASES, Manifest, ManifestError, row_problems
+from pipeline.data.item_ids import RULE, is_item_id
+from pipeline.data.manifest import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, SPLIT_ALIASES, Manifest, ManifestError, Problem, row_problems
 
 SPLIT_FOLDERS = {"train", "dev", "test", *SPLIT_ALIASES}
 
@@ -34,16 +35,27 @@ class FolderAdapter:
 
     def load(self, root: Path) -> Manifest:
         groups: dict[Path, dict] = {}
+        problems: list[Problem] = []
         for path in sorted(root.rglob("*")):
-            if not path.is_file() or path.name.startswith("."):
+            if path.name.startswith("."):
                 continue
             suffix = path.suffix.lower()
+            rel = path.relative_to(root).as_posix()
+            if not path.is_file():
+                if suffix in IMAGE_EXTENSIONS + AUDIO_EXTENSIONS + (".txt",) and path.is_dir():
+                    problems.append(Problem("not_a_file", f"a folder named like a {suffix} file; skipped (rename it if it holds data)", file=rel))
+                continue
             key = path.with_suffix("")
+            if suffix in IMAGE_EXTENSIONS + AUDIO_EXTENSIONS and not is_item_id(key.relative_to(root).as_posix()):
+                problems.append(Problem("bad_name", f"its name cannot be an item id; skipped ({RULE})", file=rel))
+                continue
             if suffix in IMAGE_EXTENSIONS:
                 groups.setdefault(key, {})["image"] = path
             elif suffix in AUDIO_EXTENSIONS:
                 groups.setdefault(key, {})["audio"] = path
         if not groups:
+            if problems:
+                raise ManifestError(f"{root}: no usable image or audio file; " + "; ".join(map(str, problems[:3])))
             raise ManifestError(f"{root}: no image ({', '.join(IMAGE_EXTENSIONS)}) or audio ({', '.join(AUDIO_EXTENSIONS)}) files found.")
         records = []
         for key, files in groups.items():
@@ -54,7 +66,15 @@ class FolderAdapter:
             caption_file = key.with_suffix(".txt")
             captions = []
             if caption_file.is_file():
-                captions = [line.strip() for line in caption_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+                try:
+                    captions = [line.strip() for line in caption_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+                except (OSError, UnicodeDecodeError) as error:
+                    problems.append(Problem("unreadable_caption", f"cannot be read as UTF-8 text ({error}); the item has no caption",
+                                            file=caption_file.relative_to(root).as_posix()))
+                else:
+                    if not captions:
+                        problems.append(Problem("empty_caption_file", "the caption file has no caption; the item has none",
+                                                file=caption_file.relative_to(root).as_posix()))
             base = {
                 "item_id": item_id,
                 "split": split,
@@ -65,5 +85,5 @@ class FolderAdapter:
             for caption in captions or [""]:
                 records.append({**base, "text": caption})
         manifest = Manifest(root=root, frame=pd.DataFrame.from_records(records), format=self.name)
-        manifest.problems.extend(row_problems(manifest.frame))
+        manifest.problems.extend(problems + row_problems(manifest.frame))
         return manifest
