@@ -162,7 +162,7 @@ class SearchIndex:
         try:
             backend = load_vector_index(info["kind"], folder, vectors, **info.get("params", {}))
         except Exception as error:  # noqa: BLE001 - FAISS raises RuntimeError with C++ text
-            raise damaged("its search structure (faiss.index)" if info.get("kind") != "exact" else "index.json", error) from None
+            raise damaged("faiss.index" if info.get("kind") != "exact" else "index.json", error) from None
         if not (len(vectors) == len(metadata) == lexical.items):
             raise IndexProblem(f"index {name} is inconsistent ({len(vectors)} vectors, {len(metadata)} metadata rows, "
                                f"{lexical.items} lexical items); rebuild it")
