@@ -336,6 +336,12 @@ def test_row_12_a_damaged_index_is_named_with_what_to_do_and_exit_2(smoke_index,
         assert file in err and ("rebuild" in err.lower()) and "Traceback" not in err, (case, argv, err)
 
 
+def test_serve_refuses_media_limits_that_would_disable_them(smoke_index, capsys):
+    for flag in ("--max-megapixels=0", "--max-audio-seconds=-1"):
+        assert main(["serve", "--index", str(smoke_index), flag, "--port=-1"]) == 2
+        assert "must be positive" in capsys.readouterr().err
+
+
 def test_row_13_a_damaged_run_is_named_with_exit_2(smoke_run, tmp_path, capsys, tiny_default_dataset):
     run = tmp_path / "run"
     shutil.copytree(smoke_run, run)
