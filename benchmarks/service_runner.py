@@ -30,9 +30,8 @@ class ServiceProcess:
     nobody reads would block a chatty server). ``stop(signal.SIGKILL)`` kills it the hard way;
     ``start()`` again serves the same index on the same port."""
 
-    def __init__(self, index: str | Path, models_dir: Path | None = None, token: str | None = None, timeout: float = 180,
-                 extra_args: tuple[str, ...] = ()):
-        self.index, self.timeout, self.extra_args = str(index), timeout, tuple(extra_args)
+    def __init__(self, index: str | Path, models_dir: Path | None = None, token: str | None = None, timeout: float = 180):
+        self.index, self.timeout = str(index), timeout
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "PYTHONPATH": str(PROJECT)}
@@ -51,7 +50,7 @@ class ServiceProcess:
     def start(self) -> "ServiceProcess":
         with open(self.log_path, "a") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "pipeline", "serve", "--index", self.index, "--port", str(self.port), *self.extra_args],
+                [sys.executable, "-m", "pipeline", "serve", "--index", self.index, "--port", str(self.port)],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True)
         deadline = time.time() + self.timeout
         while True:

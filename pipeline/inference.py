@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from pipeline.preprocessing import audio_ops, image_ops, text_ops
 from pipeline.preprocessing.media_check import MediaLimits, MediaRejected, check_media
-from pipeline.run_artifacts import IncompatibleRun, damaged_message, input_config_for, read_run_config, read_run_info, resolve_run
+from pipeline.run_artifacts import RETRAIN, IncompatibleRun, damaged_message, input_config_for, read_run_config, read_run_info, resolve_run
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class Encoder:
         try:
             model.load_weights(str(run_dir / "model.weights.h5"))
         except (OSError, ValueError, KeyError) as error:  # h5py: truncated or not HDF5; Keras: other layers
-            raise IncompatibleRun(damaged_message(run_dir / "model.weights.h5", error, "train the run again, or pass another --run")) from None
+            raise IncompatibleRun(damaged_message(run_dir / "model.weights.h5", error, RETRAIN)) from None
         return cls(model, vectorizer, config, run_dir, labels)
 
     @property
@@ -100,8 +100,9 @@ class Encoder:
             try:
                 check_media(data, modality, self.limits)
             except MediaRejected as error:
-                name = str(item) if isinstance(item, (str, Path)) else f"the {modality}"
-                raise MediaRejected(f"{name}: {error}", error.unsupported) from None
+                if not isinstance(item, (str, Path)):
+                    raise  # bytes: the caller names them
+                raise MediaRejected(f"{item}: {error}", error.unsupported) from None
             return data
 
         data = [load(i) for i in items]

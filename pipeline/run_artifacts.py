@@ -17,6 +17,7 @@ from pathlib import Path
 from pipeline import __version__, paths
 from pipeline.config import CONFIG_FORMAT_VERSION, ExperimentConfig, from_dict, read_config_file
 
+RETRAIN = "train again, or pass another --run"  # what to do about a run file that cannot be read
 RUN_FORMAT_VERSION = 2  # 2: the scratch image CNN adds a global max pool
 
 
@@ -81,9 +82,9 @@ def read_run_info(run_dir: Path) -> dict:
     try:
         info = json.loads(info_path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise IncompatibleRun(damaged_message(info_path, error, "train again, or pass another --run")) from None
+        raise IncompatibleRun(damaged_message(info_path, error, RETRAIN)) from None
     if not isinstance(info, dict):
-        raise IncompatibleRun(damaged_message(info_path, "not a JSON object", "train again, or pass another --run"))
+        raise IncompatibleRun(damaged_message(info_path, "not a JSON object", RETRAIN))
     version = info.get("run_format_version")
     if version != RUN_FORMAT_VERSION:
         raise IncompatibleRun(
@@ -106,7 +107,7 @@ def read_run_config(run_dir: Path) -> ExperimentConfig:
     try:
         values = read_config_file(str(run_dir / "config.toml"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise IncompatibleRun(damaged_message(run_dir / "config.toml", error, "train again, or pass another --run")) from None
+        raise IncompatibleRun(damaged_message(run_dir / "config.toml", error, RETRAIN)) from None
     if values.get("format_version", CONFIG_FORMAT_VERSION) != CONFIG_FORMAT_VERSION:
         raise IncompatibleRun(f"{run_dir}/config.toml has config format {values.get('format_version')}, expected {CONFIG_FORMAT_VERSION}")
     try:

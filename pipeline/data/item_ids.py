@@ -51,9 +51,14 @@ def check_item_id(value) -> str:
     return value
 
 
-def is_item_id(value) -> bool:
+def item_id_problem(value) -> InvalidItemId | None:
+    """The ``InvalidItemId`` that ``check_item_id`` would raise for ``value``, or None."""
     try:
         check_item_id(value)
-    except InvalidItemId:
-        return False
-    return True
+    except InvalidItemId as error:
+        return error
+    return None
+
+
+def is_item_id(value) -> bool:
+    return item_id_problem(value) is None

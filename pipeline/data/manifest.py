@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.data.item_ids import RULE, InvalidItemId, check_item_id
+from pipeline.data.item_ids import RULE, item_id_problem
 from pipeline.io_utils import atomic_path
 
 CORE_COLUMNS = ("item_id", "split", "text", "image", "audio", "label")
@@ -157,7 +157,7 @@ def normalize_frame(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     for column in CORE_COLUMNS:
         frame[column] = frame[column].astype(str).str.strip()
     frame.loc[frame["item_id"] == "", "item_id"] = [f"row{i}" for i in frame.index[frame["item_id"] == ""]]
-    bad_ids = [(row, str(error)) for row, value in frame["item_id"].items() if (error := _id_error(value))]
+    bad_ids = [(row, str(error)) for row, value in frame["item_id"].items() if (error := item_id_problem(value))]
     if bad_ids:
         listed = "; ".join(f"row {row}: {message.split('; ')[0]}" for row, message in bad_ids[:5])
         more = f" (and {len(bad_ids) - 5} more rows)" if len(bad_ids) > 5 else ""
@@ -175,14 +175,6 @@ def normalize_frame(frame: pd.DataFrame, source: str) -> pd.DataFrame:
         )
     ordered = list(CORE_COLUMNS) + [c for c in frame.columns if c not in CORE_COLUMNS]
     return frame[ordered].reset_index(drop=True)
-
-
-def _id_error(value: str) -> InvalidItemId | None:
-    try:
-        check_item_id(value)
-    except InvalidItemId as error:
-        return error
-    return None
 
 
 def row_problems(frame: pd.DataFrame) -> list[Problem]:

@@ -67,12 +67,11 @@ def run_index(args: argparse.Namespace) -> int:
         elif args.action == "remove":
             if not args.ids:
                 raise RetrievalCommandError("index remove needs the ids of the items to remove")
-            from pipeline.data.item_ids import InvalidItemId, check_item_id
+            from pipeline.data.item_ids import item_id_problem
 
-            try:
-                [check_item_id(i) for i in args.ids]
-            except InvalidItemId as error:
-                raise RetrievalCommandError(str(error)) from None
+            problem = next(filter(None, map(item_id_problem, args.ids)), None)
+            if problem is not None:
+                raise RetrievalCommandError(str(problem))
             index = SearchIndex.open(args.name).removed(args.ids)
         else:
             index = SearchIndex.open(args.name)

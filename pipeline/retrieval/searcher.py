@@ -116,7 +116,7 @@ class Searcher:
         for i, q in enumerate(queries):
             if not str(q.query).strip():
                 results[i] = QueryError("the query is empty: give some words, or search with --image PATH or --audio PATH")
-            elif not _is_utf8(str(q.query)):
+            elif not is_utf8(str(q.query)):
                 results[i] = QueryError("the query holds a lone surrogate (an invalid \\ud800-\\udfff escape), which is not text")
             else:
                 valid.append(i)
@@ -172,7 +172,7 @@ class Searcher:
         try:
             return encode([bytes(data)])
         except MediaRejected as error:
-            raise QueryError(f"{name}: cannot be decoded as {modality}: {str(error).removeprefix(f'the {modality}: ')}") from None
+            raise QueryError(f"{name}: cannot be decoded as {modality}: {error}") from None
         except (tf.errors.OpError, ValueError) as error:
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             kinds = "JPEG, PNG, GIF or BMP" if modality == "image" else "WAV, FLAC or OGG"
@@ -226,7 +226,8 @@ class Searcher:
         return SearchResponse(query, ranking, hits, notes)
 
 
-def _is_utf8(text: str) -> bool:
+def is_utf8(text: str) -> bool:
+    """False for a str UTF-8 cannot hold (a lone surrogate, as a JSON "\\ud800" escape gives)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -18,10 +18,10 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import paths
-from pipeline.data.item_ids import InvalidItemId, check_item_id
+from pipeline.data.item_ids import item_id_problem
 from pipeline.io_utils import atomic_path
 from pipeline.preprocessing.media_check import AUDIO_KINDS, IMAGE_KINDS, MediaInfo, MediaLimits, MediaRejected, check_media, identify
-from pipeline.retrieval.searcher import QueryError, Searcher, SearchResponse, TextQuery
+from pipeline.retrieval.searcher import QueryError, Searcher, SearchResponse, TextQuery, is_utf8
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,17 @@ def check_text(value: str, field: str, max_chars: int) -> str:
     included) that UTF-8 can hold, up to ``max_chars`` characters."""
     if len(value) > max_chars:
         raise QueryError(f"{field} is {len(value):,} characters long; at most {max_chars:,} are kept")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise QueryError(f"{field} holds a lone surrogate (an invalid \\ud800-\\udfff escape), which is not text") from None
+    if not is_utf8(value):
+        raise QueryError(f"{field} holds a lone surrogate (an invalid \\ud800-\\udfff escape), which is not text")
     return value
+
+
+def check_id(item_id: str) -> str:
+    """``item_id`` if it follows the id rule; a QueryError (422) saying why otherwise."""
+    problem = item_id_problem(item_id)
+    if problem is not None:
+        raise QueryError(str(problem))
+    return item_id
 
 
 UPLOAD_NAME = re.compile(r"[A-Za-z0-9._-]+-[0-9a-f]{12}\.(?:jpg|png|gif|bmp|wav|flac|ogg)")
@@ -250,10 +256,7 @@ class ServiceState:
         check_text(query, "the query", MAX_CAPTION_CHARS)
         if not query.strip():
             raise QueryError("feedback needs the query's words")
-        try:
-            check_item_id(item_id)
-        except InvalidItemId as error:
-            raise QueryError(str(error)) from None
+        check_id(item_id)
         with self._write_lock:
             index = self.index
             updated = copy.copy(index)
@@ -274,11 +277,7 @@ class ServiceState:
         label = check_text(label or "", "the label", MAX_LABEL_CHARS).strip()
         if not data and not caption:
             raise QueryError("a new item needs a file (image or sound), a caption, or both")
-        item_id = (item_id or "").strip() or f"upload-{uuid.uuid4().hex[:12]}"
-        try:
-            check_item_id(item_id)
-        except InvalidItemId as error:
-            raise QueryError(str(error)) from None
+        item_id = check_id((item_id or "").strip() or f"upload-{uuid.uuid4().hex[:12]}")
         row = {"item_id": item_id, "split": "added", "text": caption, "label": label}
         media = sniff_media(data, content_type, self.config.limits, f"item {item_id}") if data else None
         with self._write_lock:
