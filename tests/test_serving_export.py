@@ -117,14 +117,14 @@ print(json.dumps(out))
     spec = audio_ops.log_mel_spectrogram(audio_ops.fixed_clip(samples, rate, a.clip_seconds, a.sample_rate, resampler=audio_ops.resample_fft),
                                          a.sample_rate, a.n_mels, a.window, a.stride)
     np.testing.assert_allclose(served_audio[2], encoder.model.audio_encoder(spec[None], training=False).numpy()[0], atol=1e-4)
-    # The retriever ranks like an exact dense search of the index.
+    # The retriever ranks as a search of the index does, with the index's ranking.
     from pipeline.retrieval.searcher import Searcher
 
     searcher = Searcher.open("tiny")
     for text, ids, scores in zip(texts, out["retriever"]["item_ids"], out["retriever"]["scores"]):
-        hits = searcher.search_text(text, k=K, ranking="dense").hits
+        hits = searcher.search_text(text, k=K).hits
         assert ids == [h.item_id for h in hits]
-        np.testing.assert_allclose(scores, [h.dense_score for h in hits], atol=1e-4)
+        np.testing.assert_allclose(scores, [h.score for h in hits], atol=1e-4)
 
 
 def test_rest_client_and_query_serving_command(served, smoke_index, tiny_default_dataset, encoder, tmp_path, capsys):
@@ -146,7 +146,7 @@ def test_rest_client_and_query_serving_command(served, smoke_index, tiny_default
         np.testing.assert_allclose(client.embed_images(images), encoder.encode_image(images), atol=1e-4)
         # FLAC is decoded by the client and sent as WAV; the model sees the same samples.
         np.testing.assert_allclose(client.embed_audio([flac]), encoder.encode_audio([wav]), atol=1e-4)
-        expected = [h.item_id for h in Searcher.open(smoke_index).search_text(texts[0], k=K, ranking="dense").hits]
+        expected = [h.item_id for h in Searcher.open(smoke_index).search_text(texts[0], k=K).hits]
         assert [i for i, _ in client.retrieve(texts)[0]] == expected
         pinned = ServingClient(url, version=1).retrieve(texts[:1])[0]
         assert [i for i, _ in pinned] == expected
@@ -182,6 +182,69 @@ def test_export_refuses_what_would_not_match(served, smoke_index, smoke_run, tmp
     assert main(["export", "--index", str(smoke_index), "--out", str(tmp_path / "out"), "-k", "0"]) == 2
     assert "k must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def parity_queries(captions: list[str], count: int = 200, seed: int = 0) -> list[str]:
+    """Queries of the index's words mixed with unknown words, punctuation-only queries (no word
+    after tokenisation), non-ASCII text and long queries."""
+    rng = np.random.default_rng(seed)
+    words = sorted({w for c in captions for w in c.split()})
+    odd = ["zebra", "Ωμέγα", "日本語", "café", "naïve", "don't", "RED!", "circle's", "🦓", "__", "ＲＥＤ"]
+    queries = []
+    for i in range(count):
+        chosen = list(rng.choice(words + odd, size=rng.integers(1, 7)))
+        if i % 25 == 0:
+            chosen = ["?!", "...", "—"]
+        elif i % 25 == 1:
+            chosen = chosen * 40
+        queries.append(" ".join(chosen))
+    return queries
+
+
+def test_the_retriever_ranks_as_search_does_for_every_ranking(smoke_index, encoder, tmp_path):
+    """200 queries through retrievers with each ranking (dense, nb, weighted, rrf), loaded by
+    TensorFlow alone: the ids of ``Searcher.search_text`` on that index, in its order, with
+    its scores."""
+    from pipeline.retrieval.hybrid import FUSIONS
+    from pipeline.retrieval.searcher import Searcher
+    from pipeline.serving.export import retriever_archive
+
+    searcher = Searcher.open(smoke_index)
+    index = searcher.index
+    queries = parity_queries(index.metadata["caption"].tolist())
+    weight = 0.3
+    folders = {}
+    for ranking in FUSIONS:
+        archive = retriever_archive(encoder.model, encoder.vectorizer, index.vectors, index.metadata["item_id"].tolist(), K,
+                                    index.lexical, ranking, weight)
+        folders[ranking] = str(tmp_path / ranking)
+        archive.write_out(folders[ranking], verbose=False)
+    (tmp_path / "queries.json").write_text(json.dumps(queries))
+    script = f"""
+import json, sys
+import tensorflow as tf
+queries = json.load(open("queries.json"))
+out = {{}}
+for ranking, folder in {folders!r}.items():
+    answer = tf.saved_model.load(folder).signatures["serving_default"](tf.constant(queries))
+    out[ranking] = {{"ids": [[x.decode() for x in row] for row in answer["item_ids"].numpy()], "scores": answer["scores"].numpy().tolist()}}
+out["project_loaded"] = any(m.startswith("pipeline") for m in sys.modules)
+print(json.dumps(out))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    served = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not served["project_loaded"]
+    from tensorflow.python.tools import saved_model_utils
+
+    meta_graph = saved_model_utils.get_meta_graph_def(folders["weighted"], "serve")
+    ops = {node.op for function in meta_graph.graph_def.library.function for node in function.node_def}
+    assert {"RegexReplace", "SparseTensorDenseMatMul"} <= ops and not [op for op in ops if op.startswith("IO>")]
+    for ranking in FUSIONS:
+        for i, query in enumerate(queries):
+            hits = searcher.search_text(query, k=K, ranking=ranking, weight=weight).hits
+            assert served[ranking]["ids"][i] == [h.item_id for h in hits], (ranking, query)
+            np.testing.assert_allclose(served[ranking]["scores"][i], [h.score for h in hits], atol=1e-4, rtol=0)
 
 
 def test_the_retriever_keeps_ids_that_are_not_ascii(encoder, tmp_path):

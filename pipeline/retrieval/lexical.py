@@ -22,7 +22,11 @@ from sklearn.naive_bayes import MultinomialNB
 
 from pipeline.io_utils import atomic_path
 
-_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")  # graph_ranking.tokenize_graph says the same in RE2
+# Log-probabilities are rounded to this many decimals: items whose likelihoods are equal in
+# exact arithmetic (same length, same query words) then tie, and are ordered by row, however a
+# library sums them (the exported retriever's graph sums in another order than scikit-learn).
+LOG_PROBA_DECIMALS = 9
 
 
 def tokenize(text: str) -> list[str]:
@@ -145,10 +149,10 @@ class QueryLikelihoodScorer:
     # -------------------------------------------------------------- scoring
 
     def log_proba(self, queries: list[str]) -> np.ndarray:
-        """log p(item | query) [len(queries), items]. A query with no known word gets the
-        prior (every item's log p(item))."""
+        """log p(item | query) [len(queries), items], rounded to ``LOG_PROBA_DECIMALS``. A
+        query with no known word gets the prior (every item's log p(item))."""
         self._require_fitted()
-        return self.nb.predict_log_proba(self.count_matrix(list(queries)))
+        return np.round(self.nb.predict_log_proba(self.count_matrix(list(queries))), LOG_PROBA_DECIMALS)
 
     def explain(self, query: str, item: int, top: int = 3) -> list[tuple[str, float]]:
         """The query words that weigh most for ``item``: each known word's contribution

@@ -12,8 +12,9 @@ audio_encoder   ``audio_bytes`` [batch]     ``embedding`` (WAV bytes, any PCM ra
 retriever       ``text`` string [batch]     ``item_ids`` string [batch, k], ``scores``
 ==============  ==========================  =========================================
 
-``retriever`` holds an index's vectors and ids inside it and ranks them by the dense score
-(the text encoder's query vector · item vector). Versions count up, one number for the
+``retriever`` holds an index's vectors, ids and Naive Bayes stage inside it and ranks them as
+``pipeline search`` does on that index: by the dense score (the text encoder's query vector ·
+item vector), the Naive Bayes log-likelihood, or the two fused (the index's ranking). Versions count up, one number for the
 models written together; an existing version is never overwritten. ``models.config`` beside
 them lets one server serve them all.
 """
@@ -109,9 +110,16 @@ def audio_archive(model, input_config) -> keras.export.ExportArchive:
     return archive
 
 
-def retriever_archive(model, vectorizer, vectors: np.ndarray, item_ids: list[str], k: int) -> keras.export.ExportArchive:
-    """Query text in, the top ``k`` item ids and dense scores out; the vectors ride along as
-    variables (so the SavedModel's graph stays small however large the index is)."""
+def retriever_archive(model, vectorizer, vectors: np.ndarray, item_ids: list[str], k: int, scorer=None,
+                      ranking: str = "dense", weight: float = 0.5) -> keras.export.ExportArchive:
+    """Query text in, the top ``k`` item ids and their ranking scores out, ranked as the
+    Searcher ranks text queries on that index (``retrieval/graph_ranking.py``): ``ranking``
+    dense, or with the Naive Bayes stage ``scorer`` nb, weighted or rrf. The vectors and the
+    Naive Bayes parameters ride along as variables (so the SavedModel's graph stays small
+    however large the index is)."""
+    from pipeline.retrieval.graph_ranking import HybridRanker
+    from pipeline.retrieval.searcher import MIN_CANDIDATES
+
     if len(item_ids) == 0:
         raise ExportError("the index is empty: nothing for a retriever to return")
     archive = keras.export.ExportArchive()
@@ -119,16 +127,11 @@ def retriever_archive(model, vectorizer, vectors: np.ndarray, item_ids: list[str
         vectorizer(tf.constant([""]))
     archive.track(model.text_encoder)
     archive.track(vectorizer)
-    store = tf.Module(name="index")
-    store.vectors = tf.Variable(np.asarray(vectors, np.float32), trainable=False, name="item_vectors")
-    store.ids = tf.Variable(np.array([str(i).encode("utf-8") for i in item_ids], dtype=object), trainable=False, dtype=tf.string, name="item_ids")
-    archive.track(store)
-    k = min(int(k), len(item_ids))
+    ranker = HybridRanker(vectors, item_ids, scorer, ranking, weight, k, MIN_CANDIDATES)
+    archive.track(ranker)
 
     def serve(text):
-        queries = model.text_encoder(vectorizer(text), training=False)
-        top = tf.math.top_k(tf.matmul(queries, store.vectors, transpose_b=True), k=k)
-        return {"item_ids": tf.gather(store.ids, top.indices), "scores": top.values}
+        return ranker(model.text_encoder(vectorizer(text), training=False), text)
 
     archive.add_endpoint("serving_default", serve, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     return archive
@@ -205,7 +208,9 @@ def export_for_serving(run=None, index: str | None = None, root: Path | None = N
     version = next_version(root)
     models = export_encoders(encoder.model, encoder.vectorizer, encoder.config, root, version)
     if searcher is not None:
-        ids = searcher.index.metadata["item_id"].tolist()
-        archive = retriever_archive(encoder.model, encoder.vectorizer, searcher.index.vectors, ids, k)
+        index = searcher.index
+        fusion = index.info.get("fusion", {})
+        archive = retriever_archive(encoder.model, encoder.vectorizer, index.vectors, index.metadata["item_id"].tolist(), k,
+                                    index.lexical, fusion.get("method", "dense"), fusion.get("weight", 0.5))
         models["retriever"] = _write("retriever", archive, root, version)
     return ServingExport(version, models, write_models_config(root))
