@@ -35,7 +35,7 @@ def main(argv=None) -> int:
         if args.epochs:
             overrides.append(f"train.epochs={args.epochs}")
         start = time.time()
-        result = train(load_config("default", overrides), export=False, verbose=2)
+        result = train(load_config("default", overrides), export=False, verbose=0)
         report = json.loads((result.run_dir / "run.json").read_text())["test"]
         rows.append({
             "kind": kind, "command": "python -m pipeline train --config default " + " ".join(f"--set {o}" for o in overrides),

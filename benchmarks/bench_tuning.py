@@ -37,7 +37,7 @@ def _value(config, key: str):
 
 def _full_run(config, name: str) -> dict:
     start = time.time()
-    result = train(config, export=False, verbose=2, mark_latest=False)
+    result = train(config, export=False, verbose=0, mark_latest=False)
     dev = json.loads((result.run_dir / "run.json").read_text())["dev"]
     return {"name": name, "run_dir": str(result.run_dir), "seconds": round(time.time() - start), "rsum": dev["rsum"],
             "image->text R@1": dev["image->text"]["R@1"], "text->image R@1": dev["text->image"]["R@1"],

@@ -155,7 +155,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from pipeline.training.trainer import TrainingError, train
 
     try:
-        result = train(config, run_dir=args.run_dir, evaluate_test=not args.no_eval, export=not args.no_export, verbose=2 if args.quiet else 1)
+        result = train(config, run_dir=args.run_dir, evaluate_test=not args.no_eval, export=not args.no_export, verbose=0 if args.quiet else None)
     except (TrainingError, ManifestError) as error:
         raise CommandError(str(error)) from None
     info = json.loads((result.run_dir / "run.json").read_text())

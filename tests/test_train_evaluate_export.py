@@ -171,12 +171,23 @@ def test_shipped_configs_load_and_shared_data_is_named_when_missing(monkeypatch,
     assert "shared dataset 'flickr8k' was not found" in err and "PIPELINE_SHARED_DIR" in err
 
 
-def test_test_report_is_recorded_without_export(tiny_default_dataset, isolated_models_dir, tmp_path):
+def test_test_report_is_recorded_without_export(tiny_default_dataset, isolated_models_dir, tmp_path, capsys, caplog):
+    """Also: output that is not a terminal (pytest's capture) gets one log line per epoch and
+    no progress bar; the run folder holds every model's summary."""
     run_dir = tmp_path / "no-export"
-    argv = ["train", "--config", "smoke", "--set", f"data.path={tiny_default_dataset}", "--set", "train.epochs=1", "--run-dir", str(run_dir), "--no-export", "--quiet"]
+    argv = ["train", "--config", "smoke", "--set", f"data.path={tiny_default_dataset}", "--set", "train.epochs=2", "--run-dir", str(run_dir), "--no-export"]
+    caplog.set_level("INFO", logger="pipeline.training.callbacks")
     assert main(argv) == 0
     info = json.loads((run_dir / "run.json").read_text())
     assert "text->image" in info["test"] and "exports" not in info
+    printed = capsys.readouterr()
+    assert "\r" not in printed.out and "step" not in printed.out and "━" not in printed.out  # Keras's bar and step lines
+    epoch_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert [line.split(":")[0] for line in epoch_lines] == ["epoch 1/2", "epoch 2/2"]
+    assert all("loss " in line and "dev rsum" in line for line in epoch_lines)
+    summary = (run_dir / "model_summary.txt").read_text()
+    for part in ('"text_encoder"', '"image_encoder"', '"audio_encoder"', '"fusion"', "Conv1D", "LSTM", "Dense"):
+        assert part in summary, part
 
 
 def _weights(model):

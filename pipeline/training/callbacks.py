@@ -45,7 +45,35 @@ class DevRetrieval(keras.callbacks.Callback):
                 elif isinstance(values, dict) and "accuracy" in values:
                     logs[metric_name(direction, "accuracy")] = values["accuracy"]
         parts = [f"{d} R@1 {v['R@1']:.1f}" for d, v in report.items() if isinstance(v, dict) and "R@1" in v and "subset" not in d]
-        log.info("epoch %d dev: rsum %.1f | %s (%.0f s)", epoch + 1, report["rsum"], " | ".join(parts[:4]), time.time() - start)
+        self.summary = f"dev rsum {report['rsum']:.1f} | " + " | ".join(parts[:4])
+        log.debug("epoch %d dev: %s (%.0f s)", epoch + 1, self.summary, time.time() - start)
+
+
+class EpochLine(keras.callbacks.Callback):
+    """One log line per epoch: its number, the training losses, the dev figures and the time.
+
+    What a log file gets instead of Keras's progress bar, which redraws itself with carriage
+    returns into one enormous line when the output is not a terminal.
+
+    Args:
+        total_epochs: the last epoch of the run (``train.epochs``).
+        dev: the ``DevRetrieval`` callback whose summary the line carries.
+    """
+
+    def __init__(self, total_epochs: int, dev: DevRetrieval):
+        super().__init__()
+        self.total_epochs, self.dev = total_epochs, dev
+        self.started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        losses = [f"{k} {logs[k]:.3f}" for k in sorted(logs) if k.startswith("loss") and not k.startswith("val")]
+        rate = f" | lr {logs['learning_rate']:.2e}" if "learning_rate" in logs else ""
+        log.info("epoch %d/%d: %s | %s%s (%.0f s)", epoch + 1, self.total_epochs, ", ".join(losses),
+                 getattr(self.dev, "summary", "no dev figures"), rate, time.time() - self.started)
 
 
 class LearningRateLogger(keras.callbacks.Callback):

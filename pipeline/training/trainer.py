@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -125,6 +126,24 @@ def training_selection(config: ExperimentConfig, manifest: Manifest):
     return train_items, dev_items
 
 
+def model_summary(model: CrossModalModel) -> str:
+    """``summary()`` of every tower and of the fusion network, layer by layer (the run folder's
+    model_summary.txt): the Conv1D, LSTM and Dense layers each model is made of."""
+    lines: list[str] = []
+    parts = ["text_encoder", "image_encoder", "pooled_audio_encoder", "audio_encoder", "fusion"]
+    for name in parts:
+        part = getattr(model, name, None)
+        if part is not None:
+            part.summary(line_length=120, expand_nested=True, print_fn=lambda line, *args, **kwargs: lines.append(line))
+            # The table names a wrapper's type only ("Bidirectional"), not the layer it wraps.
+            for layer in part._flatten_layers(include_self=False):
+                if isinstance(layer, keras.layers.Bidirectional):
+                    inner = layer.forward_layer
+                    lines.append(f" {layer.name}: Bidirectional({type(inner).__name__}({inner.units})), outputs concatenated")
+            lines.append("")
+    return "\n".join(lines)
+
+
 def _write_run_files(run_dir: Path, config: ExperimentConfig, vectorizer, labels: list[str]) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.toml", f"format_version = {CONFIG_FORMAT_VERSION}\n" + to_toml(config))
@@ -186,12 +205,16 @@ def train(
     extra_callbacks=(),
     evaluate_test: bool = True,
     export: bool = True,
-    verbose: int = 1,
+    verbose: int | None = None,
     mark_latest: bool = True,
 ) -> TrainResult:
     """Trains, selects the epoch with the best dev rsum, saves the run, evaluates and exports.
-    ``mark_latest=False`` leaves saved_models/runs/latest alone (tuning trials)."""
+    ``mark_latest=False`` leaves saved_models/runs/latest alone (tuning trials). ``verbose``:
+    Keras's progress output (None: its progress bar on a terminal, nothing otherwise); every
+    epoch also logs one line (``callbacks.EpochLine``)."""
     start = time.time()
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 0
     keras.utils.set_random_seed(config.seed)
     data_root = resolve_data_path(config.data.path)
     manifest = load_dataset(data_root, config.data.format or None)
@@ -243,6 +266,7 @@ def train(
 
     run_dir = Path(run_dir) if run_dir else new_run_dir(config)
     _write_run_files(run_dir, config, vectorizer, labels)
+    write_text_atomic(run_dir / "model_summary.txt", model_summary(model))
     phases = training_phases(config, modalities)
     embed_kwargs = dict(
         vectorizer=vectorizer, input_config=input_config, manifest=manifest, split=config.data.dev_split,
@@ -250,13 +274,15 @@ def train(
     )
     best_path = run_dir / "checkpoints" / "best.weights.h5"
     best_path.parent.mkdir(parents=True, exist_ok=True)
+    dev_retrieval = cb.DevRetrieval(embed_kwargs)
     callbacks = [
-        cb.DevRetrieval(embed_kwargs),
+        dev_retrieval,
         cb.LearningRateLogger(),
         keras.callbacks.ModelCheckpoint(str(best_path), monitor="dev_rsum", mode="max", save_best_only=True, save_weights_only=True),
         keras.callbacks.EarlyStopping(monitor="dev_rsum", mode="max", patience=config.train.early_stopping_patience),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), histogram_freq=0, write_graph=False),
+        cb.EpochLine(config.train.epochs, dev_retrieval),
     ]
     log.info("[3/5] training %s for up to %d epochs (TensorBoard: tensorboard --logdir %s)", config.name, config.train.epochs, run_dir / "logs")
     history = {}
