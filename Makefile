@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data describe train tune evaluate index export serve search tensorboard test bench-input bench-default bench-flickr8k bench-search bench-hybrid bench-serve bench-hostile bench-audio bench-tuning clean
+.PHONY: help venv data describe train tune evaluate index export serve search tensorboard test bench-input bench-default bench-flickr8k bench-search bench-hybrid bench-fusion bench-serve bench-hostile bench-audio bench-tuning clean
 
 help: ## List every target with one line each
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -83,6 +83,9 @@ bench-hostile: $(STAMP) ## Hostile uploads (lying headers, decompression bombs) 
 
 bench-hybrid: $(STAMP) ## Dense vs Naive Bayes vs hybrid rankings, Flickr8k dev text->image (needs ../shared, flickr8k-best)
 	$(PY) -m benchmarks.bench_hybrid $(ARGS)
+
+bench-fusion: $(STAMP) ## Hybrid items (image + one caption) vs each part alone, per fusion strategy: Flickr8k dev (needs ../shared), and RUN on the default dataset
+	$(PY) -m benchmarks.bench_fusion $(if $(RUN),--default-run $(RUN)) $(ARGS)
 
 bench-audio: $(STAMP) ## Audio on real recordings: spoken/handwritten digits, ESC-50 sounds, spoken Flickr8k captions (needs ../shared)
 	$(PY) -m benchmarks.bench_audio $(ARGS)

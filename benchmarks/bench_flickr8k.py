@@ -41,6 +41,7 @@ log = logging.getLogger("bench_flickr8k")
 # each row changes one thing.
 VARIANTS = {
     "conv": ["text.kind=conv"],
+    "conv_lstm": ["text.kind=conv_lstm"],
     "lstm": ["text.kind=lstm"],
     "serial": ["text.kind=serial"],
     "parallel": ["text.kind=parallel"],

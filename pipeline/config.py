@@ -16,6 +16,8 @@ from pathlib import Path
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 CONFIG_FORMAT_VERSION = 1
+FUSION_STRATEGIES = ("average", "weighted", "concat_dense", "gated")
+CONTENT_MODALITIES = ("image", "audio")  # an item's files; its text is its words
 
 
 class ConfigError(ValueError):
@@ -39,7 +41,7 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TextConfig:
-    """Args: kind: conv | lstm | serial | parallel | mixed; glove: start embeddings from GloVe 50-d
+    """Args: kind: conv | lstm | conv_lstm | serial | parallel | mixed; glove: start embeddings from GloVe 50-d
     (forces embedding_dim 50); kernel_sizes: Conv1D widths, one branch each; lstm_pooling:
     what the LSTM passes on, its final state ("last") or the mean of its outputs ("mean")."""
 
@@ -130,12 +132,15 @@ class AudioConfig:
 
 @dataclasses.dataclass(frozen=True)
 class FusionConfig:
-    """Args: strategy: average | weighted | concat_dense; hidden: width of concat_dense's hidden layer;
-    modality_dropout: chance, in training, of hiding each modality of an item from the fusion."""
+    """Args: strategy: average | weighted | concat_dense | gated (see models/fusion.py);
+    hidden: width of the Dense networks' hidden layer; modality_dropout: chance, in training,
+    of hiding each modality of an item from the fusion (never all of them); text: an item's own
+    words (a title, a caption, a transcript) enter its vector beside its image and sound."""
 
     strategy: str = "weighted"
     hidden: int = 256
     modality_dropout: float = 0.3
+    text: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,8 +217,8 @@ class ExperimentConfig:
     def validate(self) -> "ExperimentConfig":
         choices = {
             "strategy": (self.strategy, ("default", "mirrored", "multiworker")),
-            "text.kind": (self.text.kind, ("conv", "lstm", "serial", "parallel", "mixed")),
-            "fusion.strategy": (self.fusion.strategy, ("average", "weighted", "concat_dense")),
+            "text.kind": (self.text.kind, ("conv", "lstm", "conv_lstm", "serial", "parallel", "mixed")),
+            "fusion.strategy": (self.fusion.strategy, FUSION_STRATEGIES),
             "train.loss": (self.train.loss, ("infonce", "vse")),
             "audio.recurrent": (self.audio.recurrent, ("", "gru")),
             "audio.readout": (self.audio.readout, ("pool", "words", "both")),
@@ -293,6 +298,25 @@ class ExperimentConfig:
         if self.image.backbone == "scratch" and self.image.image_size < 32:
             raise ConfigError("image.image_size must be at least 32 for the scratch CNN")
         return self
+
+
+def content_modalities(config: ExperimentConfig) -> tuple[str, ...]:
+    """The modalities of an item's files that the model has (image, audio)."""
+    return tuple(m for m in CONTENT_MODALITIES if m in config.data.modalities)
+
+
+def fused_modalities(config: ExperimentConfig) -> tuple[str, ...]:
+    """What the fusion network merges into an item's vector: its content and, with
+    ``fusion.text``, its words. Empty when the model has no content modality."""
+    content = content_modalities(config)
+    if not content:
+        return ()
+    return (("text",) if config.fusion.text and "text" in config.data.modalities else ()) + content
+
+
+def trains_items(config: ExperimentConfig) -> bool:
+    """Whether a loss reaches the fused item (a pair with "item")."""
+    return any("item" in pair.split("-") for pair in config.train.pairs)
 
 
 def _field_types(cls) -> dict[str, typing.Any]:

@@ -15,10 +15,10 @@ import os
 from pathlib import Path
 
 from pipeline import __version__, paths
-from pipeline.config import CONFIG_FORMAT_VERSION, ExperimentConfig, from_dict, read_config_file
+from pipeline.config import CONFIG_FORMAT_VERSION, ExperimentConfig, from_dict, fused_modalities, read_config_file, trains_items
 
 RETRAIN = "train again, or pass another --run"  # what to do about a run file that cannot be read
-RUN_FORMAT_VERSION = 2  # 2: the scratch image CNN adds a global max pool
+RUN_FORMAT_VERSION = 3  # 2: the scratch image CNN adds a global max pool; 3: text enters the fusion network
 
 
 class IncompatibleRun(ValueError):
@@ -43,6 +43,7 @@ def input_config_for(config: ExperimentConfig, modalities=None, batch_size=None)
         cache=config.data.cache,
         seed=config.seed,
         test_views=i.test_views,
+        item_text="text" in fused_modalities(config) and trains_items(config),
     )
 
 

@@ -67,6 +67,9 @@ class InputConfig:
     cache: "memory", "none", or a file prefix for an on-disk cache.
     seed: drives the shuffle and every augmentation.
     check_files: decode every file once up front and leave out the bad ones.
+    item_text: training elements also carry ``item_text``, another of the item's captions
+        than ``text`` (the item's own words for the fusion network: the query must not find
+        itself in the item), and ``item_text_mask``, 0 for an item with one caption.
     test_views: outside training, elements with cached features of several views keep the
         first test_views of them (averaged by the embedder), or the first alone when 1.
     """
@@ -82,6 +85,7 @@ class InputConfig:
     seed: int = 0
     check_files: bool = True
     test_views: int = 1
+    item_text: bool = False
 
     def __post_init__(self):
         unknown = [m for m in self.modalities if m not in MODALITIES]
@@ -236,6 +240,12 @@ def _augment(element, seed, config: InputConfig, training: bool):
         count = tf.shape(captions, out_type=tf.int32)[0]
         pick = tf.random.stateless_uniform([], seeds[3], 0, count, dtype=tf.int32) if training else 0
         out["text"] = captions[pick]
+        if training and config.item_text:
+            # Any caption but the query's: pick + 1 + [0, count - 1) wraps around the others.
+            others = tf.maximum(count - 1, 1)
+            step = tf.random.stateless_uniform([], tf.random.experimental.stateless_split(seeds[3], 1)[0], 0, others, dtype=tf.int32)
+            out["item_text"] = captions[(pick + 1 + step) % count]
+            out["item_text_mask"] = tf.cast(count > 1, tf.float32)
     if "image_features" in element and element["image_features"].shape.rank == 2:
         # Cached features of several views of the image (as is, mirrored, cropped): one per
         # epoch at random in training; otherwise the first (as is), or the first test_views.
@@ -411,6 +421,6 @@ def make_dataset(
     ds = ds.map(lambda e, s: _augment(e, s, config, training), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(config.batch_size, drop_remainder=training and len(frame) >= config.batch_size, num_parallel_calls=AUTOTUNE)
     if vectorizer is not None and "text" in config.modalities:
-        text_keys = [k for k in ("text", "audio_text") if k in ds.element_spec]
+        text_keys = [k for k in ("text", "audio_text", "item_text") if k in ds.element_spec]
         ds = ds.map(lambda b: {**b, **{k: vectorizer(b[k]) for k in text_keys}}, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)

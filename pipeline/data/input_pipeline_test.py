@@ -127,6 +127,33 @@ def test_items_draw_a_caption_per_epoch_and_keep_the_spoken_one(tmp_path):
     assert sorted(evaluation["text"].numpy().astype(str)) == [f"caption {i} 0" for i in range(4)]  # first caption, no randomness
 
 
+def test_item_text_is_another_caption_than_the_query_and_masked_when_there_is_none(tmp_path):
+    rows = []
+    for i in range(4):
+        image = write_image(tmp_path / f"img{i}.png").name
+        count = 1 if i == 3 else 3  # item 3 has one caption: no other to fuse
+        rows += [{"item_id": f"i{i}", "split": "train", "text": f"caption {i} {k}", "image": image} for k in range(count)]
+    m = Manifest(root=tmp_path, frame=pd.DataFrame(rows), format="manifest")
+    selection = select_items(m, "train", ("text", "image"))
+    ds = make_dataset(m, "train", config(modalities=("text", "image"), batch_size=4, item_text=True), training=True,
+                      selection=selection, by_item=True)
+    titles = set()
+    for _ in range(5):
+        for b in ds:
+            for text, title, mask in zip(b["text"].numpy(), b["item_text"].numpy(), b["item_text_mask"].numpy()):
+                text, title = text.decode(), title.decode()
+                assert title.split()[1] == text.split()[1]  # the same item's
+                if text.startswith("caption 3"):
+                    assert mask == 0.0
+                else:
+                    assert mask == 1.0 and title != text
+                    titles.add(title)
+    assert len(titles) > 3  # the item's words vary too
+    evaluation = next(iter(make_dataset(m, "train", config(modalities=("text", "image"), item_text=True), training=False, selection=selection,
+                                        by_item=True)))
+    assert "item_text" not in evaluation  # outside training an item's words come from the caller
+
+
 def test_item_keeps_its_other_modalities_when_one_file_is_bad(tmp_path):
     m = triple_dataset(tmp_path, n=3, broken={1: "truncated_audio"})
     items = select_items(m, "train", ("text", "image")).frame

@@ -102,14 +102,21 @@ def embed_prepared(model, vectorizer, prepared: PreparedSplit) -> SplitEmbedding
     content = [m for m in model.content if m in vectors]
     if len(content) > 1:
         # Every evaluated item has all its content modalities, so rows line up after sorting.
+        # Its words stay out of its vector: the captions are the queries.
         ordered = {m: vectors[m][np.argsort(owners[m])] for m in content}
-        inputs = {**ordered, **{f"{m}_mask": np.ones(len(items), "float32") for m in content}}
-        for m in model.content:
-            if m not in ordered:
-                inputs[m] = np.zeros((len(items), model.experiment.embedding_dim), "float32")
-                inputs[f"{m}_mask"] = np.zeros(len(items), "float32")
-        vectors["item"], owners["item"] = model.fusion(inputs, training=False).numpy(), np.arange(len(items))
+        vectors["item"], owners["item"] = fuse_items(model, ordered, {m: np.ones(len(items), "float32") for m in content}), np.arange(len(items))
     return SplitEmbeddings(items["item_id"].tolist(), items["label"].to_numpy(), prepared.contrast_groups, vectors, owners, prepared.captions)
+
+
+def fuse_items(model, vectors: dict[str, np.ndarray], masks: dict[str, np.ndarray]) -> np.ndarray:
+    """Item vectors [items, dim] through the model's fusion network from the modality vectors
+    an item has (``vectors`` and ``masks`` per modality; a modality not given is absent)."""
+    n = len(next(iter(vectors.values())))
+    inputs = {}
+    for m in model.fused:
+        inputs[m] = vectors.get(m, np.zeros((n, model.experiment.embedding_dim), "float32"))
+        inputs[f"{m}_mask"] = masks.get(m, np.zeros(n, "float32"))
+    return np.asarray(model.fusion(inputs, training=False))
 
 
 def embed_split(model, vectorizer, input_config, manifest: Manifest, split: str | None, modalities=None,

@@ -22,7 +22,7 @@ TOKENS[:, 6:] = 0  # padding
 def encoders():
     yield from (
         (f"text-{kind}", build_text_encoder(TextConfig(**{**TEXT.__dict__, "kind": kind}), 30, 16), TOKENS)
-        for kind in ("conv", "lstm", "serial", "parallel", "mixed")
+        for kind in ("conv", "lstm", "conv_lstm", "serial", "parallel", "mixed")
     )
     yield "text-lstm-mean", build_text_encoder(TextConfig(**{**TEXT.__dict__, "kind": "lstm", "lstm_pooling": "mean"}), 30, 16), TOKENS
     yield "image-scratch", build_image_encoder(ImageConfig(image_size=32, scratch_filters=(4, 8)), 16), RNG.random((4, 32, 32, 3), "float32")
@@ -118,6 +118,45 @@ def test_fusion_concat_dense_ignores_masked_embeddings():
     a = fusion({"image": image, "audio": RNG.random((2, 4), "float32"), **masks}).numpy()
     b = fusion({"image": image, "audio": RNG.random((2, 4), "float32"), **masks}).numpy()
     np.testing.assert_allclose(a, b, atol=1e-6)  # the absent audio's values do not leak in
+
+
+def test_fusion_gated_weights_each_item_by_its_own_embeddings():
+    fusion = build_fusion(FusionConfig(strategy="gated", hidden=4), ("text", "image"), 2)
+    merge = fusion.get_layer("merge")
+    text, image = np.array([[1.0, 0.0], [1.0, 0.0]], "float32"), np.array([[0.0, 1.0], [0.0, -1.0]], "float32")
+    inputs = {"text": text, "image": image, "text_mask": np.ones(2), "image_mask": np.ones(2)}
+    # The gate's last layer starts at zero: the average, (0.5, ±0.5) normalised.
+    np.testing.assert_allclose(fusion(inputs).numpy(), [[0.70710678, 0.70710678], [0.70710678, -0.70710678]], atol=1e-6)
+    # Hidden = ReLU(x): units 0, 1 read the embedding's two values; the logit is 2 * unit 1
+    # minus unit 0 plus ln 3 for text. Row 0: text logit ln3 - 1, image 2 → weights e^(ln3-1), e^2.
+    merge.dense_hidden.set_weights([np.array([[1, 0, 0, 0], [0, 1, 0, 0]], "float32"), np.zeros(4, "float32")])
+    merge.dense_out.set_weights([np.array([[-1], [2], [0], [0]], "float32"), np.zeros(1, "float32")])
+    merge.logits.assign([np.log(3.0), 0.0])
+    w_text, w_image = 3 * np.exp(-1.0), np.exp(2.0)
+    row0 = np.array([w_text, w_image]) / (w_text + w_image)
+    # Row 1: the image (0, -1) has ReLU units 0, 0: logit 0; text as in row 0.
+    w1 = np.array([3 * np.exp(-1.0), 1.0]) / (3 * np.exp(-1.0) + 1.0)
+    row1 = np.array([w1[0], -w1[1]])
+    expected = np.stack([row0 / np.linalg.norm(row0), row1 / np.linalg.norm(row1)])
+    np.testing.assert_allclose(fusion(inputs).numpy(), expected, atol=1e-5)
+    # A masked modality gets no weight, whatever its score.
+    only_text = fusion({**inputs, "image_mask": np.zeros(2)}).numpy()
+    np.testing.assert_allclose(only_text, text, atol=1e-6)
+
+
+@pytest.mark.parametrize("strategy", ["average", "weighted", "concat_dense", "gated"])
+def test_fusion_config_round_trip_and_save_load(strategy, tmp_path):
+    fusion = build_fusion(FusionConfig(strategy=strategy, hidden=8), ("text", "image", "audio"), 4)
+    x = {m: RNG.random((3, 4), "float32") for m in ("text", "image", "audio")}
+    x.update({"text_mask": np.array([1.0, 0.0, 0.0]), "image_mask": np.array([1.0, 1.0, 0.0]), "audio_mask": np.array([0.0, 1.0, 0.0])})
+    merge = fusion.get_layer("merge")
+    assert type(merge).from_config(merge.get_config()).get_config() == merge.get_config()
+    fusion.save(tmp_path / "fusion.keras")
+    reopened = keras.saving.load_model(tmp_path / "fusion.keras")
+    out = fusion(x).numpy()
+    np.testing.assert_allclose(reopened(x).numpy(), out, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(out[:2], axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(out[2], 0.0)  # no modality: a zero vector
 
 
 def test_imagenet_weights_found_in_keras_cache_or_warned(tmp_path, monkeypatch, caplog):

@@ -15,8 +15,11 @@ class MaskedFusion(keras.layers.Layer):
 
     Args:
         strategy: ``average`` (mean of present embeddings), ``weighted`` (learned softmax
-            weights, renormalised over present modalities) or ``concat_dense`` (embeddings
-            with absent ones zeroed, plus the mask itself → Dense ReLU → Dense).
+            weights, renormalised over present modalities), ``concat_dense`` (embeddings
+            with absent ones zeroed, plus the mask itself → Dense ReLU → Dense) or ``gated``
+            (attention: each present embedding weighted by a softmax over a learned score of
+            that embedding, Dense ReLU → Dense → one logit, plus a learned bias per
+            modality; so the weights differ from item to item).
         modalities: number of modalities merged.
         hidden: width of concat_dense's hidden layer.
         output_dim: embedding size.
@@ -31,16 +34,22 @@ class MaskedFusion(keras.layers.Layer):
         if strategy == "concat_dense":
             self.dense_hidden = keras.layers.Dense(hidden, activation="relu", name="hidden")
             self.dense_out = keras.layers.Dense(output_dim, name="out")
+        elif strategy == "gated":
+            self.dense_hidden = keras.layers.Dense(hidden, activation="relu", name="gate_hidden")
+            self.dense_out = keras.layers.Dense(1, kernel_initializer="zeros", name="gate_logit")  # starts as average
         elif strategy not in ("average", "weighted"):
             raise ValueError(f"unknown fusion strategy {strategy!r}")
         self.l2 = L2Normalize()
 
     def build(self, input_shape):
-        if self.strategy == "weighted":
+        if self.strategy in ("weighted", "gated"):
             self.logits = self.add_weight(shape=(self.modalities,), initializer="zeros", name="modality_logits")
         if self.strategy == "concat_dense":
             self.dense_hidden.build((None, self.modalities * (self.output_dim + 1)))
             self.dense_out.build((None, self.hidden))
+        if self.strategy == "gated":
+            self.dense_hidden.build((None, self.modalities, self.output_dim))
+            self.dense_out.build((None, self.modalities, self.hidden))
 
     def call(self, inputs):
         embeddings, mask = inputs
@@ -50,7 +59,15 @@ class MaskedFusion(keras.layers.Layer):
             flat = ops.reshape(embeddings * mask[..., None], (-1, self.modalities * self.output_dim))
             fused = self.dense_out(self.dense_hidden(ops.concatenate([flat, mask], axis=-1)))
         else:
-            weights = mask if self.strategy == "average" else ops.exp(self.logits)[None, :] * mask
+            if self.strategy == "average":
+                weights = mask
+            else:
+                logits = self.logits[None, :]
+                if self.strategy == "gated":
+                    logits = logits + self.dense_out(self.dense_hidden(embeddings))[..., 0]
+                # Softmax over the present modalities (the max subtracted for overflow).
+                logits = ops.where(mask > 0, logits, -1e9)
+                weights = ops.exp(logits - ops.max(logits, axis=-1, keepdims=True)) * mask
             weights = weights / ops.maximum(ops.sum(weights, axis=-1, keepdims=True), 1e-9)
             fused = ops.sum(embeddings * weights[..., None], axis=1)
         return self.l2(fused) * present

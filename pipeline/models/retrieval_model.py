@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from pipeline.config import ExperimentConfig
+from pipeline.config import ExperimentConfig, content_modalities, fused_modalities, trains_items
 from pipeline.models.audio_encoder import build_audio_encoder, sequence_layer_name
 from pipeline.models.fusion import build_fusion
 from pipeline.models.image_encoder import backbone_is_frozen, build_image_encoder, embed_image_features, embed_image_views
@@ -16,13 +16,6 @@ from pipeline.models.layers import GreedyTranscript, L2Normalize
 from pipeline.models.losses import infonce_loss, vse_hinge_loss
 from pipeline.models.text_encoder import build_text_encoder
 from pipeline.preprocessing.image_ops import test_view_names
-
-CONTENT_MODALITIES = ("image", "audio")  # what the fusion network merges into an item
-
-
-def content_modalities(config: ExperimentConfig) -> tuple[str, ...]:
-    return tuple(m for m in CONTENT_MODALITIES if m in config.data.modalities)
-
 
 @keras.saving.register_keras_serializable(package="pipeline")
 class CrossModalModel(keras.Model):
@@ -37,8 +30,10 @@ class CrossModalModel(keras.Model):
         embedding_matrix: optional initial word embeddings (GloVe).
 
     ``call`` takes a dict with any of ``text`` (token ids), ``image`` (pixels) or
-    ``image_features``, ``audio`` (log-mel), and optional ``image_mask``/``audio_mask``, and
-    returns unit vectors per modality and, when the item has content, the fused ``item``.
+    ``image_features``, ``audio`` (log-mel), optional ``image_mask``/``audio_mask``, and, for
+    the item's own words in the fusion, ``item_text`` (token ids of another of its captions
+    than ``text``) with ``item_text_mask``; it returns unit vectors per modality and, when the
+    item has content, the fused ``item``.
 
     Example:
         >>> model = CrossModalModel(load_config("smoke"), vocab_size=100, audio_frames=200)
@@ -83,9 +78,10 @@ class CrossModalModel(keras.Model):
                 self.pooled_audio_encoder = self.audio_encoder
                 self.audio_encoder = self._transcribing_audio_encoder(config)
         self.content = content_modalities(config)
-        if self.content:
-            self.fusion = build_fusion(config.fusion, self.content, dim)
-            if not any("item" in pair.split("-") for pair in config.train.pairs):
+        self.fused = fused_modalities(config)
+        if self.fused:
+            self.fusion = build_fusion(config.fusion, self.fused, dim)
+            if not trains_items(config):
                 self.fusion.trainable = False  # no loss reaches it: keep its initial (even) weights, silently
         t = config.train
         self.log_scale = self.add_weight(
@@ -153,27 +149,35 @@ class CrossModalModel(keras.Model):
                     out["audio_frame_logits"] = self.frame_word_head(sequence)
             else:
                 out["audio"] = self.audio_encoder(inputs["audio"], training=training)
-        present = [m for m in self.content if m in out]
-        if present:
-            batch = ops.shape(out[present[0]])[0]
-            fusion_inputs = {}
-            masks = []
-            for m in self.content:
-                fusion_inputs[m] = out.get(m, ops.zeros((batch, self.experiment.embedding_dim)))
-                mask = inputs.get(f"{m}_mask", ops.ones((batch,)) if m in out else ops.zeros((batch,)))
-                masks.append(ops.cast(mask, "float32"))
-            if training and self.experiment.fusion.modality_dropout > 0 and len(self.content) > 1:
-                keep = [
-                    ops.cast(keras.random.uniform((batch,), seed=self.seed_generator) >= self.experiment.fusion.modality_dropout, "float32")
-                    for _ in self.content
-                ]
-                dropped = [m * k for m, k in zip(masks, keep)]
-                none_left = ops.cast(ops.sum(ops.stack(dropped, 1), axis=1) == 0, "float32")
-                masks = [d + none_left * m for d, m in zip(dropped, masks)]  # never hide everything
-            for m, mask in zip(self.content, masks):
-                fusion_inputs[f"{m}_mask"] = mask
-            out["item"] = self.fusion(fusion_inputs, training=training)
+        if any(m in out for m in self.content):
+            out["item"] = self.fuse(out, inputs, training)
         return out
+
+    def fuse(self, out: dict, inputs: dict, training: bool):
+        """The item vector from the modality vectors in ``out``: the item's words are
+        ``inputs["item_text"]`` (not the query caption ``text``), each modality has its mask,
+        and in training each is hidden at random (``fusion.modality_dropout``), never all."""
+        vectors = {m: out[m] for m in self.content if m in out}
+        if "text" in self.fused and "item_text" in inputs:
+            vectors["text"] = self.text_encoder(inputs["item_text"], training=training)
+        batch = ops.shape(next(iter(vectors.values())))[0]
+        fusion_inputs, masks = {}, []
+        for m in self.fused:
+            fusion_inputs[m] = vectors.get(m, ops.zeros((batch, self.experiment.embedding_dim)))
+            key = "item_text_mask" if m == "text" else f"{m}_mask"
+            mask = inputs.get(key, ops.ones((batch,)) if m in vectors else ops.zeros((batch,)))
+            masks.append(ops.cast(mask, "float32"))
+        if training and self.experiment.fusion.modality_dropout > 0 and len(self.fused) > 1:
+            keep = [
+                ops.cast(keras.random.uniform((batch,), seed=self.seed_generator) >= self.experiment.fusion.modality_dropout, "float32")
+                for _ in self.fused
+            ]
+            dropped = [m * k for m, k in zip(masks, keep)]
+            none_left = ops.cast(ops.sum(ops.stack(dropped, 1), axis=1) == 0, "float32")
+            masks = [d + none_left * m for d, m in zip(dropped, masks)]  # never hide everything
+        for m, mask in zip(self.fused, masks):
+            fusion_inputs[f"{m}_mask"] = mask
+        return self.fusion(fusion_inputs, training=training)
 
     def pair_loss(self, a, b, ids=None):
         t = self.experiment.train

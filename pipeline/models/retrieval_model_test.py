@@ -52,6 +52,46 @@ def test_outputs_and_masked_item_embedding(model):
     np.testing.assert_allclose(only_image, other_audio, atol=1e-6)  # a masked modality has no influence
 
 
+def test_the_item_fuses_its_own_words_from_item_text(model):
+    assert model.fused == ("text", "image", "audio")
+    x = batch(model)
+    words = np.random.default_rng(5).integers(1, 20, x["text"].shape)
+    content_only = model(x)["item"].numpy()
+    with_words = model({**x, "item_text": words, "item_text_mask": np.ones(4, "float32")})["item"].numpy()
+    masked_words = model({**x, "item_text": words, "item_text_mask": np.zeros(4, "float32")})["item"].numpy()
+    assert np.abs(with_words - content_only).max() > 1e-3
+    np.testing.assert_allclose(masked_words, content_only, atol=1e-6)
+    # The query caption ("text") is not the item's words: changing it leaves the item alone.
+    other_query = model({**x, "text": words, "item_text": words, "item_text_mask": np.ones(4, "float32")})["item"].numpy()
+    np.testing.assert_allclose(other_query, with_words, atol=1e-6)
+    # Weighted fusion by hand: softmax of the learned logits over the present modalities.
+    logits = model.fusion.get_layer("merge").logits.numpy()
+    vectors = [model.text_encoder(words).numpy(), model.image_encoder(x["image"]).numpy(), model.audio_encoder(x["audio"]).numpy()]
+    weights = np.exp(logits) / np.exp(logits).sum()
+    expected = sum(w * v for w, v in zip(weights, vectors))
+    np.testing.assert_allclose(with_words, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-5)
+
+
+def test_modality_dropout_hides_modalities_in_training_but_never_all(model):
+    x = {**batch(model, n=64, seed=2), "item_text": np.random.default_rng(6).integers(1, 20, (64, model.experiment.text.sequence_length)),
+         "item_text_mask": np.ones(64, "float32")}
+    out = model(x)
+    full = out["item"].numpy()
+    # The fusion alone in training mode (the towers' own dropout left out), the item's words
+    # encoded as in inference.
+    words = model.text_encoder(x["item_text"])
+    fusion_only = {**x, "item_text_mask": x["item_text_mask"]}
+    original = model.text_encoder
+    model.text_encoder = lambda ids, training=False: words
+    try:
+        trained = model.fuse(out, fusion_only, training=True).numpy()
+    finally:
+        model.text_encoder = original
+    changed = np.abs(trained - full).max(axis=1) > 1e-4
+    assert 0 < changed.mean() < 1  # some items lost a modality (dropout 0.3 of each), others kept all
+    np.testing.assert_allclose(np.linalg.norm(trained, axis=1), 1.0, atol=1e-5)  # never everything hidden
+
+
 def test_one_training_step_lowers_the_loss_on_that_batch(model):
     import keras
 

@@ -1,4 +1,4 @@
-"""Text encoders over token ids: Conv1D, LSTM, and their fusions (serial, parallel, mixed)."""
+"""Text encoders over token ids: Conv1D, LSTM, and their fusions (conv_lstm, serial, parallel, mixed)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ def build_text_encoder(
     Args:
         config: ``config.kind`` picks the architecture: ``conv`` (Embedding → Conv1D per kernel
             size → GlobalMaxPooling1D), ``lstm`` (Embedding → (Bi)LSTM), ``serial`` (Conv1D
-            features fed to the LSTM), ``parallel`` (both, concatenated before the projection),
+            features fed to the LSTM), ``conv_lstm`` (Conv1D features → (Bi)LSTM, whose output
+            is concatenated with the Conv1D max pool: a residual path), ``parallel`` (both, concatenated before the projection),
             ``mixed`` (a conv and an lstm model whose embeddings, hence similarity scores,
             are combined with a learned weight).
         vocab_size: rows of the embedding table (TextVectorization's vocabulary size).
@@ -82,6 +83,15 @@ def build_text_encoder(
         elif tower_kind == "serial":
             sequence = _conv_features(x, config, prefix, pool=False)
             features = _lstm_features(sequence, mask, config, prefix)
+        elif tower_kind == "conv_lstm":
+            # The LSTM reads the Conv1D n-gram features in order; their max pool joins its
+            # output as a residual path, so word order is added to the conv features, not
+            # traded for them.
+            sequence = _conv_features(x, config, prefix, pool=False)
+            conv_pooled = keras.layers.GlobalMaxPooling1D(name=f"{prefix}conv_maxpool")(sequence)
+            features = keras.layers.Concatenate(name=f"{prefix}conv_lstm")(
+                [conv_pooled, _lstm_features(sequence, mask, config, prefix)]
+            )
         elif tower_kind == "parallel":
             features = keras.layers.Concatenate(name=f"{prefix}parallel")(
                 [_conv_features(x, config, prefix), _lstm_features(x, mask, config, prefix)]

@@ -48,7 +48,7 @@ def compare_rankings(train: EmbeddedItems, evaluation: EmbeddedItems, run_vocabu
     held = ~tune
     if not held.any() or not tune.any():
         raise ValueError("too few captions to tune on some queries and report on others")
-    dense = evaluation.caption_vectors @ evaluation.vectors.T
+    dense = evaluation.caption_vectors @ evaluation.without_words.T  # the queries are the items' own captions
     nb = scorer.log_proba(queries)
     rows = {"dense": {"weight": None}, "nb": {"weight": None}}
     for method in ("weighted", "rrf"):

@@ -1,8 +1,8 @@
 """Builds an index from a trained run and a dataset: every item embedded, its words counted.
 
-An item's vector is its content (image, audio) through the fusion network when it has several,
-its content's vector when it has one, and the mean of its captions' vectors when it has text
-only. Its words for the Naive Bayes stage are its captions' words, or, for an item without text,
+An item's vector is everything it has through the fusion network: its image, its sound and,
+when the model fuses text (``fusion.text``), its words (the mean of its captions' vectors);
+without a fused text, an item with text only gets the mean of its captions' vectors. Its words for the Naive Bayes stage are its captions' words, or, for an item without text,
 the words the word head predicts from its vector.
 """
 
@@ -45,14 +45,23 @@ class EmbeddedItems:
     caption_vectors: np.ndarray  # [captions, dim], for training the word head
     caption_owner: np.ndarray  # item index of each caption vector
     captions: list[str] = dataclasses.field(default_factory=list)  # the text of each caption vector
+    # [items, dim]: the vectors without the items' own words, for whatever is measured with
+    # those words as queries (the word head, the choice of ranking); None = ``vectors``.
+    content_vectors: np.ndarray | None = None
+
+    @property
+    def without_words(self) -> np.ndarray:
+        return self.vectors if self.content_vectors is None else self.content_vectors
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def embed_items(encoder, manifest: Manifest, split: str | None = None, batch_size: int = 64) -> EmbeddedItems:
+def embed_items(encoder, manifest: Manifest, split: str | None = None, batch_size: int = 64, fuse_text: bool = True) -> EmbeddedItems:
     """Embeds every usable item of ``split`` (all splits when None) of ``manifest``.
+    ``fuse_text=False`` keeps the items' words out of their vectors (when the captions are
+    the queries, as in an evaluation).
 
     Files that cannot be read are left out of their item (logged, with a count), as in training;
     an item left with neither content nor text is skipped.
@@ -87,23 +96,25 @@ def embed_items(encoder, manifest: Manifest, split: str | None = None, batch_siz
     owner = np.array([i for i, texts in enumerate(captions) for _ in texts], np.int64)
     caption_vectors = encoder.encode_text(flat) if flat else np.zeros((0, dim), np.float32)
 
-    vectors = np.zeros((n, dim), np.float32)
+    from pipeline.evaluation.embedder import fuse_items
+
     has_content = np.zeros(n, bool)
     if content:
         has_content = np.max(np.stack([masks[m] for m in content], 1), axis=1) > 0
-        inputs = {}
-        for m in model.content:
-            inputs[m] = per_modality.get(m, np.zeros((n, dim), np.float32))
-            inputs[f"{m}_mask"] = masks.get(m, np.zeros(n, np.float32))
-        fused = np.asarray(model.fusion(inputs, training=False))
-        vectors[has_content] = fused[has_content]
+    has_text = np.bincount(owner, minlength=n) > 0 if len(flat) else np.zeros(n, bool)
+    mean_text = np.zeros((n, dim), np.float32)
     if len(flat):
-        mean_text = np.zeros((n, dim), np.float32)
         np.add.at(mean_text, owner, caption_vectors)
-        text_only = ~has_content & (np.bincount(owner, minlength=n) > 0)
-        vectors[text_only] = _l2(mean_text[text_only])
-    else:
-        text_only = np.zeros(n, bool)
+        mean_text = _l2(mean_text)
+    text_only = ~has_content & has_text
+    content_vectors = np.zeros((n, dim), np.float32)
+    if content:
+        content_vectors = fuse_items(model, per_modality, masks) * has_content[:, None]
+    content_vectors[text_only] = mean_text[text_only]
+    vectors = content_vectors
+    if fuse_text and "text" in model.fused and has_text.any():
+        with_words = {**per_modality, "text": mean_text}
+        vectors = fuse_items(model, with_words, {**masks, "text": has_text.astype(np.float32)})
     usable = has_content | text_only
     if (~usable).any():
         log.warning("%s: %d item(s) have neither a readable file nor a caption and are not indexed (e.g. %s)",
@@ -131,7 +142,7 @@ def embed_items(encoder, manifest: Manifest, split: str | None = None, batch_siz
     return EmbeddedItems(
         vectors[keep], metadata.iloc[keep].reset_index(drop=True), [" ".join(captions[i]) for i in keep],
         caption_vectors[kept_captions], remap[owner[kept_captions]] if len(owner) else owner,
-        [c for c, k in zip(flat, kept_captions) if k],
+        [c for c, k in zip(flat, kept_captions) if k], content_vectors[keep],
     )
 
 
@@ -153,7 +164,7 @@ def train_word_head(embedded: EmbeddedItems, scorer: QueryLikelihoodScorer, trai
     if len(rows) == 0:
         return None
     caption_rows = np.flatnonzero(np.isin(embedded.caption_owner, rows))
-    x = np.concatenate([embedded.vectors[rows], embedded.caption_vectors[caption_rows]])
+    x = np.concatenate([embedded.without_words[rows], embedded.caption_vectors[caption_rows]])
     y = sparse.vstack([counts[rows], counts[embedded.caption_owner[caption_rows]]])
     log.info("word head: training on %d items and %d captions", len(rows), len(caption_rows))
     return WordHead.train(x, y, scorer.vocabulary, seed=seed)
@@ -167,7 +178,7 @@ def item_word_counts(embedded: EmbeddedItems, scorer: QueryLikelihoodScorer, hea
     source = ["captions" if t.strip() else "" for t in texts]
     without = [i for i, t in enumerate(texts) if not t.strip()]
     if head is not None and without:
-        predicted = head.predicted_words(embedded.vectors[without], top=top, total=PREDICTED_TOTAL)
+        predicted = head.predicted_words(embedded.without_words[without], top=top, total=PREDICTED_TOTAL)
         for i, words in zip(without, predicted):
             for word, count in words.items():
                 counts[i, scorer.word_index[word]] = count
@@ -192,7 +203,7 @@ def subset(embedded: EmbeddedItems, mask: np.ndarray) -> EmbeddedItems:
     keep = remap[embedded.caption_owner] >= 0
     return EmbeddedItems(embedded.vectors[rows], embedded.metadata.iloc[rows].reset_index(drop=True), [embedded.texts[i] for i in rows],
                          embedded.caption_vectors[keep], remap[embedded.caption_owner[keep]],
-                         [c for c, k in zip(embedded.captions, keep) if k])
+                         [c for c, k in zip(embedded.captions, keep) if k], embedded.without_words[rows])
 
 
 def choose_ranking(embedded: EmbeddedItems, run_vocabulary: list[str], alpha: float, seed: int,
@@ -225,12 +236,12 @@ def build_index(encoder, manifest: Manifest, name: str, kind: str = "exact", spl
 
     The word head trains on the items of ``head_split`` (all items with captions when the
     dataset has no such split). ``withhold_captions`` keeps the items' own captions out of the
-    NB stage (when the captions are the queries, as in an evaluation). ``ranking`` None: the
+    NB stage and out of the item vectors (when the captions are the queries, as in an evaluation). ``ranking`` None: the
     default ranking of text queries is measured (``choose_ranking``)."""
     from pipeline import paths
     from pipeline.retrieval.index_store import SearchIndex, weights_fingerprint
 
-    embedded = embed_items(encoder, manifest, split)
+    embedded = embed_items(encoder, manifest, split, fuse_text=not withhold_captions)
     train_mask = (embedded.metadata["split"] == head_split).to_numpy()
     if not train_mask.any():
         train_mask = np.ones(len(embedded.metadata), bool)
@@ -252,7 +263,7 @@ def build_index(encoder, manifest: Manifest, name: str, kind: str = "exact", spl
 
 def add_to_index(index, encoder, manifest: Manifest, split: str | None = None):
     """Embeds the items of ``manifest`` and appends them to ``index`` (new version, atomically)."""
-    embedded = embed_items(encoder, manifest, split)
+    embedded = embed_items(encoder, manifest, split, fuse_text=not index.info.get("withhold_captions"))
     lexical = index.lexical
     texts = ["" if index.info.get("withhold_captions") else t for t in embedded.texts]
     scorer = QueryLikelihoodScorer(list(lexical.vocabulary), lexical.alpha)

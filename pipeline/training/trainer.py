@@ -134,12 +134,16 @@ def model_summary(model: CrossModalModel) -> str:
     for name in parts:
         part = getattr(model, name, None)
         if part is not None:
-            part.summary(line_length=120, expand_nested=True, print_fn=lambda line, *args, **kwargs: lines.append(line))
-            # The table names a wrapper's type only ("Bidirectional"), not the layer it wraps.
+            part.summary(line_length=160, expand_nested=True, print_fn=lambda line, *args, **kwargs: lines.append(line))
+            # The table names a layer's own type only: not the LSTM inside a Bidirectional, nor
+            # the Dense layers inside the fusion layer.
             for layer in part._flatten_layers(include_self=False):
                 if isinstance(layer, keras.layers.Bidirectional):
                     inner = layer.forward_layer
                     lines.append(f" {layer.name}: Bidirectional({type(inner).__name__}({inner.units})), outputs concatenated")
+                elif not isinstance(layer, keras.Model) and layer._layers:
+                    inside = [f"{sub.name} ({type(sub).__name__}{f' {sub.units}' if hasattr(sub, 'units') else ''})" for sub in layer._layers]
+                    lines.append(f" {layer.name} ({type(layer).__name__}) holds: {', '.join(inside)}")
             lines.append("")
     return "\n".join(lines)
 

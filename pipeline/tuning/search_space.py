@@ -63,7 +63,7 @@ DEFAULT_SPACE: tuple[Param, ...] = (
     Param("text.kernel_sizes", choices=((2, 3), (2, 3, 4), (1, 2, 3, 4))),
     Param("text.lstm_units", choices=(128, 256)),
     Param("text.bidirectional", choices=(True, False)),
-    Param("text.kind", choices=("conv", "lstm", "serial", "parallel", "mixed")),
+    Param("text.kind", choices=("conv", "lstm", "conv_lstm", "serial", "parallel", "mixed")),
     Param("fusion.strategy", choices=("average", "weighted", "concat_dense")),
     Param("embedding_dim", choices=(128, 256, 512)),
     Param("train.temperature", min=0.03, max=0.2, sampling="log"),
