@@ -6,7 +6,7 @@ test split and on its word-order subset: captions of colour-swapped twin scenes,
 are the same as the twin's in another order; and the twin choice, how often such a caption
 scores its own image above its twin's (word order alone, no other scene in the way).
 
-    python -m benchmarks.bench_default [--kinds conv,lstm,serial] [--epochs N]
+    python -m benchmarks.bench_default [--kinds conv_lstm,conv,lstm,serial] [--epochs N]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 import sys
 import time
 
-from benchmarks.results_io import write_results
+from benchmarks.results_io import RESULTS_DIR, write_results
 from pipeline.cli import setup_logging
 from pipeline.config import load_config
 from pipeline.evaluation.evaluator import TWIN_CHOICE, WORD_ORDER_SUBSET
@@ -25,8 +25,10 @@ from pipeline.training.trainer import train
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kinds", default="conv,lstm,serial")
+    parser.add_argument("--kinds", default="conv_lstm,conv,lstm,serial")
     parser.add_argument("--epochs", type=int, default=None, help="default: the default config's")
+    parser.add_argument("--keep-others", action="store_true",
+                        help="keep the rows of kinds not trained now from benchmarks/results/default.json (each row says when it ran)")
     args = parser.parse_args(argv)
     setup_logging()
     rows = []
@@ -41,19 +43,24 @@ def main(argv=None) -> int:
             "kind": kind, "command": "python -m pipeline train --config default " + " ".join(f"--set {o}" for o in overrides),
             "seconds": round(time.time() - start), "run_dir": str(result.run_dir),
             "text->image": report["text->image"], "word_order_subset": report[WORD_ORDER_SUBSET], "image->text": report["image->text"],
-            "twin_choice": report[TWIN_CHOICE],
+            "twin_choice": report[TWIN_CHOICE], "measured": time.strftime("%Y-%m-%d", time.gmtime()),
         })
+    if args.keep_others:
+        previous = json.loads((RESULTS_DIR / "default.json").read_text())
+        rows += [{**r, "measured": r.get("measured", previous["machine"]["date"][:10])} for r in previous["rows"]
+                 if r["kind"] not in {row["kind"] for row in rows}]
     md = ["# Text models on the default dataset (test split)", "",
-          "`make bench-default`. Text and images only; everything else as in the `default` config. The word-order subset is",
+          "`make bench-default`. Text and images only; everything else as in the `default` config (its text model: `conv_lstm`,",
+          "Conv1D features read by a BiLSTM, beside the Conv1D max pool). The word-order subset is",
           "the captions of colour-swapped twin scenes (same words as the twin's captions, in another order); twin choice is",
           "the share of those captions that score their own image above their twin's (chance 50%).", "",
-          "| text model | text→image R@1 | R@5 | R@10 | word-order subset R@1 | R@5 | twin choice (%) | image→text R@1 | train time (s) |",
-          "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+          "| text model | text→image R@1 | R@5 | R@10 | word-order subset R@1 | R@5 | twin choice (%) | image→text R@1 | train time (s) | measured |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         t, w, i = r["text->image"], r["word_order_subset"], r["image->text"]
         md.append(
             f"| {r['kind']} | {t['R@1']:.1f} | {t['R@5']:.1f} | {t['R@10']:.1f} | {w['R@1']:.1f} | {w['R@5']:.1f} "
-            f"| {r['twin_choice']['accuracy']:.1f} | {i['R@1']:.1f} | {r['seconds']} |"
+            f"| {r['twin_choice']['accuracy']:.1f} | {i['R@1']:.1f} | {r['seconds']} | {r.get('measured', '')} |"
         )
     md += ["", "Commands:", ""] + [f"- `{r['command']}`" for r in rows]
     json_path, md_path = write_results("default", {"rows": rows}, "\n".join(md))

@@ -225,6 +225,35 @@ def test_a_build_process_killed_halfway_leaves_the_old_index(smoke_index, smoke_
     assert not list(tmp_path.glob(".idx.*.tmp"))
 
 
+def test_an_item_vector_fuses_its_words_image_and_sound_and_withheld_words_stay_out(smoke_index, smoke_run, tiny_default_dataset, tmp_path):
+    """An indexed item is fusion(mean of its captions' vectors, image, audio), worked out with
+    NumPy (the default strategy, average: the normalised mean of the parts). With
+    --withhold-captions, its words stay out."""
+    from pipeline.inference import Encoder
+
+    encoder = Encoder.from_run(smoke_run)
+    index = SearchIndex.open(smoke_index)
+    manifest = pd.read_csv(tiny_default_dataset / "manifest.csv", dtype=str, keep_default_na=False)
+    row = int(np.flatnonzero(index.metadata["modality"] == "image+audio")[0])
+    item_id = index.metadata["item_id"].iloc[row]
+    rows = manifest[manifest["item_id"] == item_id]
+    words = encoder.encode_text(rows["text"].tolist()).mean(axis=0)
+    parts = {"text": words / np.linalg.norm(words),
+             "image": encoder.encode_image([str(tiny_default_dataset / rows["image"].iloc[0])])[0],
+             "audio": encoder.encode_audio([str(tiny_default_dataset / p) for p in rows["audio"] if p][:1])[0]}
+    assert encoder.model.fused == ("text", "image", "audio") and encoder.config.fusion.strategy == "average"
+
+    def weighted(names):
+        fused = sum(parts[n] for n in names) / len(names)
+        return fused / np.linalg.norm(fused)
+
+    np.testing.assert_allclose(index.vectors[row], weighted(["text", "image", "audio"]), atol=1e-4)
+    assert main(["index", "--run", str(smoke_run), "--data", str(tiny_default_dataset), "--name", str(tmp_path / "withheld"),
+                 "--ranking", "dense", "--withhold-captions"]) == 0
+    withheld = SearchIndex.open(tmp_path / "withheld")
+    np.testing.assert_allclose(withheld.vectors[withheld.row_of[item_id]], weighted(["image", "audio"]), atol=1e-4)
+
+
 def test_items_without_text_get_predicted_words(smoke_run, tiny_default_dataset, tmp_path, capsys):
     assert main(["index", "--run", str(smoke_run), "--data", str(tiny_default_dataset), "--name", str(tmp_path / "pics"),
                  "--split", "test", "--withhold-captions"]) == 0

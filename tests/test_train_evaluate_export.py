@@ -140,6 +140,20 @@ def test_resume_after_interruption(tiny_default_dataset, tmp_path):
     assert len(result.history["loss"]) == 2
 
 
+def test_the_same_seed_gives_the_same_run(tiny_default_dataset, tmp_path):
+    """Two trainings of one config and seed, the audio phase and the fused item words included,
+    end with the same weights and the same dev figures, bit for bit."""
+    from pipeline.config import load_config
+    from pipeline.training.trainer import train
+
+    config = load_config("smoke", [f"data.path={tiny_default_dataset}", "train.epochs=2", "train.audio_epochs=1"])
+    runs = [train(config, run_dir=tmp_path / f"run{i}", evaluate_test=False, export=False, verbose=0, mark_latest=False) for i in range(2)]
+    for a, b in zip(runs[0].model.weights, runs[1].model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    reports = [json.loads((r.run_dir / "run.json").read_text())["dev"] for r in runs]
+    assert reports[0] == reports[1]
+
+
 def test_mirrored_strategy_on_two_logical_cpus(tiny_default_dataset, tmp_path):
     script = f"""
 import tensorflow as tf

@@ -21,7 +21,7 @@ import dataclasses
 import tomllib
 from pathlib import Path
 
-from pipeline.config import ConfigError, apply_overrides, from_dict
+from pipeline.config import FUSION_STRATEGIES, ConfigError, apply_overrides, from_dict
 
 
 class SearchSpaceError(ValueError):
@@ -64,7 +64,7 @@ DEFAULT_SPACE: tuple[Param, ...] = (
     Param("text.lstm_units", choices=(128, 256)),
     Param("text.bidirectional", choices=(True, False)),
     Param("text.kind", choices=("conv", "lstm", "conv_lstm", "serial", "parallel", "mixed")),
-    Param("fusion.strategy", choices=("average", "weighted", "concat_dense")),
+    Param("fusion.strategy", choices=FUSION_STRATEGIES),
     Param("embedding_dim", choices=(128, 256, 512)),
     Param("train.temperature", min=0.03, max=0.2, sampling="log"),
     Param("train.loss", choices=("infonce", "vse")),
