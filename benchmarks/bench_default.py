@@ -26,16 +26,15 @@ from pipeline.training.trainer import train
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kinds", default="conv_lstm,conv,lstm,serial")
-    parser.add_argument("--epochs", type=int, default=None, help="default: the default config's")
+    parser.add_argument("--epochs", type=int, default=60, help="text-image epochs of every row (the rows of the results file ran 60)")
     parser.add_argument("--keep-others", action="store_true",
                         help="keep the rows of kinds not trained now from benchmarks/results/default.json (each row says when it ran)")
     args = parser.parse_args(argv)
     setup_logging()
     rows = []
     for kind in args.kinds.split(","):
-        overrides = [f"text.kind={kind}", "data.modalities=text,image", "train.pairs=text-image", f"name=bench-{kind}"]
-        if args.epochs:
-            overrides.append(f"train.epochs={args.epochs}")
+        overrides = [f"text.kind={kind}", "data.modalities=text,image", "train.pairs=text-image", f"train.epochs={args.epochs}",
+                     f"name=bench-{kind}"]
         start = time.time()
         result = train(load_config("default", overrides), export=False, verbose=0)
         report = json.loads((result.run_dir / "run.json").read_text())["test"]

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from benchmarks.results_io import write_results
+from benchmarks.results_io import RESULTS_DIR, write_results
 from pipeline.cli import setup_logging
 from pipeline.config import FUSION_STRATEGIES, load_config
 from pipeline.evaluation.embedder import embed_split, fuse_items
@@ -128,6 +128,8 @@ def main(argv=None) -> int:
     parser.add_argument("--strategies", default=",".join(FUSION_STRATEGIES))
     parser.add_argument("--default-run", default=None, help="also measure this run of the default config on the default dataset")
     parser.add_argument("--no-flickr8k", action="store_true")
+    parser.add_argument("--keep-others", action="store_true",
+                        help="keep the rows of datasets not measured now from benchmarks/results/fusion.json")
     args = parser.parse_args(argv)
     setup_logging()
     start = time.time()
@@ -138,8 +140,12 @@ def main(argv=None) -> int:
             rows.append(flickr8k_row(strategy, ["train.pairs=text-image,text-item", f"fusion.strategy={strategy}"]))
     if args.default_run:
         rows.append(default_row(args.default_run))
+    if args.keep_others:
+        measured = {row["dataset"] for row in rows}
+        previous = json.loads((RESULTS_DIR / "fusion.json").read_text())["rows"]
+        rows = [r for r in previous if r["dataset"] not in measured] + rows
     payload = {"rows": rows, "minutes": round((time.time() - start) / 60, 1)}
-    text = markdown(rows) + f"\n\nWhole benchmark: {payload['minutes']} min.\n"
+    text = markdown(rows) + f"\n\nTime of the rows measured in this run: {payload['minutes']} min.\n"
     json_path, md_path = write_results("fusion", payload, text)
     print(text)
     print(f"written: {json_path}, {md_path}")
