@@ -65,9 +65,9 @@ test: $(STAMP) ## Run the test suite (tests needing ../shared run when it exists
 bench-input: $(STAMP) ## Input-pipeline throughput vs a plain Python loop (needs ../shared)
 	$(PY) -m benchmarks.bench_input
 
-bench-default: $(STAMP) ## Text models (conv, lstm, serial) on the default dataset, incl. its word-order subset
+bench-default: $(STAMP) ## Text models on the default dataset, incl. its word-order subset (ARGS="--repeats 3": the default config 3 times)
 	@$(PY) -m pipeline data build --out $(DATA_DIR)
-	$(PY) -m benchmarks.bench_default
+	$(PY) -m benchmarks.bench_default $(ARGS)
 
 bench-flickr8k: $(STAMP) ## Flickr8k image-text retrieval, one row per text model / loss / GloVe (needs ../shared)
 	$(PY) -m benchmarks.bench_flickr8k $(ARGS)

@@ -414,6 +414,9 @@ def make_dataset(
         # once at random): ragged_batch copes with the variable-length captions and audio.
         blocks = -(-len(frame) // 2)
         ds = ds.ragged_batch(2).shuffle(min(config.shuffle_buffer, blocks), seed=config.seed, reshuffle_each_iteration=True).unbatch()
+        # unbatch loses the element count; Keras needs it to know an epoch's steps (without it, it
+        # warns that the input "ran out of data" at the end of the first epochs).
+        ds = ds.apply(tf.data.experimental.assert_cardinality(len(frame)))
     elif training:
         ds = ds.shuffle(min(config.shuffle_buffer, len(frame)), seed=config.seed, reshuffle_each_iteration=True)
     seeds = tf.data.Dataset.random(seed=config.seed + 1, rerandomize_each_iteration=True).batch(2)

@@ -185,6 +185,7 @@ def test_training_batches_keep_contrast_pairs_together(tmp_path):
     assert selection.frame["contrast_group"].tolist()[:2] == ["pair0", "pair0"]
     cfg = config(batch_size=4)
     ds = make_dataset(m, "train", cfg, training=True, selection=selection, by_item=True, keep_groups=True)
+    assert int(ds.cardinality()) == 2  # known, as Keras needs for an epoch's steps: 10 items, batches of 4
     partner = {f"i{i}": f"i{i ^ 1}" for i in range(6)}
     orders = []
     for _ in range(4):

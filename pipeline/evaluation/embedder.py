@@ -30,7 +30,9 @@ def _encode(model, name: str, batch) -> np.ndarray:
         if "image_features" in batch:
             return np.asarray(model.encode_image_features(batch["image_features"]))
         return np.asarray(model.encode_image(batch["image"]))
-    return model.audio_encoder(batch["audio"], training=False).numpy()
+    # predict runs the encoder as one compiled function: an eager call of the audio encoder that
+    # reads its transcript with a recurrent text tower costs several times as much.
+    return model.audio_encoder.predict(batch["audio"], batch_size=len(batch["audio"]), verbose=0)
 
 
 @dataclasses.dataclass
