@@ -212,14 +212,14 @@ def test_audio_phase_trains_audio_last_against_frozen_text_and_image(tiny_defaul
     import keras
 
     from pipeline.config import load_config
-    from pipeline.training.trainer import train
+    from pipeline.training.trainer import audio_parts, train
 
     class Snapshots(keras.callbacks.Callback):
         """The towers' weights when each phase (fit) begins and when each epoch ends."""
 
         def __init__(self):
             super().__init__()
-            self.at_begin, self.at_end, self.scales, self.steps = [], {}, [], {}
+            self.at_begin, self.at_end, self.scales, self.steps, self.audio_trained = [], {}, [], {}, []
 
         def snapshot(self):
             return {name: _weights(getattr(self.model, name)) for name in ("text_encoder", "image_encoder", "audio_encoder")}
@@ -227,6 +227,8 @@ def test_audio_phase_trains_audio_last_against_frozen_text_and_image(tiny_defaul
         def on_train_begin(self, logs=None):
             self.at_begin.append(self.snapshot())
             self.scales.append(float(self.model.scale))
+            trained = {id(v) for v in self.model.trainable_weights}
+            self.audio_trained.append(any(id(v) in trained for part in audio_parts(self.model) for v in part.weights))
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch, self.steps[epoch] = epoch, 0
@@ -255,7 +257,9 @@ def test_audio_phase_trains_audio_last_against_frozen_text_and_image(tiny_defaul
         return all(np.array_equal(x, y) for x, y in zip(a, b))
 
     text_image_phase, audio_phase = snapshots.at_begin[0], snapshots.at_begin[1]
-    # Text-image phase: the audio encoder is not trained; the text and image towers are.
+    # Text-image phase: the audio encoder and its heads are not trained (not even handed to the
+    # optimizer, which would warn of their missing gradients); the text and image towers are.
+    assert snapshots.audio_trained == [False, True]
     assert same(text_image_phase["audio_encoder"], snapshots.at_end[1]["audio_encoder"])
     assert not same(text_image_phase["text_encoder"], snapshots.at_end[1]["text_encoder"])
     # Audio phase: the text and image towers are frozen; the audio encoder learns.

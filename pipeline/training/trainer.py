@@ -188,12 +188,23 @@ def training_phases(config: ExperimentConfig, modalities) -> list[TrainingPhase]
             TrainingPhase("audio", epochs - audio_epochs, epochs, tuple(modalities), t.audio_phase_batch_size, freeze_text_image=True)]
 
 
-def set_towers_trainable(model, trainable: bool) -> None:
-    """Freezes or unfreezes the text and image towers (the image head, used alone with cached
-    features, is part of the image encoder); takes effect at the next compile."""
+def audio_parts(model) -> list:
+    """The audio encoder's own layers and its word heads (not the transcribing wrapper, which
+    also holds the text tower)."""
+    names = ("pooled_audio_encoder" if hasattr(model, "pooled_audio_encoder") else "audio_encoder", "frame_word_head", "ctc_head")
+    return [getattr(model, name) for name in names if hasattr(model, name)]
+
+
+def set_phase_trainable(model, phase: TrainingPhase | None) -> None:
+    """What a phase trains; takes effect at the next compile. The audio phase freezes the text
+    and image towers (the image head, used alone with cached features, is part of the image
+    encoder); the text-image phase leaves the audio encoder and its heads out, as no loss
+    reaches them. ``None``: everything trainable again."""
+    for part in audio_parts(model):
+        part.trainable = phase is None or "audio" in phase.modalities
     for name in ("text_encoder", "image_encoder"):  # a model has those of its modalities
         if hasattr(model, name):
-            getattr(model, name).trainable = trainable
+            getattr(model, name).trainable = phase is None or not phase.freeze_text_image
 
 
 def save_weights_atomic(model, path: Path) -> None:
@@ -308,7 +319,7 @@ def train(
             by_item=True, image_features=image_features, label_vocabulary=labels, keep_groups=config.train.keep_contrast_groups,
             word_vocabulary=vocabulary if config.train.aux_frame_words > 0 and "audio" in phase.modalities else None,
         )
-        set_towers_trainable(model, not phase.freeze_text_image)
+        set_phase_trainable(model, phase)
         if phase.freeze_text_image:
             # The temperature text and images ended at (scale 37 on the default dataset) gives an
             # untrained audio encoder sharp, noisy gradients; from the starting one, audio learns
@@ -329,7 +340,7 @@ def train(
             if best_path.exists():  # the next phase starts from this phase's best epoch
                 model.load_weights(str(best_path))
             save_weights_atomic(model, done_path)
-    set_towers_trainable(model, True)
+    set_phase_trainable(model, None)
     if best_path.exists():
         model.load_weights(str(best_path))
     save_weights_atomic(model, run_dir / "model.weights.h5")

@@ -40,7 +40,11 @@ SPLIT_CODES = {"train": 0, "dev": 1, "test": 2}
 # Twins swap two colour words; both must be single words that take the same article ("a"),
 # or the swap would change the bag of words ("a little orange" vs "a green").
 TWIN_COLOURS = tuple(c for c in COLOURS if len(grammar.COLOUR_WORDS[c]) == 1 and c[0] not in "aeiou")
-DATASET_VERSION = 3  # 2: colour-swapped twins in training; 3: shape twins in training, word timings of the speech
+# 2: colour-swapped twins in training; 3: shape twins in training, word timings of the speech;
+# 4: the same speech from every build (see render_shard).
+DATASET_VERSION = 4
+# Items rendered by one fresh worker process (render_shard).
+SHARD_SIZE = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +199,8 @@ def _speak(text: str, rng: np.random.Generator, path: Path) -> str:
 
     from pipeline.data.synthetic.speech import Voice, to_16k
 
-    samples, words = _SPEAKER.say_with_words(text, Voice.sample(rng))
+    voice = Voice.sample(rng)
+    samples, words = _SPEAKER.say_with_words(text, voice, seed=int(rng.integers(2**31)))
     speech = to_16k(samples, _SPEAKER.sample_rate)
     speech = speech / (np.abs(speech).max() + 1e-6) * rng.uniform(0.4, 0.9)
     pad = [np.zeros(int(16000 * rng.uniform(0.05, 0.25)), np.float32) for _ in range(2)]
@@ -210,6 +215,17 @@ def _speak(text: str, rng: np.random.Generator, path: Path) -> str:
 
 def audio_name(item: PlannedItem, caption: int) -> str:
     return f"audio/{item.item_id}-{caption}.wav"
+
+
+def render_shard(tasks) -> list[tuple[str, dict[int, str]]]:
+    """Renders a fixed run of items in order, in a worker that has rendered nothing before.
+
+    eSpeak NG keeps state from one utterance to the next (the same text and voice, said twice,
+    give different samples, even with its random numbers seeded each time), so what an item
+    sounds like depends on what its process said before. A fresh process per shard of fixed
+    items, and eSpeak's random numbers seeded per clip (``_speak``), make every build of a
+    seed the same, however the pool schedules the shards."""
+    return [_render(task) for task in tasks]
 
 
 def _render(task) -> tuple[str, dict[int, str]]:
@@ -271,14 +287,16 @@ def build_default_dataset(out: str | Path, config: DefaultDatasetConfig = Defaul
         (tmp / "images").mkdir(parents=True)
         (tmp / "audio").mkdir()
         tasks = [(str(tmp), i, item, config) for i, item in enumerate(items)]
+        shards = [tasks[i : i + SHARD_SIZE] for i in range(0, len(tasks), SHARD_SIZE)]
         what = "images and spoken captions" if config.speech else "images"
         bar = progress(total=len(tasks), desc=f"rendering {what}", unit="item")
         context = multiprocessing.get_context("spawn")  # eSpeak and TF dislike fork
-        with context.Pool(workers, initializer=_init_worker, initargs=(config.speech,)) as pool:
+        # maxtasksperchild=1: each shard in a new process, with a new eSpeak (render_shard).
+        with context.Pool(workers, initializer=_init_worker, initargs=(config.speech,), maxtasksperchild=1) as pool:
             word_timings = {}
-            for item_id, timings in pool.imap_unordered(_render, tasks, chunksize=16):
-                word_timings[item_id] = timings
-                bar.update(1)
+            for rendered in pool.imap_unordered(render_shard, shards):
+                word_timings.update(rendered)
+                bar.update(len(rendered))
         bar.close()
         frame = manifest_frame(items, config.speech, word_timings)
         frame.to_csv(tmp / "manifest.csv", index=False)

@@ -96,7 +96,11 @@ class Speaker:
                 i += 1
         return 0
 
-    def say(self, text: str, voice: Voice = Voice()) -> np.ndarray:
+    def say(self, text: str, voice: Voice = Voice(), seed: int | None = None) -> np.ndarray:
+        """``seed`` seeds eSpeak NG's own random numbers (otherwise drawn from the clock at
+        start-up), which some voices use."""
+        if seed is not None:
+            self._lib.espeak_ng_SetRandSeed(ctypes.c_long(seed))
         if self._lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
             raise ValueError(f"eSpeak NG has no voice '{voice.name}'")
         self._lib.espeak_SetParameter(ESPEAK_RATE, voice.rate, 0)
@@ -110,11 +114,11 @@ class Speaker:
             raise RuntimeError(f"eSpeak NG produced no audio for {text!r} (status {status})")
         return np.concatenate(self._chunks)
 
-    def say_with_words(self, text: str, voice: Voice = Voice()) -> tuple[np.ndarray, list[WordTiming]]:
+    def say_with_words(self, text: str, voice: Voice = Voice(), seed: int | None = None) -> tuple[np.ndarray, list[WordTiming]]:
         """Like ``say``, plus when each word is heard (eSpeak's word events). A word lasts until
         the next word or clause end; eSpeak sometimes folds a short word ("a") into its
         neighbour, so a word of the text may have no timing of its own."""
-        samples = self.say(text, voice)
+        samples = self.say(text, voice, seed)
         data = text.encode("utf-8")
         marks = sorted((ms, kind, pos, length) for kind, pos, length, ms in self._events if kind in (EVENT_WORD, EVENT_END, EVENT_MSG_TERMINATED))
         total_ms = 1000.0 * len(samples) / self.sample_rate
