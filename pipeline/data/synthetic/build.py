@@ -44,7 +44,7 @@ TWIN_COLOURS = tuple(c for c in COLOURS if len(grammar.COLOUR_WORDS[c]) == 1 and
 # 4: the same speech from every build (see render_shard).
 DATASET_VERSION = 4
 # Items rendered by one fresh worker process (render_shard).
-SHARD_SIZE = 100
+SHARD_SIZE = 250
 
 
 @dataclasses.dataclass(frozen=True)
