@@ -79,6 +79,18 @@ class Encoder:
 
         return embed
 
+    @functools.cached_property
+    def _embed_audio(self):
+        """The audio encoder as one traced graph: with ``audio.readout`` words or both it reads
+        a transcript with the recurrent text tower, which costs several times as much eagerly."""
+        encoder = self.model.audio_encoder
+
+        @tf.function(input_signature=[tf.TensorSpec([None, *encoder.input.shape[1:]], tf.float32)])
+        def embed(features):
+            return encoder(features, training=False)
+
+        return embed
+
     def encode_text(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
         out = [self._embed_text(tf.constant(list(chunk))).numpy() for chunk in self._batches(list(texts), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.config.embedding_dim), np.float32)
@@ -119,4 +131,4 @@ class Encoder:
     def encode_audio(self, clips, batch_size: int = 64) -> np.ndarray:
         """Audio as file paths or encoded bytes (WAV/FLAC/OGG) → unit vectors; ``MediaRejected``
         for a file ``media_check`` refuses."""
-        return self._encode_files(clips, "audio", self.audio_features, lambda x: self.model.audio_encoder(x, training=False), batch_size)
+        return self._encode_files(clips, "audio", self.audio_features, self._embed_audio, batch_size)
