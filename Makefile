@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data describe train tune evaluate index export serve search tensorboard test bench-input bench-default bench-flickr8k bench-search bench-hybrid bench-fusion bench-serve bench-hostile bench-audio bench-tuning clean
+.PHONY: help venv data describe train tune evaluate index export serve search tensorboard test bench-input bench-default bench-fresh-train bench-flickr8k bench-search bench-hybrid bench-fusion bench-serve bench-hostile bench-audio bench-tuning clean
 
 help: ## List every target with one line each
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ bench-input: $(STAMP) ## Input-pipeline throughput vs a plain Python loop (needs
 bench-default: $(STAMP) ## Text models on the default dataset, incl. its word-order subset (ARGS="--repeats 3": the default config 3 times)
 	@$(PY) -m pipeline data build --out $(DATA_DIR)
 	$(PY) -m benchmarks.bench_default $(ARGS)
+
+bench-fresh-train: $(STAMP) ## make train as a new user runs it: a fresh clone of HEAD, an empty pip cache, timed (limit 15 min)
+	$(PY) -m benchmarks.bench_fresh_train $(ARGS)
 
 bench-flickr8k: $(STAMP) ## Flickr8k image-text retrieval, one row per text model / loss / GloVe (needs ../shared)
 	$(PY) -m benchmarks.bench_flickr8k $(ARGS)

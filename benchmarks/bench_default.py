@@ -21,6 +21,7 @@ import sys
 import time
 
 from benchmarks.results_io import RESULTS_DIR, write_results
+from pipeline import paths
 from pipeline.cli import setup_logging
 from pipeline.config import load_config
 from pipeline.evaluation.evaluator import TWIN_CHOICE, WORD_ORDER_SUBSET
@@ -85,12 +86,12 @@ REPEAT_FIGURES = (("text->image", "R@1"), ("audio->image", "R@1"), ("text->audio
 
 def repeat_run(index: int) -> dict:
     """The whole `default` config trained once more with its seed: its test figures and time."""
-    overrides = [f"name=repeat{index + 1}"]
+    run_dir = paths.runs_dir() / f"default-repeat{index + 1}-{time.strftime('%Y%m%d-%H%M%S')}"
     start = time.time()
-    result = train(load_config("default", overrides), export=False, verbose=0, mark_latest=False)
+    result = train(load_config("default"), run_dir=run_dir, export=False, verbose=0, mark_latest=False)
     report = json.loads((result.run_dir / "run.json").read_text())["test"]
     return {
-        "run": index + 1, "command": "python -m pipeline train --config default --no-export " + " ".join(f"--set {o}" for o in overrides),
+        "run": index + 1, "command": f"python -m pipeline train --config default --no-export --run-dir {run_dir}",
         "seconds": round(time.time() - start), "run_dir": str(result.run_dir), "measured": time.strftime("%Y-%m-%d", time.gmtime()),
         "figures": {f"{direction} {key}": report[direction][key] for direction, key in REPEAT_FIGURES},
     }
@@ -107,7 +108,7 @@ def repeats_markdown(repeats: list[dict]) -> list[str]:
     values = {n: [r["figures"][n] for r in repeats] for n in names}
     md.append("| spread (max − min) | " + " | ".join(f"{max(v) - min(v):.1f}" for v in values.values()) + " | | |")
     md.append("| worst | " + " | ".join(f"{min(v):.1f}" for v in values.values()) + " | | |")
-    md += ["", f"Command, each run: `{repeats[0]['command'].replace('repeat1', 'repeatN')}`"]
+    md += ["", "Commands:", ""] + [f"- `{r['command']}`" for r in repeats]
     return md
 
 

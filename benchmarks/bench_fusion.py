@@ -91,7 +91,7 @@ def default_row(run: str) -> dict:
     manifest = load_dataset(resolve_data_path(config.data.path))
     embeddings = embed_split(encoder.model, encoder.vectorizer, encoder.input_config, manifest, config.data.test_split)
     return {"dataset": "default test", "name": f"make train ({config.fusion.strategy})", "strategy": config.fusion.strategy,
-            "run_dir": str(encoder.run_dir), "command": f"python -m pipeline train --config {config.name}",
+            "run_dir": str(encoder.run_dir), "command": f"make train (the run's config: {encoder.run_dir / 'config.toml'})",
             "train_seconds": None, "reports": hybrid_scores(encoder.model, embeddings)}
 
 
