@@ -15,6 +15,14 @@ def test_fresh_train_steps_are_cut_at_the_lines_that_start_them():
     assert sum(steps.values()) == 770.0
 
 
+def test_fresh_train_time_is_written_in_whole_minutes_and_seconds():
+    from benchmarks.bench_fresh_train import minutes_and_seconds
+
+    assert minutes_and_seconds(832.4) == "13 min 52 s"  # 13 * 60 + 52 = 832: 13.87 minutes is not "14 min"
+    assert minutes_and_seconds(899.6) == "15 min 0 s"
+    assert minutes_and_seconds(59.0) == "0 min 59 s"
+
+
 def test_repeated_runs_report_their_spread_and_worst_run():
     from benchmarks.bench_default import repeats_markdown
 
