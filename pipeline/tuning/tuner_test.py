@@ -77,4 +77,4 @@ def test_a_shortened_trial_of_the_default_config_is_a_valid_config():
 
     base = read_config_file("default")
     config = from_dict(apply_overrides(base, overrides(shortened_epochs(from_dict(base).train, 8))))
-    assert (config.train.epochs, config.train.audio_epochs) == (8, 3)  # 20 * 8 / 60 = 2.67
+    assert (config.train.epochs, config.train.audio_epochs) == (8, 2)  # 8 of 38 audio epochs: 8 * 8 / 38 = 1.68
