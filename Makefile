@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data describe train tune evaluate index export serve search tensorboard test bench-input bench-default bench-fresh-train bench-flickr8k bench-search bench-hybrid bench-fusion bench-serve bench-hostile bench-audio bench-tuning clean
+.PHONY: help venv data describe train tune evaluate index export serve search tensorboard test test-fast lint format bench-input bench-default bench-fresh-train bench-flickr8k bench-search bench-hybrid bench-fusion bench-serve bench-hostile bench-audio bench-tuning clean
 
 help: ## List every target with one line each
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -61,6 +61,17 @@ tensorboard: $(STAMP) ## Serve TensorBoard over every run in saved_models/runs
 
 test: $(STAMP) ## Run the test suite (tests needing ../shared run when it exists)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## The fast subset (under 2 minutes): tests not marked slow, i.e. no full training run or subprocess
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff lint and format check (rules in pyproject.toml); `make format` applies the formatter
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP) ## Apply ruff's formatter and its safe lint fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 bench-input: $(STAMP) ## Input-pipeline throughput vs a plain Python loop (needs ../shared)
 	$(PY) -m benchmarks.bench_input

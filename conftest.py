@@ -15,7 +15,14 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
 
 
+# Fixtures that train or build: a test using one is slow whatever its own marks say (make test-fast).
+SLOW_FIXTURES = frozenset({"smoke_run", "smoke_index", "tiny_default_dataset", "shared_datasets"})
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())) or "shared" in item.keywords:
+            item.add_marker(pytest.mark.slow)
     if (SHARED / "datasets").is_dir():
         return
     skip = pytest.mark.skip(reason=f"needs the shared datasets at {SHARED} (set PIPELINE_SHARED_DIR)")

@@ -31,41 +31,67 @@ from pipeline.training.trainer import train
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kinds", default="conv_lstm,conv,lstm,serial", help="text models to compare ('' for none)")
-    parser.add_argument("--epochs", type=int, default=60, help="text-image epochs of every row (the rows of the results file ran 60)")
-    parser.add_argument("--keep-others", action="store_true",
-                        help="keep the rows of kinds not trained now, and the repeated runs when none are trained now, from "
-                             "benchmarks/results/default.json (each row says when it ran)")
-    parser.add_argument("--repeats", type=int, default=0, help="train the whole default config this many times with its seed (0: none)")
+    parser.add_argument(
+        "--epochs", type=int, default=60, help="text-image epochs of every row (the rows of the results file ran 60)"
+    )
+    parser.add_argument(
+        "--keep-others",
+        action="store_true",
+        help="keep the rows of kinds not trained now, and the repeated runs when none are trained now, from "
+        "benchmarks/results/default.json (each row says when it ran)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=0, help="train the whole default config this many times with its seed (0: none)"
+    )
     args = parser.parse_args(argv)
     if args.repeats < 0:
         parser.error(f"--repeats must be 0 or more, got {args.repeats}")
     setup_logging()
     rows = []
     for kind in [k for k in args.kinds.split(",") if k]:
-        overrides = [f"text.kind={kind}", "data.modalities=text,image", "train.pairs=text-image", f"train.epochs={args.epochs}",
-                     f"name=bench-{kind}"]
+        overrides = [
+            f"text.kind={kind}",
+            "data.modalities=text,image",
+            "train.pairs=text-image",
+            f"train.epochs={args.epochs}",
+            f"name=bench-{kind}",
+        ]
         start = time.time()
         result = train(load_config("default", overrides), export=False, verbose=0)
         report = json.loads((result.run_dir / "run.json").read_text())["test"]
-        rows.append({
-            "kind": kind, "command": "python -m pipeline train --config default " + " ".join(f"--set {o}" for o in overrides),
-            "seconds": round(time.time() - start), "run_dir": str(result.run_dir),
-            "text->image": report["text->image"], "word_order_subset": report[WORD_ORDER_SUBSET], "image->text": report["image->text"],
-            "twin_choice": report[TWIN_CHOICE], "measured": time.strftime("%Y-%m-%d", time.gmtime()),
-        })
+        rows.append(
+            {
+                "kind": kind,
+                "command": "python -m pipeline train --config default " + " ".join(f"--set {o}" for o in overrides),
+                "seconds": round(time.time() - start),
+                "run_dir": str(result.run_dir),
+                "text->image": report["text->image"],
+                "word_order_subset": report[WORD_ORDER_SUBSET],
+                "image->text": report["image->text"],
+                "twin_choice": report[TWIN_CHOICE],
+                "measured": time.strftime("%Y-%m-%d", time.gmtime()),
+            }
+        )
     repeats = [repeat_run(i) for i in range(args.repeats)]
     if args.keep_others:
         previous = json.loads((RESULTS_DIR / "default.json").read_text())
-        rows += [{**r, "measured": r.get("measured", previous["machine"]["date"][:10])} for r in previous["rows"]
-                 if r["kind"] not in {row["kind"] for row in rows}]
+        rows += [
+            {**r, "measured": r.get("measured", previous["machine"]["date"][:10])}
+            for r in previous["rows"]
+            if r["kind"] not in {row["kind"] for row in rows}
+        ]
         repeats = repeats or previous.get("repeats", [])
-    md = ["# Text models on the default dataset (test split)", "",
-          "`make bench-default`. Text and images only; everything else as in the `default` config (its text model: `conv_lstm`,",
-          "Conv1D features read by a BiLSTM, beside the Conv1D max pool). The word-order subset is",
-          "the captions of colour-swapped twin scenes (same words as the twin's captions, in another order); twin choice is",
-          "the share of those captions that score their own image above their twin's (chance 50%).", "",
-          "| text model | text→image R@1 | R@5 | R@10 | word-order subset R@1 | R@5 | twin choice (%) | image→text R@1 | train time (s) | measured |",
-          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    md = [
+        "# Text models on the default dataset (test split)",
+        "",
+        "`make bench-default`. Text and images only; everything else as in the `default` config (its text model: `conv_lstm`,",
+        "Conv1D features read by a BiLSTM, beside the Conv1D max pool). The word-order subset is",
+        "the captions of colour-swapped twin scenes (same words as the twin's captions, in another order); twin choice is",
+        "the share of those captions that score their own image above their twin's (chance 50%).",
+        "",
+        "| text model | text→image R@1 | R@5 | R@10 | word-order subset R@1 | R@5 | twin choice (%) | image→text R@1 | train time (s) | measured |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
         t, w, i = r["text->image"], r["word_order_subset"], r["image->text"]
         md.append(
@@ -81,7 +107,13 @@ def main(argv=None) -> int:
     return 0
 
 
-REPEAT_FIGURES = (("text->image", "R@1"), ("audio->image", "R@1"), ("text->audio", "R@1"), ("text->item", "R@1"), (TWIN_CHOICE, "accuracy"))
+REPEAT_FIGURES = (
+    ("text->image", "R@1"),
+    ("audio->image", "R@1"),
+    ("text->audio", "R@1"),
+    ("text->item", "R@1"),
+    (TWIN_CHOICE, "accuracy"),
+)
 
 
 def repeat_run(index: int) -> dict:
@@ -91,8 +123,11 @@ def repeat_run(index: int) -> dict:
     result = train(load_config("default"), run_dir=run_dir, export=False, verbose=0, mark_latest=False)
     report = json.loads((result.run_dir / "run.json").read_text())["test"]
     return {
-        "run": index + 1, "command": f"python -m pipeline train --config default --no-export --run-dir {run_dir}",
-        "seconds": round(time.time() - start), "run_dir": str(result.run_dir), "measured": time.strftime("%Y-%m-%d", time.gmtime()),
+        "run": index + 1,
+        "command": f"python -m pipeline train --config default --no-export --run-dir {run_dir}",
+        "seconds": round(time.time() - start),
+        "run_dir": str(result.run_dir),
+        "measured": time.strftime("%Y-%m-%d", time.gmtime()),
         "figures": {f"{direction} {key}": report[direction][key] for direction, key in REPEAT_FIGURES},
     }
 
@@ -100,11 +135,20 @@ def repeat_run(index: int) -> dict:
 def repeats_markdown(repeats: list[dict]) -> list[str]:
     """Each repeated run's figures, then the spread (max - min) and the worst run."""
     names = list(repeats[0]["figures"])
-    md = [f"## The `default` config, {len(repeats)} runs with its seed (test split)", "",
-          "What `make train` trains (text, images and audio, both phases), trained again in one process each time.", "",
-          "| run | " + " | ".join(names) + " | train time (s) | measured |", "|---|" + "---:|" * (len(names) + 1) + "---|"]
+    md = [
+        f"## The `default` config, {len(repeats)} runs with its seed (test split)",
+        "",
+        "What `make train` trains (text, images and audio, both phases), trained again in one process each time.",
+        "",
+        "| run | " + " | ".join(names) + " | train time (s) | measured |",
+        "|---|" + "---:|" * (len(names) + 1) + "---|",
+    ]
     for r in repeats:
-        md.append(f"| {r['run']} | " + " | ".join(f"{r['figures'][n]:.1f}" for n in names) + f" | {r['seconds']} | {r['measured']} |")
+        md.append(
+            f"| {r['run']} | "
+            + " | ".join(f"{r['figures'][n]:.1f}" for n in names)
+            + f" | {r['seconds']} | {r['measured']} |"
+        )
     values = {n: [r["figures"][n] for r in repeats] for n in names}
     md.append("| spread (max − min) | " + " | ".join(f"{max(v) - min(v):.1f}" for v in values.values()) + " | | |")
     md.append("| worst | " + " | ".join(f"{min(v):.1f}" for v in values.values()) + " | | |")

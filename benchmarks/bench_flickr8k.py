@@ -130,12 +130,14 @@ def select_best(rows: list[dict]) -> dict:
 def markdown(payload: dict) -> str:
     rows, best = payload["rows"], payload["best"]
     lines = [
-        "# Flickr8k image–text retrieval (dev split, 1K protocol)", "",
+        "# Flickr8k image–text retrieval (dev split, 1K protocol)",
+        "",
         "`make bench-flickr8k`: 1,000 dev images and their 5,000 captions; image→text is a hit when any of the image's",
         "captions is in the top K, text→image when the caption's own image is. Each run keeps its epoch with the best dev",
         "rsum. **(best)**: the highest R@1 (both directions summed) among the rows that beat the reference on all six;",
         "it is kept as saved_models/runs/flickr8k-best. MobileNetV2 (ImageNet weights) frozen, features cached; training time on this machine "
-        f"({payload['machine_note']}).", "",
+        f"({payload['machine_note']}).",
+        "",
         "| variant | i→t R@1 | R@5 | R@10 | MedR | t→i R@1 | R@5 | R@10 | MedR | rsum | beats ref. | train time |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|",
     ]
@@ -147,17 +149,28 @@ def markdown(payload: dict) -> str:
         )
     ref = REFERENCE
     lines.append(f"| {ref['name']} | {cells(ref)} | {sum(ref[d][k] for d, k in FIGURES):.1f} | – | – |")
-    lines += ["", f"Image features: {payload['features']['images']:,} images, {payload['features']['note']}.",
-              f"Whole benchmark: {payload['total_seconds'] / 60:.1f} min.",
-              f"Training rows skipped (missing image, empty caption): {payload['skipped_train_rows']}."]
+    lines += [
+        "",
+        f"Image features: {payload['features']['images']:,} images, {payload['features']['note']}.",
+        f"Whole benchmark: {payload['total_seconds'] / 60:.1f} min.",
+        f"Training rows skipped (missing image, empty caption): {payload['skipped_train_rows']}.",
+    ]
     repro = payload.get("reproducibility")
     if repro:
-        lines += ["", f"Reproducibility: `{best}` trained again with the same seed: largest difference over the six recalls "
-                  f"{repro['max_abs_difference']:.2f} points ({'within' if repro['within_0.5'] else 'NOT within'} 0.5)."]
+        lines += [
+            "",
+            f"Reproducibility: `{best}` trained again with the same seed: largest difference over the six recalls "
+            f"{repro['max_abs_difference']:.2f} points ({'within' if repro['within_0.5'] else 'NOT within'} 0.5).",
+        ]
     heldout = payload.get("heldout")
     if heldout:
-        lines += ["", f"Held-out folder ({heldout['images']} images of captions.txt in no split list, never seen by the benchmark):",
-                  f"`{heldout['command']}`", "", heldout["table"]]
+        lines += [
+            "",
+            f"Held-out folder ({heldout['images']} images of captions.txt in no split list, never seen by the benchmark):",
+            f"`{heldout['command']}`",
+            "",
+            heldout["table"],
+        ]
     lines += ["", "Commands (one per row):", ""] + [f"- {r['name']}: `{r['command']}`" for r in rows]
     return "\n".join(lines)
 
@@ -166,7 +179,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--reproduce", action="store_true", help="train the best variant a second time with the same seed and compare")
+    parser.add_argument(
+        "--reproduce", action="store_true", help="train the best variant a second time with the same seed and compare"
+    )
     args = parser.parse_args(argv)
     setup_logging()
     unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
@@ -182,9 +197,13 @@ def main(argv=None) -> int:
     config = load_config("flickr8k")
     images, seconds, cached = ensure_features(config)
     views = view_names(config.image)
-    features = {"images": images, "views": list(views), "seconds": round(seconds),
-                "note": f"{len(views)} views each ({', '.join(views)}), "
-                        + ("read from the cache" if cached else f"computed in {seconds / 60:.1f} min and cached")}
+    features = {
+        "images": images,
+        "views": list(views),
+        "seconds": round(seconds),
+        "note": f"{len(views)} views each ({', '.join(views)}), "
+        + ("read from the cache" if cached else f"computed in {seconds / 60:.1f} min and cached"),
+    }
     rows = []
     for name in args.variants.split(","):
         log.info("=== variant %s (%d of %d)", name, len(rows) + 1, len(args.variants.split(",")))
@@ -196,22 +215,47 @@ def main(argv=None) -> int:
     shutil.copytree(best["run_dir"], staging, symlinks=True)
     shutil.rmtree(best_dir, ignore_errors=True)
     staging.rename(best_dir)
-    payload = {"rows": rows, "best": best["name"], "best_run": str(best_dir), "reference": REFERENCE, "features": features,
-               "skipped_train_rows": max(r["skipped_train_rows"] for r in rows), "machine_note": "2 cores, no GPU"}
+    payload = {
+        "rows": rows,
+        "best": best["name"],
+        "best_run": str(best_dir),
+        "reference": REFERENCE,
+        "features": features,
+        "skipped_train_rows": max(r["skipped_train_rows"] for r in rows),
+        "machine_note": "2 cores, no GPU",
+    }
     if args.reproduce:
         again = train_row(best["name"], VARIANTS[best["name"]], work / f"{best['name']}-again", args.seed)
         difference = max(abs(again[d][k] - best[d][k]) for d, k in FIGURES)
-        payload["reproducibility"] = {"again": again, "max_abs_difference": round(difference, 3), "within_0.5": difference <= 0.5}
+        payload["reproducibility"] = {
+            "again": again,
+            "max_abs_difference": round(difference, 3),
+            "within_0.5": difference <= 0.5,
+        }
     heldout_dir = work / "heldout-flickr8k-layout"
     count = heldout_folder(source, heldout_dir)
     report_path = work / "heldout-eval.json"
-    command = ["evaluate", "--run", str(best_dir), "--data", str(heldout_dir), "--split", "test", "--json", str(report_path)]
+    command = [
+        "evaluate",
+        "--run",
+        str(best_dir),
+        "--data",
+        str(heldout_dir),
+        "--split",
+        "test",
+        "--json",
+        str(report_path),
+    ]
     if pipeline_main(command) == 0:
         report = json.loads(report_path.read_text())
         from pipeline.evaluation.evaluator import markdown_table
 
-        payload["heldout"] = {"images": count, "command": "python -m pipeline " + " ".join(command), "report": report,
-                              "table": markdown_table(report)}
+        payload["heldout"] = {
+            "images": count,
+            "command": "python -m pipeline " + " ".join(command),
+            "report": report,
+            "table": markdown_table(report),
+        }
     payload["total_seconds"] = round(time.time() - start)
     text = markdown(payload)
     json_path, md_path = write_results("flickr8k", payload, text)

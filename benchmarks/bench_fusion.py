@@ -61,7 +61,9 @@ def hybrid_scores(model, embeddings) -> dict[str, dict]:
         reports["fused"] = retrieval_report(query_vectors @ fuse_items(model, modality_vectors, masks).T, relevant)
     content = {m: v for m, v in modality_vectors.items() if m != "text"}
     if len(content) > 1:
-        reports["fused without the title"] = retrieval_report(query_vectors @ fuse_items(model, content, masks).T, relevant)
+        reports["fused without the title"] = retrieval_report(
+            query_vectors @ fuse_items(model, content, masks).T, relevant
+        )
     return reports
 
 
@@ -74,11 +76,23 @@ def flickr8k_row(name: str, overrides: list[str]) -> dict:
     start = time.time()
     result = train(config, evaluate_test=False, export=False, verbose=0, mark_latest=False)
     seconds = time.time() - start
-    embeddings = embed_split(result.model, result.vectorizer, input_config_for(config), result.manifest, config.data.dev_split,
-                             image_features=result.image_features)
-    return {"dataset": "flickr8k dev", "name": name, "strategy": config.fusion.strategy, "run_dir": str(result.run_dir),
-            "command": "python -m pipeline train --config flickr8k " + " ".join(f"--set {o}" for o in overrides),
-            "train_seconds": round(seconds), "reports": hybrid_scores(result.model, embeddings)}
+    embeddings = embed_split(
+        result.model,
+        result.vectorizer,
+        input_config_for(config),
+        result.manifest,
+        config.data.dev_split,
+        image_features=result.image_features,
+    )
+    return {
+        "dataset": "flickr8k dev",
+        "name": name,
+        "strategy": config.fusion.strategy,
+        "run_dir": str(result.run_dir),
+        "command": "python -m pipeline train --config flickr8k " + " ".join(f"--set {o}" for o in overrides),
+        "train_seconds": round(seconds),
+        "reports": hybrid_scores(result.model, embeddings),
+    }
 
 
 def default_row(run: str) -> dict:
@@ -90,35 +104,47 @@ def default_row(run: str) -> dict:
     config = encoder.config
     manifest = load_dataset(resolve_data_path(config.data.path))
     embeddings = embed_split(encoder.model, encoder.vectorizer, encoder.input_config, manifest, config.data.test_split)
-    return {"dataset": "default test", "name": f"make train ({config.fusion.strategy})", "strategy": config.fusion.strategy,
-            "run_dir": str(encoder.run_dir), "command": f"make train (the run's config: {encoder.run_dir / 'config.toml'})",
-            "train_seconds": None, "reports": hybrid_scores(encoder.model, embeddings)}
+    return {
+        "dataset": "default test",
+        "name": f"make train ({config.fusion.strategy})",
+        "strategy": config.fusion.strategy,
+        "run_dir": str(encoder.run_dir),
+        "command": f"make train (the run's config: {encoder.run_dir / 'config.toml'})",
+        "train_seconds": None,
+        "reports": hybrid_scores(encoder.model, embeddings),
+    }
 
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "# Hybrid items: one image (and sound) and one caption, searched as one thing", "",
+        "# Hybrid items: one image (and sound) and one caption, searched as one thing",
+        "",
         "`make bench-fusion`. Each item is its image (and its spoken caption, on the default dataset) plus ONE of its",
         "captions, its title (the first); the queries are its other captions. Text→item recall when the item is scored",
         "by one of its parts alone, and by the fusion network's vector of all of them (`fused`). Flickr8k rows: the",
         "`flickr8k` config (with the `conv` text model) trained with the item-level pair `text-item` and each fusion",
-        "strategy; `text-image only` is the plain config (no loss reaches its fusion network: `weighted` at its even start).", "",
+        "strategy; `text-image only` is the plain config (no loss reaches its fusion network: `weighted` at its even start).",
+        "",
         "| dataset | run | item scored by | R@1 | R@5 | R@10 | queries | items | train time |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         time_cell = f"{row['train_seconds'] / 60:.1f} min" if row["train_seconds"] else "–"
         for scoring, r in row["reports"].items():
-            lines.append(f"| {row['dataset']} | {row['name']} | {scoring} | {r['R@1']:.1f} | {r['R@5']:.1f} | {r['R@10']:.1f} "
-                         f"| {r['queries']} | {r['gallery']} | {time_cell} |")
+            lines.append(
+                f"| {row['dataset']} | {row['name']} | {scoring} | {r['R@1']:.1f} | {r['R@5']:.1f} | {r['R@10']:.1f} "
+                f"| {r['queries']} | {r['gallery']} | {time_cell} |"
+            )
     lines += ["", "Fused against the better single part (R@1 points):", ""]
     for row in rows:
         reports = row["reports"]
         if "fused" in reports:
             single = max((k for k in reports if k.endswith(" alone")), key=lambda k: reports[k]["R@1"])
             gain = reports["fused"]["R@1"] - reports[single]["R@1"]
-            lines.append(f"- {row['dataset']}, {row['name']}: fused {reports['fused']['R@1']:.1f} vs {single} "
-                         f"{reports[single]['R@1']:.1f}: {gain:+.1f}")
+            lines.append(
+                f"- {row['dataset']}, {row['name']}: fused {reports['fused']['R@1']:.1f} vs {single} "
+                f"{reports[single]['R@1']:.1f}: {gain:+.1f}"
+            )
     lines += ["", "Commands:", ""] + [f"- {row['name']}: `{row['command']}`" for row in rows]
     return "\n".join(lines)
 
@@ -126,10 +152,15 @@ def markdown(rows: list[dict]) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--strategies", default=",".join(FUSION_STRATEGIES))
-    parser.add_argument("--default-run", default=None, help="also measure this run of the default config on the default dataset")
+    parser.add_argument(
+        "--default-run", default=None, help="also measure this run of the default config on the default dataset"
+    )
     parser.add_argument("--no-flickr8k", action="store_true")
-    parser.add_argument("--keep-others", action="store_true",
-                        help="keep the rows of datasets not measured now from benchmarks/results/fusion.json")
+    parser.add_argument(
+        "--keep-others",
+        action="store_true",
+        help="keep the rows of datasets not measured now from benchmarks/results/fusion.json",
+    )
     args = parser.parse_args(argv)
     setup_logging()
     start = time.time()

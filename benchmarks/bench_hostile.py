@@ -37,14 +37,21 @@ def run(index: str, rounds: int) -> dict:
     service = ServiceProcess(index).start()
     try:
         client = ServiceClient(service.base, timeout=60)
-        for file in (("q.png", image_bytes("PNG", (224, 224)), "image/png"), ("q.wav", sound_bytes("WAV", 3.0), "audio/wav")):
+        for file in (
+            ("q.png", image_bytes("PNG", (224, 224)), "image/png"),
+            ("q.wav", sound_bytes("WAV", 3.0), "audio/wav"),
+        ):
             for _ in range(3):
                 timed(client, file)
         before = service.rss_bytes()
         rows = {}
         for name, (data, content_type) in hostile_uploads().items():
             answers = [timed(client, ("upload", data, content_type)) for _ in range(rounds)]
-            rows[name] = {"bytes": len(data), "statuses": sorted({s for s, _ in answers}), "max_seconds": max(t for _, t in answers)}
+            rows[name] = {
+                "bytes": len(data),
+                "statuses": sorted({s for s, _ in answers}),
+                "max_seconds": max(t for _, t in answers),
+            }
             log.info("%-60s %s in at most %.3f s", name, rows[name]["statuses"], rows[name]["max_seconds"])
         after_hostile = service.rss_bytes()
         bomb = png_of_zeros(6000, 6000)
@@ -55,29 +62,54 @@ def run(index: str, rounds: int) -> dict:
     worst = max(r["max_seconds"] for r in rows.values())
     all_4xx = all(all(400 <= s < 500 for s in r["statuses"]) for r in rows.values())
     return {
-        "rounds": rounds, "uploads": rows, "worst_seconds": worst, "all_4xx": all_4xx,
-        "under_limit_bomb": {"pixels": 6000 * 6000, "bytes": len(bomb), "statuses": sorted({s for s, _ in under}), "max_seconds": max(t for _, t in under)},
-        "rss_mb": {"before": before / 2**20, "after_hostile": after_hostile / 2**20, "after_under_limit_bomb": after / 2**20},
+        "rounds": rounds,
+        "uploads": rows,
+        "worst_seconds": worst,
+        "all_4xx": all_4xx,
+        "under_limit_bomb": {
+            "pixels": 6000 * 6000,
+            "bytes": len(bomb),
+            "statuses": sorted({s for s, _ in under}),
+            "max_seconds": max(t for _, t in under),
+        },
+        "rss_mb": {
+            "before": before / 2**20,
+            "after_hostile": after_hostile / 2**20,
+            "after_under_limit_bomb": after / 2**20,
+        },
         "grown_mb": (after - before) / 2**20,
         "met": all_4xx and worst < TARGET_SECONDS and (after - before) / 2**20 < TARGET_GROWTH_MB,
     }
 
 
 def markdown(result: dict, index: str) -> str:
-    lines = ["# Hostile uploads against the search service (make bench-hostile)", "",
-             f"`python -m pipeline serve --index {index}` on loopback, warmed up with ordinary searches; each upload below sent "
-             f"{result['rounds']} times as `POST /search` (multipart), one at a time.", "",
-             "| upload | bytes | answers | slowest |", "|---|---:|---|---:|"]
+    lines = [
+        "# Hostile uploads against the search service (make bench-hostile)",
+        "",
+        f"`python -m pipeline serve --index {index}` on loopback, warmed up with ordinary searches; each upload below sent "
+        f"{result['rounds']} times as `POST /search` (multipart), one at a time.",
+        "",
+        "| upload | bytes | answers | slowest |",
+        "|---|---:|---|---:|",
+    ]
     for name, row in result["uploads"].items():
-        lines.append(f"| {name} | {row['bytes']:,} | {', '.join(map(str, row['statuses']))} | {1e3 * row['max_seconds']:.1f} ms |")
+        lines.append(
+            f"| {name} | {row['bytes']:,} | {', '.join(map(str, row['statuses']))} | {1e3 * row['max_seconds']:.1f} ms |"
+        )
     bomb, rss = result["under_limit_bomb"], result["rss_mb"]
-    lines += ["", f"Then a PNG of zeros just under the 40-megapixel limit ({bomb['pixels']:,} pixels in {bomb['bytes']:,} bytes), which "
-              f"is decoded: answers {', '.join(map(str, bomb['statuses']))}, slowest {1e3 * bomb['max_seconds']:.0f} ms.", "",
-              f"Resident memory: {rss['before']:.0f} MB after the warm-up, {rss['after_hostile']:.0f} MB after the hostile uploads, "
-              f"{rss['after_under_limit_bomb']:.0f} MB after the under-limit bomb: grown by {result['grown_mb']:.0f} MB.", "",
-              f"Targets: every hostile upload answered 4xx within {TARGET_SECONDS:.0f} s (slowest {1e3 * result['worst_seconds']:.0f} ms), "
-              f"memory grown by less than {TARGET_GROWTH_MB:.0f} MB — {'met' if result['met'] else 'NOT met'}.", "",
-              "Command: `make bench-hostile` (`python -m benchmarks.bench_hostile`)."]
+    lines += [
+        "",
+        f"Then a PNG of zeros just under the 40-megapixel limit ({bomb['pixels']:,} pixels in {bomb['bytes']:,} bytes), which "
+        f"is decoded: answers {', '.join(map(str, bomb['statuses']))}, slowest {1e3 * bomb['max_seconds']:.0f} ms.",
+        "",
+        f"Resident memory: {rss['before']:.0f} MB after the warm-up, {rss['after_hostile']:.0f} MB after the hostile uploads, "
+        f"{rss['after_under_limit_bomb']:.0f} MB after the under-limit bomb: grown by {result['grown_mb']:.0f} MB.",
+        "",
+        f"Targets: every hostile upload answered 4xx within {TARGET_SECONDS:.0f} s (slowest {1e3 * result['worst_seconds']:.0f} ms), "
+        f"memory grown by less than {TARGET_GROWTH_MB:.0f} MB — {'met' if result['met'] else 'NOT met'}.",
+        "",
+        "Command: `make bench-hostile` (`python -m benchmarks.bench_hostile`).",
+    ]
     return "\n".join(lines)
 
 

@@ -38,8 +38,17 @@ def embedded_split(encoder, manifest, items, features_by_image) -> EmbeddedItems
     captions = [list(texts) for texts in items["text"]]
     flat = [c for texts in captions for c in texts]
     owner = np.array([i for i, texts in enumerate(captions) for _ in texts])
-    metadata = pd.DataFrame({"item_id": items["item_id"].to_numpy(), "modality": "image", "split": items["split"].to_numpy(),
-                             "label": "", "path": items["image"].to_numpy(), "caption": [c[0] for c in captions], "words_from": ""})
+    metadata = pd.DataFrame(
+        {
+            "item_id": items["item_id"].to_numpy(),
+            "modality": "image",
+            "split": items["split"].to_numpy(),
+            "label": "",
+            "path": items["image"].to_numpy(),
+            "caption": [c[0] for c in captions],
+            "words_from": "",
+        }
+    )
     return EmbeddedItems(vectors, metadata, [" ".join(c) for c in captions], encoder.encode_text(flat), owner, flat)
 
 
@@ -66,9 +75,13 @@ def main(argv=None) -> int:
     train_sel, dev_sel = training_selection(config, manifest)
     images = list(train_sel.frame["image"]) + list(dev_sel.frame["image"])
     views = view_names(config.image)
-    names, features = backbone_features(build_image_backbone(config.image), config.image, input_config_for(config), manifest, images, views=views)
+    names, features = backbone_features(
+        build_image_backbone(config.image), config.image, input_config_for(config), manifest, images, views=views
+    )
     used = len(test_view_names(config.image))
-    features_by_image = {p: (f[:used] if used > 1 else f[0]) if features.ndim == 3 else f for p, f in zip(names, features)}
+    features_by_image = {
+        p: (f[:used] if used > 1 else f[0]) if features.ndim == 3 else f for p, f in zip(names, features)
+    }
 
     train_items = select_items(manifest, config.data.train_split, ("text", "image")).frame.assign(split="train")
     dev_items = dev_sel.frame.assign(split="dev")
@@ -79,9 +92,17 @@ def main(argv=None) -> int:
     result = compare_rankings(train, dev, encoder.vectorizer.get_vocabulary(), args.alpha, args.words, seed=config.seed)
     rows = result["rows"]
     tune, held = result["queries"]["tuning"], result["queries"]["held_out"]
-    payload = {"run": str(encoder.run_dir), "alpha": args.alpha, "predicted_words": args.words, "weights_tried": list(WEIGHTS),
-               "queries": {**result["queries"], "all": tune + held}, "choice": result["choice"], "gallery": len(dev.vectors),
-               "rows": rows, "seconds": round(time.time() - start, 1)}
+    payload = {
+        "run": str(encoder.run_dir),
+        "alpha": args.alpha,
+        "predicted_words": args.words,
+        "weights_tried": list(WEIGHTS),
+        "queries": {**result["queries"], "all": tune + held},
+        "choice": result["choice"],
+        "gallery": len(dev.vectors),
+        "rows": rows,
+        "seconds": round(time.time() - start, 1),
+    }
     dense_held = rows["dense"]["held_out"]["rsum"]
     lines = [
         "# Hybrid ranking on Flickr8k dev, text→image (make bench-hybrid)",
@@ -97,18 +118,30 @@ def main(argv=None) -> int:
     for method, row in rows.items():
         h, a = row["held_out"], row["all"]
         weight = "–" if row["weight"] is None else f"{row['weight']:.2f}"
-        lines.append(f"| {method} | {weight} | {h['R@1']:.1f} | {h['R@5']:.1f} | {h['R@10']:.1f} | {h['MedR']:.0f} | {h['rsum']:.1f} | "
-                     f"{a['R@1']:.1f} | {a['R@5']:.1f} | {a['R@10']:.1f} | {a['rsum']:.1f} |")
+        lines.append(
+            f"| {method} | {weight} | {h['R@1']:.1f} | {h['R@5']:.1f} | {h['R@10']:.1f} | {h['MedR']:.0f} | {h['rsum']:.1f} | "
+            f"{a['R@1']:.1f} | {a['R@5']:.1f} | {a['R@10']:.1f} | {a['rsum']:.1f} |"
+        )
     for method in ("weighted", "rrf"):
         tried = rows[method]["tuning_rsum"]
         lines.append("")
-        lines.append(f"{method}, tuning rsum by dense weight: " + ", ".join(f"{w:.2f}: {v:.1f}" for w, v in tried.items()))
+        lines.append(
+            f"{method}, tuning rsum by dense weight: " + ", ".join(f"{w:.2f}: {v:.1f}" for w, v in tried.items())
+        )
     better = [m for m in ("weighted", "rrf") if rows[m]["held_out"]["rsum"] > dense_held]
     choice = result["choice"]
-    lines += ["", ("Hybrid better than dense alone on the held-out queries: " + ", ".join(better)
-                   + f". Chosen (what `python -m pipeline index` stores for such data): {choice['method']}, dense weight {choice['weight']:.2f}.")
-              if better else "No hybrid beats the dense ranking on the held-out queries: the dense ranking stays the default.",
-              "", f"Command: `make bench-hybrid` ({payload['seconds']:.0f} s)."]
+    lines += [
+        "",
+        (
+            "Hybrid better than dense alone on the held-out queries: "
+            + ", ".join(better)
+            + f". Chosen (what `python -m pipeline index` stores for such data): {choice['method']}, dense weight {choice['weight']:.2f}."
+        )
+        if better
+        else "No hybrid beats the dense ranking on the held-out queries: the dense ranking stays the default.",
+        "",
+        f"Command: `make bench-hybrid` ({payload['seconds']:.0f} s).",
+    ]
     json_path, md_path = write_results("hybrid", payload, "\n".join(lines))
     print(md_path.read_text())
     print(f"results: {json_path}, {md_path}")

@@ -60,8 +60,13 @@ def bench_images(count: int, repeats: int) -> dict:
     frame = manifest.split("train").drop_duplicates("image").head(count)
     subset = Manifest(root=manifest.root, frame=frame, format=manifest.format)
     config = InputConfig(
-        modalities=("image",), batch_size=64, image_size=224, backbone="mobilenet_v2",
-        image_augment=ImageAugmentConfig(flip=True), cache="none", check_files=False,
+        modalities=("image",),
+        batch_size=64,
+        image_size=224,
+        backbone="mobilenet_v2",
+        image_augment=ImageAugmentConfig(flip=True),
+        cache="none",
+        check_files=False,
     )
     ds = make_dataset(subset, None, config, training=True)
 
@@ -74,8 +79,11 @@ def bench_images(count: int, repeats: int) -> dict:
     files = [manifest.resolve(p) for p in frame["image"]]
     loop_seconds = time_best(lambda: pil_image_loop(files, 224), repeats)
     return {
-        "dataset": "flickr8k train", "items": len(frame), "size": 224,
-        "tf_data_per_s": len(frame) / tf_seconds, "python_loop_per_s": len(frame) / loop_seconds,
+        "dataset": "flickr8k train",
+        "items": len(frame),
+        "size": 224,
+        "tf_data_per_s": len(frame) / tf_seconds,
+        "python_loop_per_s": len(frame) / loop_seconds,
         "speedup": loop_seconds / tf_seconds,
     }
 
@@ -138,8 +146,12 @@ def bench_audio(count: int, repeats: int) -> dict:
     files = [manifest.resolve(p) for p in frame["audio"]]
     loop_seconds = time_best(lambda: numpy_audio_loop(files, features), repeats)
     return {
-        "dataset": "fsdd (8 kHz WAV)", "items": len(frame), "clip_seconds": 1.0, "n_mels": 64,
-        "tf_data_per_s": len(frame) / tf_seconds, "python_loop_per_s": len(frame) / loop_seconds,
+        "dataset": "fsdd (8 kHz WAV)",
+        "items": len(frame),
+        "clip_seconds": 1.0,
+        "n_mels": 64,
+        "tf_data_per_s": len(frame) / tf_seconds,
+        "python_loop_per_s": len(frame) / loop_seconds,
         "speedup": loop_seconds / tf_seconds,
     }
 
@@ -156,7 +168,10 @@ def main(argv=None) -> int:
     except paths.SharedDataMissing as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    rows = [("images: decode + resize 224 + augment", images, "images/s"), ("audio: decode + 16 kHz + log-mel", audio, "clips/s")]
+    rows = [
+        ("images: decode + resize 224 + augment", images, "images/s"),
+        ("audio: decode + 16 kHz + log-mel", audio, "clips/s"),
+    ]
     md = [
         "# Input pipeline throughput",
         "",
@@ -167,8 +182,12 @@ def main(argv=None) -> int:
         "|---|---|---:|---:|---:|---:|",
     ]
     for name, r, unit in rows:
-        md.append(f"| {name} | {r['dataset']} | {r['items']:,} | {r['tf_data_per_s']:,.0f} {unit} | {r['python_loop_per_s']:,.0f} {unit} | {r['speedup']:.2f}× |")
-    json_path, md_path = write_results("input", {"images": images, "audio": audio, "repeats": args.repeats}, "\n".join(md))
+        md.append(
+            f"| {name} | {r['dataset']} | {r['items']:,} | {r['tf_data_per_s']:,.0f} {unit} | {r['python_loop_per_s']:,.0f} {unit} | {r['speedup']:.2f}× |"
+        )
+    json_path, md_path = write_results(
+        "input", {"images": images, "audio": audio, "repeats": args.repeats}, "\n".join(md)
+    )
     print("\n".join(md))
     print(f"\nwritten: {json_path}, {md_path}")
     return 0

@@ -7,7 +7,7 @@ On random unit vectors of dimension 256 at 10k, 100k and 1M items, in one run:
   (the ratio), and next to the memory-bandwidth bound: an exact query must read every stored
   vector once, so bytes scanned per query / bandwidth is the fastest it can be; the bandwidth is
   measured in the same run, reading a large array with every core;
-- HNSW (the project's ``FaissIndex``): build time, and for a few efSearch settings recall@10
+- HNSW (the project's ``HnswIndex``): build time, and for a few efSearch settings recall@10
   against exact and p50 latency.
 
 Targets at 1M × 256 float32: exact single-query search within 1.5× of FAISS flat and at least
@@ -28,7 +28,8 @@ import numpy as np
 
 from benchmarks.results_io import write_results
 from pipeline.cli import setup_logging
-from pipeline.retrieval.vector_index import ExactIndex, FaissIndex
+from pipeline.retrieval.index_kinds.exact import ExactIndex
+from pipeline.retrieval.index_kinds.hnsw import HnswIndex
 
 log = logging.getLogger("bench_search")
 DIM = 256
@@ -66,6 +67,7 @@ def memory_bandwidth(gib: float = 1.0, repeats: int = 5) -> dict:
                 w.start()
             for w in workers:
                 w.join()
+
         return run
 
     methods = {f"{name}, 1 thread": (lambda k=k: k(array)) for name, k in kernels.items()}
@@ -93,8 +95,11 @@ def time_calls(fn, calls: int) -> np.ndarray:
 
 
 def latency(times: np.ndarray, per_call: int = 1) -> dict:
-    return {"p50_ms": 1e3 * float(np.percentile(times, 50)), "p99_ms": 1e3 * float(np.percentile(times, 99)),
-            "qps": per_call / float(times.mean())}
+    return {
+        "p50_ms": 1e3 * float(np.percentile(times, 50)),
+        "p99_ms": 1e3 * float(np.percentile(times, 99)),
+        "qps": per_call / float(times.mean()),
+    }
 
 
 def bench_size(n: int, queries: np.ndarray, bandwidth: float, calls: int) -> dict:
@@ -106,7 +111,7 @@ def bench_size(n: int, queries: np.ndarray, bandwidth: float, calls: int) -> dic
     flat = faiss.IndexFlatIP(DIM)
     flat.add(vectors)
     single = [queries[i % len(queries)][None, :] for i in range(calls)]
-    batches = [queries[(i * BATCH) % len(queries):][:BATCH] for i in range(max(calls // 4, 5))]
+    batches = [queries[(i * BATCH) % len(queries) :][:BATCH] for i in range(max(calls // 4, 5))]
     counter = iter(range(1 << 30))
 
     def one(fn, items):
@@ -131,26 +136,45 @@ def bench_size(n: int, queries: np.ndarray, bandwidth: float, calls: int) -> dic
     near = (near / np.linalg.norm(near, axis=1, keepdims=True)).astype(np.float32)
     _, truth = exact.search(queries, K)
     _, near_truth = exact.search(near, K)
-    del flat
+    flat.reset()  # frees its memory before the next size (a `del` would unbind it for the lambdas above)
 
     log.info("%d vectors: building HNSW", n)
     start = time.perf_counter()
-    hnsw = FaissIndex(vectors, kind="hnsw")
+    hnsw = HnswIndex(vectors)
     row["hnsw_build_s"] = time.perf_counter() - start
     row["hnsw"] = []
     near_single = [near[i][None, :] for i in range(len(near))]
     for ef in EF_SEARCH:
         hnsw.params["ef_search"] = ef
-        for label, qs, answers, one_by_one in (("random", queries, truth, single), ("near", near, near_truth, near_single)):
+        for label, qs, answers, one_by_one in (
+            ("random", queries, truth, single),
+            ("near", near, near_truth, near_single),
+        ):
             faiss.cvar.hnsw_stats.reset()
             _, found = hnsw.search(qs, K)
             # Distances HNSW computed per query: the share of the collection it had to look at.
             compared = faiss.cvar.hnsw_stats.ndis / len(qs)
             recall = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(found, answers)]))
             times = time_calls(one(lambda q: hnsw.search(q, K), one_by_one), calls)
-            row["hnsw"].append({"queries": label, "ef_search": ef, "recall@10": recall, "distances_per_query": compared, **latency(times)})
-            log.info("%d vectors: HNSW efSearch %d, %s queries: recall@10 %.3f, p50 %.2f ms, %.0f distances/query (%.1f%% of the collection)",
-                     n, ef, label, recall, row["hnsw"][-1]["p50_ms"], compared, 100 * compared / n)
+            row["hnsw"].append(
+                {
+                    "queries": label,
+                    "ef_search": ef,
+                    "recall@10": recall,
+                    "distances_per_query": compared,
+                    **latency(times),
+                }
+            )
+            log.info(
+                "%d vectors: HNSW efSearch %d, %s queries: recall@10 %.3f, p50 %.2f ms, %.0f distances/query (%.1f%% of the collection)",
+                n,
+                ef,
+                label,
+                recall,
+                row["hnsw"][-1]["p50_ms"],
+                compared,
+                100 * compared / n,
+            )
     return row
 
 
@@ -179,16 +203,25 @@ def markdown(rows: list[dict], bandwidth: dict, calls: int, threads: int) -> str
             f"{r['exact_vs_flat_single']:.2f}× | {r['bandwidth_bound_ms']:.2f} | {100 * r['exact_single_bandwidth_share']:.0f}% | "
             f"{eb['p50_ms']:.1f} | {eb['qps']:,.0f} | {fb['p50_ms']:.1f} | {r['exact_vs_flat_batch']:.2f}× |"
         )
-    lines += ["", "## HNSW (M=32, efConstruction=80): recall@10 against exact, single-query latency", "",
-              f"Random queries (unit vectors drawn like the collection), and near-data queries (a stored vector plus noise of norm "
-              f"{NEAR_NOISE}, renormalised: real queries lie near their answers).", "",
-              "Each cell: recall@10 / p50 ms / distances computed per query as a share of the collection.", "",
-              "| items | build s | queries | " + " | ".join(f"efSearch {ef}" for ef in EF_SEARCH) + " |",
-              "|---|---|---|" + "---|" * len(EF_SEARCH)]
+    lines += [
+        "",
+        "## HNSW (M=32, efConstruction=80): recall@10 against exact, single-query latency",
+        "",
+        f"Random queries (unit vectors drawn like the collection), and near-data queries (a stored vector plus noise of norm "
+        f"{NEAR_NOISE}, renormalised: real queries lie near their answers).",
+        "",
+        "Each cell: recall@10 / p50 ms / distances computed per query as a share of the collection.",
+        "",
+        "| items | build s | queries | " + " | ".join(f"efSearch {ef}" for ef in EF_SEARCH) + " |",
+        "|---|---|---|" + "---|" * len(EF_SEARCH),
+    ]
     for r in rows:
         for label in ("random", "near"):
-            cells = " | ".join(f"{h['recall@10']:.3f} / {h['p50_ms']:.2f} / {100 * h['distances_per_query'] / r['items']:.1f}%"
-                               for h in r["hnsw"] if h["queries"] == label)
+            cells = " | ".join(
+                f"{h['recall@10']:.3f} / {h['p50_ms']:.2f} / {100 * h['distances_per_query'] / r['items']:.1f}%"
+                for h in r["hnsw"]
+                if h["queries"] == label
+            )
             lines.append(f"| {r['items']:,} | {r['hnsw_build_s']:.0f} | {label} | {cells} |")
     big = max(rows, key=lambda r: r["items"])
     best = [h for h in big["hnsw"] if h["recall@10"] >= 0.95 and h["queries"] == "random"]
@@ -202,13 +235,19 @@ def markdown(rows: list[dict], bandwidth: dict, calls: int, threads: int) -> str
         f"- exact single query at least 50% of the measured bandwidth: {100 * big['exact_single_bandwidth_share']:.0f}% — "
         f"{'met' if big['exact_single_bandwidth_share'] >= 0.5 else 'NOT met'}",
         "- HNSW p50 ≤ 2 ms at recall@10 ≥ 0.95: "
-        + (f"efSearch {best[0]['ef_search']}: recall {best[0]['recall@10']:.3f}, p50 {best[0]['p50_ms']:.2f} ms — "
-           f"{'met' if best[0]['p50_ms'] <= 2 else 'NOT met'}" if best else
-           f"no efSearch up to {EF_SEARCH[-1]} reached recall 0.95 on random queries "
-           f"(best {max(h['recall@10'] for h in big['hnsw'] if h['queries'] == 'random'):.3f}) — NOT met")
+        + (
+            f"efSearch {best[0]['ef_search']}: recall {best[0]['recall@10']:.3f}, p50 {best[0]['p50_ms']:.2f} ms — "
+            f"{'met' if best[0]['p50_ms'] <= 2 else 'NOT met'}"
+            if best
+            else f"no efSearch up to {EF_SEARCH[-1]} reached recall 0.95 on random queries "
+            f"(best {max(h['recall@10'] for h in big['hnsw'] if h['queries'] == 'random'):.3f}) — NOT met"
+        )
         + " (random queries); near-data queries: "
-        + (f"efSearch {near_best[0]['ef_search']}: recall {near_best[0]['recall@10']:.3f}, p50 {near_best[0]['p50_ms']:.2f} ms"
-           if near_best else "recall 0.95 not reached"),
+        + (
+            f"efSearch {near_best[0]['ef_search']}: recall {near_best[0]['recall@10']:.3f}, p50 {near_best[0]['p50_ms']:.2f} ms"
+            if near_best
+            else "recall 0.95 not reached"
+        ),
     ]
     widest = max((h for h in big["hnsw"] if h["queries"] == "random"), key=lambda h: h["ef_search"])
     lines += [
@@ -218,10 +257,19 @@ def markdown(rows: list[dict], bandwidth: dict, calls: int, threads: int) -> str
         f"(exact search: {big['exact_single']['p50_ms']:.1f} ms) and found {100 * widest['recall@10']:.0f}% of the true top {K}. "
         "On uniformly random 256-d vectors a query's true neighbours are barely closer than the rest, so the graph offers no "
         "shortcut: recall rises only with the share of the collection visited"
-        + "".join(f"; recall 0.9 first came at {100 * h['distances_per_query'] / r['items']:.0f}% of the vectors at {r['items']:,}"
-                  for r in rows if r is not big
-                  for h in [min((h for h in r["hnsw"] if h["queries"] == "random" and h["recall@10"] >= 0.9),
-                                key=lambda h: h["ef_search"], default=None)] if h)
+        + "".join(
+            f"; recall 0.9 first came at {100 * h['distances_per_query'] / r['items']:.0f}% of the vectors at {r['items']:,}"
+            for r in rows
+            if r is not big
+            for h in [
+                min(
+                    (h for h in r["hnsw"] if h["queries"] == "random" and h["recall@10"] >= 0.9),
+                    key=lambda h: h["ef_search"],
+                    default=None,
+                )
+            ]
+            if h
+        )
         + ", and visiting that share by random access is slower than the sequential exact scan.",
         "",
         "Command: `make bench-search` (`python -m benchmarks.bench_search`).",
@@ -242,8 +290,15 @@ def main(argv=None) -> int:
     queries = unit_vectors(max(args.queries, BATCH), DIM, seed=1)
     rows = [bench_size(n, queries, bandwidth["bytes_per_second"], args.queries) for n in sizes]
     threads = os.cpu_count() or 1
-    payload = {"dim": DIM, "k": K, "batch": BATCH, "queries": args.queries, "bandwidth": bandwidth, "sizes": rows,
-               "seconds": round(time.time() - start, 1)}
+    payload = {
+        "dim": DIM,
+        "k": K,
+        "batch": BATCH,
+        "queries": args.queries,
+        "bandwidth": bandwidth,
+        "sizes": rows,
+        "seconds": round(time.time() - start, 1),
+    }
     json_path, md_path = write_results("search", payload, markdown(rows, bandwidth, args.queries, threads))
     print(md_path.read_text())
     print(f"results: {json_path}, {md_path} ({payload['seconds']:.0f} s)")

@@ -35,7 +35,9 @@ log = logging.getLogger("bench_serve")
 TARGET_P99_MS = 100.0
 
 
-def client_loop(port: int, queries: list[str], offset: int, k: int, stop_at: float, count_from: float, out: list, errors: list) -> None:
+def client_loop(
+    port: int, queries: list[str], offset: int, k: int, stop_at: float, count_from: float, out: list, errors: list
+) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     i = offset
     while True:
@@ -65,18 +67,31 @@ def run_load(port: int, queries: list[str], clients: int, seconds: float, warmup
     count_from, stop_at = start + warmup, start + warmup + seconds
     per_client = [[] for _ in range(clients)]
     errors: list[str] = []
-    threads = [threading.Thread(target=client_loop, args=(port, queries, c * 997, k, stop_at, count_from, per_client[c], errors))
-               for c in range(clients)]
+    threads = [
+        threading.Thread(
+            target=client_loop, args=(port, queries, c * 997, k, stop_at, count_from, per_client[c], errors)
+        )
+        for c in range(clients)
+    ]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     times = np.array([t for c in per_client for t in c]) * 1e3
     return {
-        "clients": clients, "seconds": seconds, "warmup_seconds": warmup, "k": k, "requests": int(len(times)),
-        "errors": len(errors), "error_examples": errors[:5], "throughput_rps": len(times) / seconds,
-        "p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
-        "p99_ms": float(np.percentile(times, 99)), "max_ms": float(times.max()), "mean_ms": float(times.mean()),
+        "clients": clients,
+        "seconds": seconds,
+        "warmup_seconds": warmup,
+        "k": k,
+        "requests": int(len(times)),
+        "errors": len(errors),
+        "error_examples": errors[:5],
+        "throughput_rps": len(times) / seconds,
+        "p50_ms": float(np.percentile(times, 50)),
+        "p95_ms": float(np.percentile(times, 95)),
+        "p99_ms": float(np.percentile(times, 99)),
+        "max_ms": float(times.max()),
+        "mean_ms": float(times.mean()),
     }
 
 
@@ -101,8 +116,11 @@ def run_fuzz(port: int) -> dict:
 
     def post_upload(data, content_type, k):
         boundary = uuid.uuid4().hex
-        head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n'
-                + (f"Content-Type: {content_type}\r\n" if content_type else "") + "\r\n")
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n'
+            + (f"Content-Type: {content_type}\r\n" if content_type else "")
+            + "\r\n"
+        )
         body = head.encode() + data + b"\r\n"
         if k is not None:
             body += f'--{boundary}\r\nContent-Disposition: form-data; name="k"\r\n\r\n{k}\r\n'.encode()
@@ -116,31 +134,33 @@ def run_fuzz(port: int) -> dict:
 
 def markdown(result: dict, index: str, items: int) -> str:
     met = result["errors"] == 0 and result["p99_ms"] < TARGET_P99_MS
-    return "\n".join([
-        "# Search service under load (make bench-serve)",
-        "",
-        f"`python -m pipeline serve --index {index}` ({items:,} items) on loopback; {result['clients']} concurrent clients "
-        f"(keep-alive connections, one request at a time each) sending text searches (`k={result['k']}`, the index's captions "
-        f"as queries) for {result['seconds']:.0f} s after a {result['warmup_seconds']:.0f} s warm-up; clients and server share "
-        f"the machine's {os.cpu_count()} cores.",
-        "",
-        "| requests | errors | throughput | p50 | p95 | p99 | max |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {result['requests']:,} | {result['errors']} | {result['throughput_rps']:.0f} req/s | {result['p50_ms']:.1f} ms | "
-        f"{result['p95_ms']:.1f} ms | {result['p99_ms']:.1f} ms | {result['max_ms']:.1f} ms |",
-        "",
-        f"Target: 0 errors and p99 under {TARGET_P99_MS:.0f} ms — {'met' if met else 'NOT met'}.",
-        "",
-        "## Malformed requests",
-        "",
-        f"{result['fuzz']['requests']} requests generated from the running service's OpenAPI document (bodies shaped by each "
-        "operation's schema with edge values, wrong types, missing and extra fields; arbitrary JSON; uploads of random bytes "
-        "under several media types), sent after the load test. Answers by status: "
-        + ", ".join(f"{code}: {count}" for code, count in result["fuzz"]["statuses"].items())
-        + f". Answered 5xx: {len(result['fuzz']['failures'])}.",
-        "",
-        "Command: `make bench-serve` (`python -m benchmarks.bench_serve`).",
-    ])
+    return "\n".join(
+        [
+            "# Search service under load (make bench-serve)",
+            "",
+            f"`python -m pipeline serve --index {index}` ({items:,} items) on loopback; {result['clients']} concurrent clients "
+            f"(keep-alive connections, one request at a time each) sending text searches (`k={result['k']}`, the index's captions "
+            f"as queries) for {result['seconds']:.0f} s after a {result['warmup_seconds']:.0f} s warm-up; clients and server share "
+            f"the machine's {os.cpu_count()} cores.",
+            "",
+            "| requests | errors | throughput | p50 | p95 | p99 | max |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {result['requests']:,} | {result['errors']} | {result['throughput_rps']:.0f} req/s | {result['p50_ms']:.1f} ms | "
+            f"{result['p95_ms']:.1f} ms | {result['p99_ms']:.1f} ms | {result['max_ms']:.1f} ms |",
+            "",
+            f"Target: 0 errors and p99 under {TARGET_P99_MS:.0f} ms — {'met' if met else 'NOT met'}.",
+            "",
+            "## Malformed requests",
+            "",
+            f"{result['fuzz']['requests']} requests generated from the running service's OpenAPI document (bodies shaped by each "
+            "operation's schema with edge values, wrong types, missing and extra fields; arbitrary JSON; uploads of random bytes "
+            "under several media types), sent after the load test. Answers by status: "
+            + ", ".join(f"{code}: {count}" for code, count in result["fuzz"]["statuses"].items())
+            + f". Answered 5xx: {len(result['fuzz']['failures'])}.",
+            "",
+            "Command: `make bench-serve` (`python -m benchmarks.bench_serve`).",
+        ]
+    )
 
 
 def main(argv=None) -> int:
@@ -169,9 +189,17 @@ def main(argv=None) -> int:
         result = run_load(port, queries, args.clients, args.seconds, args.warmup, args.k)
         log.info("malformed requests from the OpenAPI document")
         result["fuzz"] = run_fuzz(port)
-    log.info("%d requests, %d errors, %.0f req/s, p50 %.1f ms, p99 %.1f ms", result["requests"], result["errors"],
-             result["throughput_rps"], result["p50_ms"], result["p99_ms"])
-    json_path, md_path = write_results("serve", {"index": args.index, "items": len(index), **result}, markdown(result, args.index, len(index)))
+    log.info(
+        "%d requests, %d errors, %.0f req/s, p50 %.1f ms, p99 %.1f ms",
+        result["requests"],
+        result["errors"],
+        result["throughput_rps"],
+        result["p50_ms"],
+        result["p99_ms"],
+    )
+    json_path, md_path = write_results(
+        "serve", {"index": args.index, "items": len(index), **result}, markdown(result, args.index, len(index))
+    )
     print(md_path.read_text())
     print(f"results: {json_path}, {md_path}")
     return 0

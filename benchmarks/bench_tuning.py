@@ -39,20 +39,31 @@ def _full_run(config, name: str) -> dict:
     start = time.time()
     result = train(config, export=False, verbose=0, mark_latest=False)
     dev = json.loads((result.run_dir / "run.json").read_text())["dev"]
-    return {"name": name, "run_dir": str(result.run_dir), "seconds": round(time.time() - start), "rsum": dev["rsum"],
-            "image->text R@1": dev["image->text"]["R@1"], "text->image R@1": dev["text->image"]["R@1"],
-            "epochs": config.train.epochs}
+    return {
+        "name": name,
+        "run_dir": str(result.run_dir),
+        "seconds": round(time.time() - start),
+        "rsum": dev["rsum"],
+        "image->text R@1": dev["image->text"]["R@1"],
+        "text->image R@1": dev["text->image"]["R@1"],
+        "epochs": config.train.epochs,
+    }
 
 
 def _cache_line(log_path: Path | None) -> str:
     """What the search's log says of the image feature cache."""
     if log_path is None or not log_path.is_file():
-        return "Trials read the frozen backbone's image features from the on-disk cache (`saved_models/cache/features`)."
+        return (
+            "Trials read the frozen backbone's image features from the on-disk cache (`saved_models/cache/features`)."
+        )
     text = log_path.read_text(errors="replace")
     hits, computed = text.count("image features: using the cache"), text.count("cached as")
-    return (f"Image features: the search's log ({log_path.name}) shows {hits} reads from the on-disk cache (one per image view per trial) and {computed} "
-            f"computations (the cache was filled before the search), so no trial recomputed them." if not computed else
-            f"Image features: the search's log shows {hits} reads from the cache and {computed} computations.")
+    return (
+        f"Image features: the search's log ({log_path.name}) shows {hits} reads from the on-disk cache (one per image view per trial) and {computed} "
+        f"computations (the cache was filled before the search), so no trial recomputed them."
+        if not computed
+        else f"Image features: the search's log shows {hits} reads from the cache and {computed} computations."
+    )
 
 
 def main(argv=None) -> int:
@@ -61,14 +72,20 @@ def main(argv=None) -> int:
     parser.add_argument("--budget", type=float, default=60.0, help="minutes of search (default 60)")
     parser.add_argument("--epochs", type=int, default=15, help="epochs per trial (default 15)")
     parser.add_argument("--algorithm", default="random")
-    parser.add_argument("--report-only", action="store_true", help="skip the search; report on the existing tuner folder")
-    parser.add_argument("--log", type=Path, default=None, help="with --report-only: the search's log, to count feature-cache hits")
+    parser.add_argument(
+        "--report-only", action="store_true", help="skip the search; report on the existing tuner folder"
+    )
+    parser.add_argument(
+        "--log", type=Path, default=None, help="with --report-only: the search's log, to count feature-cache hits"
+    )
     args = parser.parse_args(argv)
     setup_logging()
     base = load_config(args.config)
     root = paths.models_dir() / "tuning" / base.name
-    search_command = (f"python -m pipeline tune --config {args.config} --algorithm {args.algorithm} --max-trials 200 "
-                      f"--budget-minutes {args.budget:g} --epochs {args.epochs}")
+    search_command = (
+        f"python -m pipeline tune --config {args.config} --algorithm {args.algorithm} --max-trials 200 "
+        f"--budget-minutes {args.budget:g} --epochs {args.epochs}"
+    )
     search_seconds = None
     if not args.report_only:
         start = time.time()
@@ -85,26 +102,55 @@ def main(argv=None) -> int:
     changed = [p.key for p in DEFAULT_SPACE if _value(base, p.key) != _value(tuned, p.key)]
     rows = [_full_run(base, "base config")]
     # When the base config's own trial won, best.toml is the base config: no second run.
-    rows.append(_full_run(tuned, "tuned (best.toml)") if changed else {**rows[0], "name": "tuned (best.toml) = the base config"})
-    payload = {"search_command": search_command, "search_seconds": search_seconds, "trials": trials, "best_trial": best_trial["trial"],
-               "full_runs": rows, "changed": {k: [str(_value(base, k)), str(_value(tuned, k))] for k in changed}}
+    rows.append(
+        _full_run(tuned, "tuned (best.toml)") if changed else {**rows[0], "name": "tuned (best.toml) = the base config"}
+    )
+    payload = {
+        "search_command": search_command,
+        "search_seconds": search_seconds,
+        "trials": trials,
+        "best_trial": best_trial["trial"],
+        "full_runs": rows,
+        "changed": {k: [str(_value(base, k)), str(_value(tuned, k))] for k in changed},
+    }
     better = rows[1]["rsum"] > rows[0]["rsum"]
-    md = [f"# Tuning {base.name} with KerasTuner", "",
-          f"Search: `{search_command}` (`make tune CONFIG={args.config} BUDGET={args.budget:g} ARGS=\"--algorithm {args.algorithm} "
-          f"--max-trials 200 --epochs {args.epochs}\"`), the built-in search space (`pipeline/tuning/search_space.py`).",
-          f"{len(trials)} trials of {args.epochs} epochs" + (f" in {search_seconds / 60:.1f} min" if search_seconds else
-                                                            f", {sum(r['seconds'] for r in trials) / 60:.1f} min of training in all")
-          + f"; trial {trials[0]['trial']} is the base config itself. The objective is dev rsum (R@1+5+10 both ways, dev 1K protocol).",
-          _cache_line(args.log), "",
-          "## Base against tuned, trained again at full length", "",
-          "| config | epochs | dev rsum | image→text R@1 | text→image R@1 | train time (s) |", "|---|---:|---:|---:|---:|---:|"]
-    md += [f"| {r['name']} | {r['epochs']} | {r['rsum']:.1f} | {r['image->text R@1']:.1f} | {r['text->image R@1']:.1f} | {r['seconds']} |" for r in rows]
+    md = [
+        f"# Tuning {base.name} with KerasTuner",
+        "",
+        f'Search: `{search_command}` (`make tune CONFIG={args.config} BUDGET={args.budget:g} ARGS="--algorithm {args.algorithm} '
+        f'--max-trials 200 --epochs {args.epochs}"`), the built-in search space (`pipeline/tuning/search_space.py`).',
+        f"{len(trials)} trials of {args.epochs} epochs"
+        + (
+            f" in {search_seconds / 60:.1f} min"
+            if search_seconds
+            else f", {sum(r['seconds'] for r in trials) / 60:.1f} min of training in all"
+        )
+        + f"; trial {trials[0]['trial']} is the base config itself. The objective is dev rsum (R@1+5+10 both ways, dev 1K protocol).",
+        _cache_line(args.log),
+        "",
+        "## Base against tuned, trained again at full length",
+        "",
+        "| config | epochs | dev rsum | image→text R@1 | text→image R@1 | train time (s) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    md += [
+        f"| {r['name']} | {r['epochs']} | {r['rsum']:.1f} | {r['image->text R@1']:.1f} | {r['text->image R@1']:.1f} | {r['seconds']} |"
+        for r in rows
+    ]
     if not changed:
-        verdict = ("The search found nothing better than the base config: its own trial had the best dev rsum, so best.toml is the "
-                   "base config and the config is left as it was.")
+        verdict = (
+            "The search found nothing better than the base config: its own trial had the best dev rsum, so best.toml is the "
+            "base config and the config is left as it was."
+        )
     else:
-        verdict = (f"The tuned config is {'better' if better else 'not better'} at full length ({rows[1]['rsum'] - rows[0]['rsum']:+.1f} rsum)."
-                   + (f" Its values are now the `{base.name}` config's defaults." if better else " The config is left as it was."))
+        verdict = (
+            f"The tuned config is {'better' if better else 'not better'} at full length ({rows[1]['rsum'] - rows[0]['rsum']:+.1f} rsum)."
+            + (
+                f" Its values are now the `{base.name}` config's defaults."
+                if better
+                else " The config is left as it was."
+            )
+        )
     md += ["", verdict, ""]
     if changed:
         md += ["Values the search changed:", "", "| key | base | tuned |", "|---|---|---|"]

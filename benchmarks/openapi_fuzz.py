@@ -9,7 +9,7 @@ random bytes under several declared media types. A 5xx answer is a failure.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -33,9 +33,13 @@ def from_schema(schema: dict, components: dict):
         return st.sampled_from(schema["enum"])
     kind = schema.get("type")
     if kind == "string":
-        return st.text(max_size=schema.get("maxLength", 40) + 5) | st.sampled_from(["", " ", "a", "x" * 1001, "\x00", "🦓 zebra"])
+        return st.text(max_size=schema.get("maxLength", 40) + 5) | st.sampled_from(
+            ["", " ", "a", "x" * 1001, "\x00", "🦓 zebra"]
+        )
     if kind == "integer":
-        return st.integers(-10**6, 10**6) | st.sampled_from([schema.get("minimum", 0), schema.get("maximum", 0), -1, 0, 2**63])
+        return st.integers(-(10**6), 10**6) | st.sampled_from(
+            [schema.get("minimum", 0), schema.get("maximum", 0), -1, 0, 2**63]
+        )
     if kind == "number":
         return st.floats(allow_nan=False, allow_infinity=False)
     if kind == "null":
@@ -46,9 +50,15 @@ def from_schema(schema: dict, components: dict):
         values = schema.get("additionalProperties")
         if isinstance(values, dict) and not schema.get("properties"):
             return st.dictionaries(st.text(max_size=10), from_schema(values, components), max_size=3)
-        fields = {name: st.one_of(from_schema(sub, components), ANY_SCALAR) for name, sub in schema.get("properties", {}).items()}
+        fields = {
+            name: st.one_of(from_schema(sub, components), ANY_SCALAR)
+            for name, sub in schema.get("properties", {}).items()
+        }
         return st.fixed_dictionaries({}, optional=fields).flatmap(
-            lambda body: st.dictionaries(st.text(max_size=6), ANY_SCALAR, max_size=1).map(lambda extra: {**extra, **body}))
+            lambda body: st.dictionaries(st.text(max_size=6), ANY_SCALAR, max_size=1).map(
+                lambda extra: {**extra, **body}
+            )
+        )
     return ANY_SCALAR
 
 
@@ -64,14 +74,25 @@ def json_requests(openapi: dict):
     return st.one_of(*shaped, st.tuples(st.sampled_from(posts), ANY_JSON))
 
 
-def fuzz(openapi: dict, post_json: Callable[[str, object], int], post_upload: Callable[[bytes, str, str | None], int],
-         json_examples: int = 200, upload_examples: int = 40) -> dict:
+def fuzz(
+    openapi: dict,
+    post_json: Callable[[str, object], int],
+    post_upload: Callable[[bytes, str, str | None], int],
+    json_examples: int = 200,
+    upload_examples: int = 40,
+) -> dict:
     """Sends the generated requests through the two callables (each returns the HTTP status);
     returns the status counts and the requests that got a 5xx."""
     statuses: Counter = Counter()
     failures: list[str] = []
 
-    @settings(max_examples=json_examples, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
+    @settings(
+        max_examples=json_examples,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
+    )
     @given(json_requests(openapi))
     def send_json(case):
         path, body = case
@@ -80,7 +101,13 @@ def fuzz(openapi: dict, post_json: Callable[[str, object], int], post_upload: Ca
         if status >= 500:
             failures.append(f"POST {path} {body!r}"[:300])
 
-    @settings(max_examples=upload_examples, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
+    @settings(
+        max_examples=upload_examples,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
+    )
     @given(st.binary(max_size=2000), st.sampled_from(UPLOAD_TYPES), st.one_of(st.none(), st.text(max_size=6)))
     def send_upload(data, content_type, k):
         status = post_upload(data, content_type, k)
@@ -90,4 +117,8 @@ def fuzz(openapi: dict, post_json: Callable[[str, object], int], post_upload: Ca
 
     send_json()
     send_upload()
-    return {"requests": sum(statuses.values()), "statuses": {str(k): v for k, v in sorted(statuses.items())}, "failures": failures}
+    return {
+        "requests": sum(statuses.values()),
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "failures": failures,
+    }

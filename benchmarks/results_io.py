@@ -20,7 +20,7 @@ def machine() -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
 

@@ -46,16 +46,26 @@ class ServiceClient:
     def post_json(self, path: str, body) -> tuple[int, object]:
         return self.request("POST", path, json.dumps(body).encode(), "application/json")
 
-    def post_form(self, path: str, fields: dict[str, str], file: tuple[str, bytes, str] | None = None) -> tuple[int, object]:
+    def post_form(
+        self, path: str, fields: dict[str, str], file: tuple[str, bytes, str] | None = None
+    ) -> tuple[int, object]:
         """A multipart form: text ``fields`` and an optional ``file`` (name, bytes, content type)."""
         boundary = uuid.uuid4().hex
         parts = []
         for name, value in fields.items():
-            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + value.encode() + b"\r\n")
+            parts.append(
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+                + value.encode()
+                + b"\r\n"
+            )
         if file is not None:
             filename, data, content_type = file
-            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-                         f"Content-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n")
+            parts.append(
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+                f"Content-Type: {content_type}\r\n\r\n".encode()
+                + data
+                + b"\r\n"
+            )
         body = b"".join(parts) + f"--{boundary}--\r\n".encode()
         return self.request("POST", path, body, f"multipart/form-data; boundary={boundary}")
 

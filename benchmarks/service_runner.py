@@ -13,8 +13,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +30,9 @@ class ServiceProcess:
     nobody reads would block a chatty server). ``stop(signal.SIGKILL)`` kills it the hard way;
     ``start()`` again serves the same index on the same port."""
 
-    def __init__(self, index: str | Path, models_dir: Path | None = None, token: str | None = None, timeout: float = 180):
+    def __init__(
+        self, index: str | Path, models_dir: Path | None = None, token: str | None = None, timeout: float = 180
+    ):
         self.index, self.timeout = str(index), timeout
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -47,11 +49,15 @@ class ServiceProcess:
     def pid(self) -> int:
         return self.process.pid
 
-    def start(self) -> "ServiceProcess":
+    def start(self) -> ServiceProcess:
         with open(self.log_path, "a") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "pipeline", "serve", "--index", self.index, "--port", str(self.port)],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True)
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
         deadline = time.time() + self.timeout
         while True:
             try:
@@ -92,7 +98,9 @@ class ServiceProcess:
 
 
 @contextlib.contextmanager
-def running_service(index: str | Path, models_dir: Path | None = None, token: str | None = None, timeout: float = 180) -> Iterator[str]:
+def running_service(
+    index: str | Path, models_dir: Path | None = None, token: str | None = None, timeout: float = 180
+) -> Iterator[str]:
     """Yields the service's base URL once ``/healthz`` answers; stops it afterwards."""
     service = ServiceProcess(index, models_dir, token, timeout)
     try:

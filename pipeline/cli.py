@@ -30,26 +30,49 @@ class CommandError(Exception):
 
 
 def _add_data(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="data_command", required=True, metavar="{build,digits,spoken-flickr8k,describe,formats}")
+    sub = parser.add_subparsers(
+        dest="data_command", required=True, metavar="{build,digits,spoken-flickr8k,describe,formats}"
+    )
     build = sub.add_parser("build", help="generate the embedded default dataset (synthetic, no download)")
     build.add_argument("--out", type=Path, default=None, help="output folder (default: data/default)")
     build.add_argument("--seed", type=int, default=1234)
-    build.add_argument("--items", type=str, default=None, metavar="TRAIN,DEV,TEST", help="scenes per split (default 1900,300,300)")
+    build.add_argument(
+        "--items", type=str, default=None, metavar="TRAIN,DEV,TEST", help="scenes per split (default 1900,300,300)"
+    )
     build.add_argument("--no-speech", action="store_true", help="skip the spoken captions")
     build.add_argument("--force", action="store_true", help="rebuild even if the folder exists")
     build.add_argument("--workers", type=int, default=max(os.cpu_count() or 1, 1))
-    digits = sub.add_parser("digits", help="spoken digits (FSDD) + handwritten digits (MNIST) + digit words, split by speaker (needs ../shared)")
+    digits = sub.add_parser(
+        "digits",
+        help="spoken digits (FSDD) + handwritten digits (MNIST) + digit words, split by speaker (needs ../shared)",
+    )
     digits.add_argument("--out", type=Path, default=None, help="output folder (default: data/digits)")
     digits.add_argument("--test-speaker", default="theo", help="the speaker held out as the test split (default theo)")
-    digits.add_argument("--dev-speaker", default=None, help="a second speaker held out as the dev split (default: none; dev is "
-                                                            "the last 5 takes of each digit by the training speakers)")
-    digits.add_argument("--tts-voices", type=int, default=None, help="synthetic eSpeak NG speakers added to the training split "
-                                                                      "(default 60; 0 = the real recordings only)")
+    digits.add_argument(
+        "--dev-speaker",
+        default=None,
+        help="a second speaker held out as the dev split (default: none; dev is "
+        "the last 5 takes of each digit by the training speakers)",
+    )
+    digits.add_argument(
+        "--tts-voices",
+        type=int,
+        default=None,
+        help="synthetic eSpeak NG speakers added to the training split (default 60; 0 = the real recordings only)",
+    )
     digits.add_argument("--seed", type=int, default=0)
     digits.add_argument("--force", action="store_true", help="rebuild even if the folder exists")
-    spoken = sub.add_parser("spoken-flickr8k", help="Flickr8k with eSpeak NG spoken captions, cached in saved_models/cache/tts (needs ../shared)")
+    spoken = sub.add_parser(
+        "spoken-flickr8k",
+        help="Flickr8k with eSpeak NG spoken captions, cached in saved_models/cache/tts (needs ../shared)",
+    )
     spoken.add_argument("--out", type=Path, default=None, help="output folder (default: data/flickr8k-spoken)")
-    spoken.add_argument("--train-spoken", type=int, default=5, help="captions spoken per training photo (default 5: all; every dev caption is spoken)")
+    spoken.add_argument(
+        "--train-spoken",
+        type=int,
+        default=5,
+        help="captions spoken per training photo (default 5: all; every dev caption is spoken)",
+    )
     spoken.add_argument("--seed", type=int, default=0, help="varies every caption's voice")
     spoken.add_argument("--workers", type=int, default=max(os.cpu_count() or 1, 1))
     describe = sub.add_parser("describe", help="counts per split and modality, and every problem found")
@@ -73,12 +96,20 @@ def _run_data(args: argparse.Namespace) -> int:
 
         out = args.out or paths.data_dir() / spoken_captions.DATASET_NAME
         try:
-            _, stats = spoken_captions.build_spoken_flickr8k(out, paths.shared_dataset("flickr8k"), spoken_captions.TtsCache.default(),
-                                                             args.train_spoken, args.seed, args.workers)
+            _, stats = spoken_captions.build_spoken_flickr8k(
+                out,
+                paths.shared_dataset("flickr8k"),
+                spoken_captions.TtsCache.default(),
+                args.train_spoken,
+                args.seed,
+                args.workers,
+            )
         except ManifestError as error:
             raise CommandError(str(error)) from None
-        print(f"spoken Flickr8k written to {out}: {stats.synthesized} caption(s) synthesised, {stats.cached} from the cache, "
-              f"{len(stats.failed)} failed")
+        print(
+            f"spoken Flickr8k written to {out}: {stats.synthesized} caption(s) synthesised, {stats.cached} from the cache, "
+            f"{len(stats.failed)} failed"
+        )
         return 0
     if args.data_command == "digits":
         from pipeline.data import spoken_digits
@@ -89,14 +120,26 @@ def _run_data(args: argparse.Namespace) -> int:
             return 0
         try:
             voices = spoken_digits.TTS_VOICES if args.tts_voices is None else args.tts_voices
-            spoken_digits.build_spoken_digits(out, paths.shared_dataset("fsdd"), paths.shared_dataset("mnist") / "mnist.npz",
-                                              args.test_speaker, args.dev_speaker, args.seed, tts_voices=voices)
+            spoken_digits.build_spoken_digits(
+                out,
+                paths.shared_dataset("fsdd"),
+                paths.shared_dataset("mnist") / "mnist.npz",
+                args.test_speaker,
+                args.dev_speaker,
+                args.seed,
+                tts_voices=voices,
+            )
         except (paths.SharedDataMissing, spoken_digits.DigitsDataError) as error:
             raise CommandError(str(error)) from None
         print(f"spoken digits written to {out}")
         return 0
     if args.data_command == "build":
-        from pipeline.data.synthetic.build import DATASET_VERSION, DefaultDatasetConfig, build_default_dataset, dataset_version
+        from pipeline.data.synthetic.build import (
+            DATASET_VERSION,
+            DefaultDatasetConfig,
+            build_default_dataset,
+            dataset_version,
+        )
 
         out = args.out or paths.default_dataset_dir()
         found = dataset_version(out)
@@ -133,11 +176,23 @@ def _run_data(args: argparse.Namespace) -> int:
 
 
 def _add_train(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="default", help="a shipped config name (default, smoke, flickr8k) or a .toml/.json path")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set text.kind=lstm --set train.epochs=5 (repeatable)")
-    parser.add_argument("--run-dir", type=Path, default=None,
-                        help="run folder (default saved_models/runs/<name>-<timestamp>); give an interrupted run's folder to resume it")
+    parser.add_argument(
+        "--config", default="default", help="a shipped config name (default, smoke, flickr8k) or a .toml/.json path"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set text.kind=lstm --set train.epochs=5 (repeatable)",
+    )
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="run folder (default saved_models/runs/<name>-<timestamp>); give an interrupted run's folder to resume it",
+    )
     parser.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation")
     parser.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
     parser.add_argument("--quiet", action="store_true", help="no per-step progress bars (one line per epoch)")
@@ -155,7 +210,13 @@ def _run_train(args: argparse.Namespace) -> int:
     from pipeline.training.trainer import TrainingError, train
 
     try:
-        result = train(config, run_dir=args.run_dir, evaluate_test=not args.no_eval, export=not args.no_export, verbose=0 if args.quiet else None)
+        result = train(
+            config,
+            run_dir=args.run_dir,
+            evaluate_test=not args.no_eval,
+            export=not args.no_export,
+            verbose=0 if args.quiet else None,
+        )
     except (TrainingError, ManifestError) as error:
         raise CommandError(str(error)) from None
     info = json.loads((result.run_dir / "run.json").read_text())
@@ -180,11 +241,18 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _add_evaluate(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", default="latest", help="run folder, or its name under saved_models/runs (default: latest)")
+    parser.add_argument(
+        "--run", default="latest", help="run folder, or its name under saved_models/runs (default: latest)"
+    )
     parser.add_argument("--data", type=Path, default=None, help="dataset folder (default: the run's training data)")
     parser.add_argument("--format", default=None, help="dataset layout (default: detected)")
     parser.add_argument("--split", default="test", help="split to evaluate, or 'all' for every row (default: test)")
-    parser.add_argument("--json", type=Path, default=None, help="report path (default: <run>/eval/<dataset>-<split>.json); .md and .png go beside it")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="report path (default: <run>/eval/<dataset>-<split>.json); .md and .png go beside it",
+    )
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -213,8 +281,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     frame = manifest.frame if split is None else manifest.split(split)
     total, used = frame["item_id"].nunique(), len(embeddings.item_ids)
     if used < total or manifest.problems:
-        print(f"note: evaluated {used} of the {total} items in {Path(data).name}/{args.split}; the others lack a modality or a readable "
-              f"file (warnings above). The dataset has {len(manifest.problems)} problem(s): python -m pipeline data describe {data}")
+        print(
+            f"note: evaluated {used} of the {total} items in {Path(data).name}/{args.split}; the others lack a modality or a readable "
+            f"file (warnings above). The dataset has {len(manifest.problems)} problem(s): python -m pipeline data describe {data}"
+        )
     report = evaluate_embeddings(embeddings, with_curves=True, relevance=encoder.config.train.positives)
     json_path = args.json or encoder.run_dir / "eval" / f"{Path(data).name}-{args.split}.json"
     title = f"{encoder.config.name} on {Path(data).name} / {args.split}"
@@ -230,12 +300,32 @@ COMMANDS = {
     "data": (_add_data, _run_data, "build, describe and list datasets"),
     "train": (_add_train, _run_train, "train a config, evaluate it on the test split and export the encoders"),
     "evaluate": (_add_evaluate, _run_evaluate, "retrieval metrics of a trained run on any dataset split"),
-    "index": (retrieval.add_index_arguments, retrieval.run_index, "build a search index from a run and a dataset; add or remove items"),
+    "index": (
+        retrieval.add_index_arguments,
+        retrieval.run_index,
+        "build a search index from a run and a dataset; add or remove items",
+    ),
     "search": (retrieval.add_search_arguments, retrieval.run_search, "search an index with words, an image or a sound"),
-    "export": (serving.add_export_arguments, serving.run_export, "SavedModels for TF Serving: the encoders and a retriever over an index, and models.config"),
-    "query-serving": (serving.add_query_arguments, serving.run_query, "query a TF Serving server that serves the exported models (REST)"),
-    "serve": (service.add_serve_arguments, service.run_serve, "the search service (HTTP API and web page) over an index"),
-    "tune": (tuning.add_tune_arguments, tuning.run_tune, "search hyperparameters with KerasTuner; the objective is dev rsum"),
+    "export": (
+        serving.add_export_arguments,
+        serving.run_export,
+        "SavedModels for TF Serving: the encoders and a retriever over an index, and models.config",
+    ),
+    "query-serving": (
+        serving.add_query_arguments,
+        serving.run_query,
+        "query a TF Serving server that serves the exported models (REST)",
+    ),
+    "serve": (
+        service.add_serve_arguments,
+        service.run_serve,
+        "the search service (HTTP API and web page) over an index",
+    ),
+    "tune": (
+        tuning.add_tune_arguments,
+        tuning.run_tune,
+        "search hyperparameters with KerasTuner; the objective is dev rsum",
+    ),
 }
 
 
@@ -273,7 +363,13 @@ def main(argv: list[str] | None = None) -> int:
     _, run, _ = COMMANDS[args.command]
     try:
         return run(args)
-    except (CommandError, retrieval.RetrievalCommandError, serving.ServingCommandError, service.ServeCommandError, tuning.TuneCommandError) as error:
+    except (
+        CommandError,
+        retrieval.RetrievalCommandError,
+        serving.ServingCommandError,
+        service.ServeCommandError,
+        tuning.TuneCommandError,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (paths.SharedDataMissing, FileNotFoundError) as error:
@@ -300,3 +396,8 @@ def _names_its_problem(error: Exception) -> bool:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def run() -> None:
+    """Console script ``pipeline`` (pyproject.toml): the same as ``python -m pipeline``."""
+    sys.exit(main(sys.argv[1:]))

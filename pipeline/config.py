@@ -214,7 +214,7 @@ class ExperimentConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def validate(self) -> "ExperimentConfig":
+    def validate(self) -> ExperimentConfig:
         choices = {
             "strategy": (self.strategy, ("default", "mirrored", "multiworker")),
             "text.kind": (self.text.kind, ("conv", "lstm", "conv_lstm", "serial", "parallel", "mixed")),
@@ -238,23 +238,37 @@ class ExperimentConfig:
                 raise ConfigError(f"train.pairs: {pair!r} is not of the form 'text-image' (text, image, audio, item)")
             missing = [p for p in parts if p != "item" and p not in self.data.modalities]
             if missing:
-                raise ConfigError(f"train.pairs: {pair!r} needs {', '.join(missing)}, which is not in data.modalities {self.data.modalities}")
+                raise ConfigError(
+                    f"train.pairs: {pair!r} needs {', '.join(missing)}, which is not in data.modalities {self.data.modalities}"
+                )
         positive = {
-            "embedding_dim": self.embedding_dim, "train.epochs": self.train.epochs, "train.batch_size": self.train.batch_size,
-            "text.sequence_length": self.text.sequence_length, "image.image_size": self.image.image_size,
+            "embedding_dim": self.embedding_dim,
+            "train.epochs": self.train.epochs,
+            "train.batch_size": self.train.batch_size,
+            "text.sequence_length": self.text.sequence_length,
+            "image.image_size": self.image.image_size,
         }
-        positive.update({
-            "text.embedding_dim": self.text.embedding_dim, "text.conv_filters": self.text.conv_filters,
-            "text.lstm_units": self.text.lstm_units, "train.learning_rate": self.train.learning_rate,
-            "train.temperature": self.train.temperature, "fusion.hidden": self.fusion.hidden,
-        })
+        positive.update(
+            {
+                "text.embedding_dim": self.text.embedding_dim,
+                "text.conv_filters": self.text.conv_filters,
+                "text.lstm_units": self.text.lstm_units,
+                "train.learning_rate": self.train.learning_rate,
+                "train.temperature": self.train.temperature,
+                "fusion.hidden": self.fusion.hidden,
+            }
+        )
         for key, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{key} must be positive, got {value}")
         if self.train.audio_epochs < 0:
-            raise ConfigError(f"train.audio_epochs must be 0 (off) or a number of epochs, got {self.train.audio_epochs}")
+            raise ConfigError(
+                f"train.audio_epochs must be 0 (off) or a number of epochs, got {self.train.audio_epochs}"
+            )
         if self.train.audio_batch_size < 0:
-            raise ConfigError(f"train.audio_batch_size must be 0 (= train.batch_size) or a batch size, got {self.train.audio_batch_size}")
+            raise ConfigError(
+                f"train.audio_batch_size must be 0 (= train.batch_size) or a batch size, got {self.train.audio_batch_size}"
+            )
         first_phase_pairs = [p for p in self.train.pairs if "audio" not in p.split("-")]
         if "audio" in self.data.modalities and self.train.audio_epochs > 0 and not first_phase_pairs:
             raise ConfigError(
@@ -268,23 +282,36 @@ class ExperimentConfig:
                 f"{self.train.epochs // 3}), or set it to 0 to train every modality together."
             )
         if not self.text.kernel_sizes or min(self.text.kernel_sizes) < 1:
-            raise ConfigError(f"text.kernel_sizes must be one or more widths of at least 1, got {list(self.text.kernel_sizes)}")
-        for key, value in {"text.dropout": self.text.dropout, "image.dropout": self.image.dropout,
-                           "audio.dropout": self.audio.dropout}.items():
+            raise ConfigError(
+                f"text.kernel_sizes must be one or more widths of at least 1, got {list(self.text.kernel_sizes)}"
+            )
+        for key, value in {
+            "text.dropout": self.text.dropout,
+            "image.dropout": self.image.dropout,
+            "audio.dropout": self.audio.dropout,
+        }.items():
             if not 0 <= value < 1:
                 raise ConfigError(f"{key} must be in [0, 1), got {value}")
         if not 0 < self.image.crop_min_area <= 1:
             raise ConfigError(f"image.crop_min_area must be in (0, 1], got {self.image.crop_min_area}")
         if not 0 <= self.image.feature_crops <= 5:
-            raise ConfigError(f"image.feature_crops takes 0 to 5 (the corner and centre crops), got {self.image.feature_crops}")
+            raise ConfigError(
+                f"image.feature_crops takes 0 to 5 (the corner and centre crops), got {self.image.feature_crops}"
+            )
         views = 1 + int(self.image.feature_flip) + self.image.feature_crops
         if not 1 <= self.image.test_views <= views:
-            raise ConfigError(f"image.test_views takes 1 to {views} (the views image.feature_flip and image.feature_crops "
-                              f"define), got {self.image.test_views}")
+            raise ConfigError(
+                f"image.test_views takes 1 to {views} (the views image.feature_flip and image.feature_crops "
+                f"define), got {self.image.test_views}"
+            )
         if self.image.scratch_grid_channels < 0:
-            raise ConfigError(f"image.scratch_grid_channels must be 0 (as they are) or a channel count, got {self.image.scratch_grid_channels}")
+            raise ConfigError(
+                f"image.scratch_grid_channels must be 0 (as they are) or a channel count, got {self.image.scratch_grid_channels}"
+            )
         if self.image.backbone == "scratch" and not (self.image.scratch_grid or self.image.scratch_global_pool):
-            raise ConfigError("image.scratch_grid and image.scratch_global_pool are both off: the scratch CNN would have no features")
+            raise ConfigError(
+                "image.scratch_grid and image.scratch_global_pool are both off: the scratch CNN would have no features"
+            )
         if self.image.head_hidden < 0:
             raise ConfigError(f"image.head_hidden must be 0 (off) or a width, got {self.image.head_hidden}")
         if not 0 <= self.fusion.modality_dropout < 1:
@@ -327,7 +354,9 @@ def _coerce(value, hint, key: str):
     origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
-            raise ConfigError(f"{key} is a section; give its keys ({', '.join(f.name for f in dataclasses.fields(hint))})")
+            raise ConfigError(
+                f"{key} is a section; give its keys ({', '.join(f.name for f in dataclasses.fields(hint))})"
+            )
         return _build(hint, value, prefix=f"{key}.")
     if origin is tuple:
         (inner, *_rest) = typing.get_args(hint)
@@ -362,7 +391,9 @@ def _build(cls, values: dict, prefix: str = ""):
         key = unknown[0]
         close = difflib.get_close_matches(key, hints, n=1)
         hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
-        raise ConfigError(f"unknown config key '{prefix}{key}'{hint}; known keys here: {', '.join(prefix + k for k in hints)}")
+        raise ConfigError(
+            f"unknown config key '{prefix}{key}'{hint}; known keys here: {', '.join(prefix + k for k in hints)}"
+        )
     kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in values.items()}
     return cls(**kwargs)
 
@@ -402,7 +433,9 @@ def read_config_file(name_or_path: str) -> dict:
     if not path.suffix:
         path = CONFIG_DIR / f"{name_or_path}.toml"
         if not path.exists():
-            raise ConfigError(f"no config named '{name_or_path}'; shipped: {', '.join(named_configs())}, or give a .toml/.json path")
+            raise ConfigError(
+                f"no config named '{name_or_path}'; shipped: {', '.join(named_configs())}, or give a .toml/.json path"
+            )
     if not path.exists():
         raise ConfigError(f"config file {path} not found")
     if path.suffix == ".json":

@@ -21,7 +21,15 @@ import tensorflow as tf
 
 from pipeline.preprocessing import audio_ops, image_ops, text_ops
 from pipeline.preprocessing.media_check import MediaLimits, MediaRejected, check_media
-from pipeline.run_artifacts import RETRAIN, IncompatibleRun, damaged_message, input_config_for, read_run_config, read_run_info, resolve_run
+from pipeline.run_artifacts import (
+    RETRAIN,
+    IncompatibleRun,
+    damaged_message,
+    input_config_for,
+    read_run_config,
+    read_run_info,
+    resolve_run,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +38,15 @@ log = logging.getLogger(__name__)
 class Encoder:
     """A trained model with its vocabulary and input settings, ready to embed raw inputs."""
 
-    model: "object"  # CrossModalModel
-    vectorizer: "object"
-    config: "object"  # ExperimentConfig
+    model: object  # CrossModalModel
+    vectorizer: object
+    config: object  # ExperimentConfig
     run_dir: Path | None = None
     labels: list[str] = dataclasses.field(default_factory=list)
     limits: MediaLimits = MediaLimits()  # what an image or sound may cost to decode (media_check)
 
     @classmethod
-    def from_run(cls, run: str | Path) -> "Encoder":
+    def from_run(cls, run: str | Path) -> Encoder:
         from pipeline.models.retrieval_model import CrossModalModel, dummy_inputs
 
         run_dir = resolve_run(run)
@@ -49,8 +57,11 @@ class Encoder:
         labels_path = run_dir / "labels.txt"
         labels = text_ops.load_vocabulary(labels_path) if labels_path.exists() else []
         model = CrossModalModel(
-            config, vocab_size=len(vectorizer.get_vocabulary()), audio_frames=info.get("audio_frames"),
-            image_feature_dim=info.get("image_feature_dim"), label_count=len(labels),
+            config,
+            vocab_size=len(vectorizer.get_vocabulary()),
+            audio_frames=info.get("audio_frames"),
+            image_feature_dim=info.get("image_feature_dim"),
+            label_count=len(labels),
         )
         model(dummy_inputs(model))
         try:

@@ -29,7 +29,9 @@ def test_a_folder_is_replaced_whole(tmp_path):
 
 
 def test_only_temporaries_of_dead_writers_are_removed(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     dead_pid = int(dead.stdout)
     abandoned = tmp_path / f".index.{dead_pid}.abc123.tmp"
     (abandoned / "part").mkdir(parents=True)

@@ -3,6 +3,9 @@
 Every path the code reads or writes by default comes from here, so a user can move
 them with environment variables instead of editing code:
 
+``<project>`` is the checkout that holds this package (it has ``pyproject.toml``); when the
+package is installed elsewhere (``pip install .``), it is the current directory.
+
 - ``PIPELINE_DATA_DIR``: datasets (default ``<project>/data``)
 - ``PIPELINE_MODELS_DIR``: runs, exports, indexes and caches (default ``<project>/saved_models``)
 - ``PIPELINE_SHARED_DIR``: the optional shared datasets folder (default ``<project>/../shared``)
@@ -13,7 +16,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def project_root() -> Path:
+    """The checkout when run from one, else the current directory (an installed package)."""
+    return _CHECKOUT if (_CHECKOUT / "pyproject.toml").is_file() else Path.cwd()
 
 
 class SharedDataMissing(FileNotFoundError):
@@ -21,11 +29,11 @@ class SharedDataMissing(FileNotFoundError):
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("PIPELINE_DATA_DIR", PROJECT_ROOT / "data"))
+    return Path(os.environ.get("PIPELINE_DATA_DIR", project_root() / "data"))
 
 
 def models_dir() -> Path:
-    return Path(os.environ.get("PIPELINE_MODELS_DIR", PROJECT_ROOT / "saved_models"))
+    return Path(os.environ.get("PIPELINE_MODELS_DIR", project_root() / "saved_models"))
 
 
 def default_dataset_dir() -> Path:
@@ -51,7 +59,7 @@ def index_dir(name: str | None = None) -> Path:
 
 
 def shared_dir() -> Path:
-    return Path(os.environ.get("PIPELINE_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
+    return Path(os.environ.get("PIPELINE_SHARED_DIR", project_root().parent / "shared"))
 
 
 def shared_dataset(name: str) -> Path:

@@ -1,11 +1,11 @@
 """What a run folder holds, and reading it back.
 
-    run.json             format version, pipeline version, timings, data summary
-    config.toml          the full experiment config (loadable with --config PATH)
-    vocab.txt, labels.txt
-    model.weights.h5     the selected (best dev rsum) weights
-    history.csv, logs/   Keras history and TensorBoard events
-    eval/<split>.json|md|png
+run.json             format version, pipeline version, timings, data summary
+config.toml          the full experiment config (loadable with --config PATH)
+vocab.txt, labels.txt
+model.weights.h5     the selected (best dev rsum) weights
+history.csv, logs/   Keras history and TensorBoard events
+eval/<split>.json|md|png
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ import os
 from pathlib import Path
 
 from pipeline import __version__, paths
-from pipeline.config import CONFIG_FORMAT_VERSION, ExperimentConfig, from_dict, fused_modalities, read_config_file, trains_items
+from pipeline.config import (
+    CONFIG_FORMAT_VERSION,
+    ExperimentConfig,
+    from_dict,
+    fused_modalities,
+    read_config_file,
+    trains_items,
+)
 
 RETRAIN = "train again, or pass another --run"  # what to do about a run file that cannot be read
 RUN_FORMAT_VERSION = 3  # 2: the scratch image CNN adds a global max pool; 3: text enters the fusion network
@@ -37,8 +44,13 @@ def input_config_for(config: ExperimentConfig, modalities=None, batch_size=None)
         backbone=i.backbone,
         image_augment=ImageAugmentConfig(i.crop_min_area, i.flip, i.brightness, i.contrast, i.saturation),
         audio=AudioFeatureConfig(
-            clip_seconds=a.clip_seconds, n_mels=a.n_mels, time_masks=a.time_masks, time_width=a.time_width,
-            freq_masks=a.freq_masks, freq_width=a.freq_width, mel_shift=a.mel_shift,
+            clip_seconds=a.clip_seconds,
+            n_mels=a.n_mels,
+            time_masks=a.time_masks,
+            time_width=a.time_width,
+            freq_masks=a.freq_masks,
+            freq_width=a.freq_width,
+            mel_shift=a.mel_shift,
         ),
         cache=config.data.cache,
         seed=config.seed,
@@ -79,7 +91,9 @@ def run_from_reference(reference: str) -> Path:
 def read_run_info(run_dir: Path) -> dict:
     info_path = run_dir / "run.json"
     if not info_path.is_file():
-        raise IncompatibleRun(f"{run_dir} has no run.json: not a finished training run (train again, or pass another --run)")
+        raise IncompatibleRun(
+            f"{run_dir} has no run.json: not a finished training run (train again, or pass another --run)"
+        )
     try:
         info = json.loads(info_path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as error:
@@ -100,7 +114,11 @@ def read_run_info(run_dir: Path) -> dict:
 
 def damaged_message(path: Path, error, remedy: str) -> str:
     """The one wording of "this artifact file cannot be read": which file, what was wrong, what to do."""
-    reason = error if isinstance(error, str) else f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error).strip() else 'unreadable'}"
+    reason = (
+        error
+        if isinstance(error, str)
+        else f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error).strip() else 'unreadable'}"
+    )
     return f"{path} is damaged or unreadable ({reason}); {remedy}"
 
 
@@ -110,7 +128,9 @@ def read_run_config(run_dir: Path) -> ExperimentConfig:
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise IncompatibleRun(damaged_message(run_dir / "config.toml", error, RETRAIN)) from None
     if values.get("format_version", CONFIG_FORMAT_VERSION) != CONFIG_FORMAT_VERSION:
-        raise IncompatibleRun(f"{run_dir}/config.toml has config format {values.get('format_version')}, expected {CONFIG_FORMAT_VERSION}")
+        raise IncompatibleRun(
+            f"{run_dir}/config.toml has config format {values.get('format_version')}, expected {CONFIG_FORMAT_VERSION}"
+        )
     try:
         return from_dict(values)
     except ValueError as error:

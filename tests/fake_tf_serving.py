@@ -50,7 +50,9 @@ class FakeTFServing:
         versions = self.versions(name)
         version = version or (versions[-1] if versions else None)
         if version not in versions:
-            raise LookupError(f"Servable not found for request: {'Specific' if version else 'Latest'}({name}{', ' + str(version) if version else ''})")
+            raise LookupError(
+                f"Servable not found for request: {'Specific' if version else 'Latest'}({name}{', ' + str(version) if version else ''})"
+            )
         with self._lock:
             if (name, version) not in self._loaded:
                 self._loaded[(name, version)] = tf.saved_model.load(str(self.root / name / str(version)))
@@ -63,7 +65,7 @@ class FakeTFServing:
             raise ValueError("Missing 'instances' key")
         instances = body["instances"]
         if len(inputs) == 1:
-            (input_name, spec), = inputs.items()
+            ((input_name, spec),) = inputs.items()
             rows = [i[input_name] if isinstance(i, dict) and input_name in i else i for i in instances]
             columns = {input_name: rows}
         else:
@@ -104,8 +106,18 @@ class FakeTFServing:
                     versions = fake.versions(match["name"])
                     if not versions:
                         return self._answer(404, {"error": f"Could not find any versions of model {match['name']}"})
-                    self._answer(200, {"model_version_status": [{"version": str(versions[-1]), "state": "AVAILABLE",
-                                                                 "status": {"error_code": "OK", "error_message": ""}}]})
+                    self._answer(
+                        200,
+                        {
+                            "model_version_status": [
+                                {
+                                    "version": str(versions[-1]),
+                                    "state": "AVAILABLE",
+                                    "status": {"error_code": "OK", "error_message": ""},
+                                }
+                            ]
+                        },
+                    )
 
             def do_POST(self):
                 match = self._route()
@@ -114,7 +126,9 @@ class FakeTFServing:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 fake.requests.append({"path": self.path, "body": body})
                 try:
-                    self._answer(200, fake.predict(match["name"], int(match["version"]) if match["version"] else None, body))
+                    self._answer(
+                        200, fake.predict(match["name"], int(match["version"]) if match["version"] else None, body)
+                    )
                 except LookupError as error:
                     self._answer(404, {"error": str(error)})
                 except (ValueError, KeyError, TypeError, tf.errors.OpError) as error:

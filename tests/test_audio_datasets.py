@@ -36,18 +36,69 @@ def test_the_digits_split_is_by_speaker(digits_folder):
     assert set(frame.loc[frame["split"] == "dev", "item_id"].str.split("_").str[2].astype(int)) == {45, 46, 47, 48, 49}
 
 
-def test_evaluate_on_an_unseen_speakers_recordings_and_warm_start_esc50(digits_folder, shared_datasets, isolated_models_dir, tmp_path, caplog):
-    assert main(["train", "--config", "digits", "--set", f"data.path={digits_folder}", "--set", "train.epochs=1",
-                 "--set", "name=digits-test", "--no-export", "--quiet"]) == 0
+def test_evaluate_on_an_unseen_speakers_recordings_and_warm_start_esc50(
+    digits_folder, shared_datasets, isolated_models_dir, tmp_path, caplog
+):
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                "digits",
+                "--set",
+                f"data.path={digits_folder}",
+                "--set",
+                "train.epochs=1",
+                "--set",
+                "name=digits-test",
+                "--no-export",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     run = (isolated_models_dir / "runs" / "latest").resolve()
     folder = speaker_folder(shared_datasets / "fsdd", "theo", tmp_path / "theo")
     report_path = tmp_path / "theo.json"
-    assert main(["evaluate", "--run", str(run), "--data", str(folder), "--split", "all", "--json", str(report_path)]) == 0
+    assert (
+        main(["evaluate", "--run", str(run), "--data", str(folder), "--split", "all", "--json", str(report_path)]) == 0
+    )
     report = json.loads(report_path.read_text())
     assert report["audio->text"]["queries"] == 500 and 0 <= report["audio->text"]["mAP"] <= 100
     assert set(report) >= {"audio->text", "text->audio", "rsum"}
     with caplog.at_level(logging.INFO):
-        assert main(["train", "--config", "esc50", "--set", "train.epochs=1", "--set", f"audio.init_from={run}",
-                     "--set", "name=esc50-test", "--no-export", "--no-eval", "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--config",
+                    "esc50",
+                    "--set",
+                    "train.epochs=1",
+                    "--set",
+                    f"audio.init_from={run}",
+                    "--set",
+                    "name=esc50-test",
+                    "--no-export",
+                    "--no-eval",
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
     assert "layers initialised from" in caplog.text
-    assert main(["train", "--config", "esc50", "--set", "train.epochs=1", "--set", f"audio.init_from={tmp_path / 'nope'}", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                "esc50",
+                "--set",
+                "train.epochs=1",
+                "--set",
+                f"audio.init_from={tmp_path / 'nope'}",
+                "--quiet",
+            ]
+        )
+        == 2
+    )

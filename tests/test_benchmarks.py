@@ -6,12 +6,22 @@ from __future__ import annotations
 def test_fresh_train_steps_are_cut_at_the_lines_that_start_them():
     from benchmarks.bench_fresh_train import step_seconds
 
-    lines = [(3.0, "pip install ..."), (70.5, "[12:00:00] INFO ...: planning 1900 train scenes and their captions"),
-             (120.0, "checking files"), (131.0, "[12:01:01] INFO ...: [1/5] data: data/default (embedded)"),
-             (700.0, "[12:10:30] INFO ...: [4/5] evaluating on the test split"), (760.0, "Serve them: ...")]
+    lines = [
+        (3.0, "pip install ..."),
+        (70.5, "[12:00:00] INFO ...: planning 1900 train scenes and their captions"),
+        (120.0, "checking files"),
+        (131.0, "[12:01:01] INFO ...: [1/5] data: data/default (embedded)"),
+        (700.0, "[12:10:30] INFO ...: [4/5] evaluating on the test split"),
+        (760.0, "Serve them: ..."),
+    ]
     steps = step_seconds(lines, total=770.0)
     # 0 → 70.5 → 131 → 700 → 770
-    assert steps == {"set-up (.venv, pip)": 70.5, "dataset build": 60.5, "training": 569.0, "test evaluation, index, export": 70.0}
+    assert steps == {
+        "set-up (.venv, pip)": 70.5,
+        "dataset build": 60.5,
+        "training": 569.0,
+        "test evaluation, index, export": 70.0,
+    }
     assert sum(steps.values()) == 770.0
 
 
@@ -26,9 +36,16 @@ def test_fresh_train_time_is_written_in_whole_minutes_and_seconds():
 def test_repeated_runs_report_their_spread_and_worst_run():
     from benchmarks.bench_default import repeats_markdown
 
-    repeats = [{"run": i + 1, "command": f"python -m pipeline train --config default --set name=repeat{i + 1}", "seconds": 600,
-                "measured": "2026-11-29", "figures": {"text->image R@1": t2i, "audio->image R@1": a2i}}
-               for i, (t2i, a2i) in enumerate([(90.0, 70.0), (88.5, 72.5), (89.0, 69.0)])]
+    repeats = [
+        {
+            "run": i + 1,
+            "command": f"python -m pipeline train --config default --set name=repeat{i + 1}",
+            "seconds": 600,
+            "measured": "2026-11-29",
+            "figures": {"text->image R@1": t2i, "audio->image R@1": a2i},
+        }
+        for i, (t2i, a2i) in enumerate([(90.0, 70.0), (88.5, 72.5), (89.0, 69.0)])
+    ]
     md = "\n".join(repeats_markdown(repeats))
     # spread: 90.0 - 88.5 = 1.5 and 72.5 - 69.0 = 3.5; worst: 88.5 and 69.0
     assert "| spread (max − min) | 1.5 | 3.5 |" in md

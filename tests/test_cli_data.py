@@ -52,7 +52,10 @@ def test_unusable_manifest_stops_with_a_clear_error(tmp_path, capsys):
     (tmp_path / "manifest.csv").write_text("id,caption,picture\n1,a cat,cat.jpg\n")
     assert main(["data", "describe", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "unknown column(s) 'id' (did you mean 'item_id'?), 'caption' (did you mean 'text'?), 'picture' (did you mean 'image'?)" in err
+    assert (
+        "unknown column(s) 'id' (did you mean 'item_id'?), 'caption' (did you mean 'text'?), 'picture' (did you mean 'image'?)"
+        in err
+    )
     assert "item_id, split, text, image, audio, label" in err
 
 

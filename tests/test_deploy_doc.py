@@ -61,7 +61,10 @@ def test_the_deployment_page_step_by_step(smoke_index, isolated_models_dir, tiny
             assert done.returncode == 0 and not done.stderr, (command, done.stderr)
             if command.startswith("curl"):
                 answer = json.loads(done.stdout)
-                assert "error" not in answer and ("predictions" in answer or "model_version_status" in answer), (command, answer)
+                assert "error" not in answer and ("predictions" in answer or "model_version_status" in answer), (
+                    command,
+                    answer,
+                )
                 if ":predict" in command:
                     assert len(answer["predictions"]) == (2 if "two green stars" in command else 1), command
         queries = [c for c in commands if c.startswith("python -m pipeline query-serving")]
@@ -70,7 +73,9 @@ def test_the_deployment_page_step_by_step(smoke_index, isolated_models_dir, tiny
         os.chdir(work)
         try:
             for command in queries:
-                argv = shlex.split(command.replace("http://localhost:8501", url).replace("--index default", "--index tiny"))[3:]
+                argv = shlex.split(
+                    command.replace("http://localhost:8501", url).replace("--index default", "--index tiny")
+                )[3:]
                 capsys.readouterr()
                 assert main(argv) == 0, command
                 assert "1." in capsys.readouterr().out, command  # a ranked hit was printed

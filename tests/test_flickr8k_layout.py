@@ -23,7 +23,8 @@ def images(prefix: str, names=COLOURS) -> dict:
 @pytest.fixture
 def flickr_folder(tmp_path):
     return write_flickr8k_folder(
-        tmp_path / "flickr", {"train": images("tr"), "dev": images("dv"), None: images("spare", ["red", "blue"])},
+        tmp_path / "flickr",
+        {"train": images("tr"), "dev": images("dv"), None: images("spare", ["red", "blue"])},
         extra_rows=[("missing_photo.jpg", "a photo that is not there", "train"), ("tr_red.jpg", "", "train")],
     )
 
@@ -31,8 +32,20 @@ def flickr_folder(tmp_path):
 def test_training_skips_missing_images_and_empty_captions_and_reports_them(flickr_folder, tmp_path, caplog, capsys):
     run_dir = tmp_path / "run"
     with caplog.at_level(logging.WARNING):
-        code = main(["train", "--config", "smoke", "--set", f"data.path={flickr_folder}", *TEXT_IMAGE,
-                     "--run-dir", str(run_dir), "--no-export", "--quiet"])
+        code = main(
+            [
+                "train",
+                "--config",
+                "smoke",
+                "--set",
+                f"data.path={flickr_folder}",
+                *TEXT_IMAGE,
+                "--run-dir",
+                str(run_dir),
+                "--no-export",
+                "--quiet",
+            ]
+        )
     assert code == 0
     info = json.loads((run_dir / "run.json").read_text())
     assert info["data"]["skipped_train_rows"] == 2  # the missing image's row and the empty caption
@@ -44,7 +57,10 @@ def test_training_skips_missing_images_and_empty_captions_and_reports_them(flick
     # The same table for a Flickr8k-layout folder given only at evaluation time, test split.
     other = write_flickr8k_folder(tmp_path / "other", {"test": images("te", ["green", "yellow", "red"])})
     report_path = tmp_path / "other.json"
-    assert main(["evaluate", "--run", str(run_dir), "--data", str(other), "--split", "test", "--json", str(report_path)]) == 0
+    assert (
+        main(["evaluate", "--run", str(run_dir), "--data", str(other), "--split", "test", "--json", str(report_path)])
+        == 0
+    )
     report = json.loads(report_path.read_text())
     assert report["text->image"]["queries"] == 6 and report["image->text"]["gallery"] == 6
     assert "| image->text |" in capsys.readouterr().out
@@ -65,12 +81,19 @@ def test_best_run_is_the_highest_r1_among_rows_beating_the_reference():
 
     def row(name, i2t, t2i):
         # Each figure the reference's plus the given margins; R@1 margins decide.
-        return {"name": name, "image->text": {k: v + i2t[k] for k, v in REFERENCE["image->text"].items()},
-                "text->image": {k: v + t2i[k] for k, v in REFERENCE["text->image"].items()},
-                "rsum": sum(i2t.values()) + sum(t2i.values())}
+        return {
+            "name": name,
+            "image->text": {k: v + i2t[k] for k, v in REFERENCE["image->text"].items()},
+            "text->image": {k: v + t2i[k] for k, v in REFERENCE["text->image"].items()},
+            "rsum": sum(i2t.values()) + sum(t2i.values()),
+        }
 
-    high_rsum = row("high-rsum", {"R@1": 2, "R@5": 9, "R@10": 9}, {"R@1": 2, "R@5": 9, "R@10": 9})  # R@1 sum +4, rsum +40
+    high_rsum = row(
+        "high-rsum", {"R@1": 2, "R@5": 9, "R@10": 9}, {"R@1": 2, "R@5": 9, "R@10": 9}
+    )  # R@1 sum +4, rsum +40
     high_r1 = row("high-r1", {"R@1": 4, "R@5": 3, "R@10": 3}, {"R@1": 4, "R@5": 3, "R@10": 3})  # R@1 sum +8, rsum +20
-    loses_one = row("loses-one", {"R@1": 9, "R@5": 9, "R@10": -1}, {"R@1": 9, "R@5": 9, "R@10": 9})  # below the reference on one
+    loses_one = row(
+        "loses-one", {"R@1": 9, "R@5": 9, "R@10": -1}, {"R@1": 9, "R@5": 9, "R@10": 9}
+    )  # below the reference on one
     assert select_best([high_rsum, high_r1, loses_one])["name"] == "high-r1"
     assert select_best([loses_one])["name"] == "loses-one"  # none beats the reference: the best of all

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks.hostile_media import hostile_uploads, image_bytes, sound_bytes
 from pipeline.cli import main
 from pipeline.retrieval.index_store import SearchIndex
 from pipeline.retrieval.searcher import Searcher
-from benchmarks.hostile_media import hostile_uploads, image_bytes, sound_bytes
 from tests.helpers import write_image
 from tests.test_service import TOKEN, make_client
 
@@ -43,7 +43,12 @@ def client(searcher, smoke_index):
 def writable(smoke_index, searcher, tmp_path):
     shutil.copytree(smoke_index, tmp_path / "idx")
     uploads = tmp_path / "uploads"
-    client = make_client(tmp_path / "idx", Searcher(SearchIndex.open(tmp_path / "idx"), searcher.encoder), uploads=uploads, limit=UPLOAD_LIMIT)
+    client = make_client(
+        tmp_path / "idx",
+        Searcher(SearchIndex.open(tmp_path / "idx"), searcher.encoder),
+        uploads=uploads,
+        limit=UPLOAD_LIMIT,
+    )
     return client, tmp_path / "idx", uploads
 
 
@@ -72,7 +77,9 @@ def test_hostile_media_gets_a_4xx_naming_the_problem_as_a_search_and_as_a_new_it
         assert time.perf_counter() - started < 30, name  # a guard against a decoder loop, not a speed target
         detail = answer.json()["detail"]
         assert "cannot be decoded" in detail or "unsupported media type" in detail, (name, detail)
-        added = client.post("/items", files={"file": ("x", data, content_type)}, data={"caption": "hostile"}, headers=AUTH)
+        added = client.post(
+            "/items", files={"file": ("x", data, content_type)}, data={"caption": "hostile"}, headers=AUTH
+        )
         assert added.status_code in (415, 422), (name, added.status_code, added.text)
         assert folder_digest(folder) == digest and not (uploads.exists() and any(uploads.iterdir())), name
     assert client.post("/search", json={"query": "a red circle", "k": 1}).status_code == 200  # still serving
@@ -86,7 +93,9 @@ def test_rows_1_3_5_name_what_is_wrong(client):
 
     assert "data chunk declares 4,294,967,280 bytes" in detail("wav data chunk size 0xFFFFFFF0 (row 1)")
     assert "529,000,000 pixels, over the limit of 40,000,000" in detail("png 23000x23000 header (row 3)")
-    assert "sample rate of 1 Hz" in detail("wav at 1 Hz (row 5)") and "sample rate of 1 Hz" in detail("wav at 1 Hz, 2 MB (row 5)")
+    assert "sample rate of 1 Hz" in detail("wav at 1 Hz (row 5)") and "sample rate of 1 Hz" in detail(
+        "wav at 1 Hz, 2 MB (row 5)"
+    )
     assert "FLAC stream" in detail("flac claiming more samples than its stream (decoder loop)")
     assert "WebP" in detail("webp")
 
@@ -112,15 +121,24 @@ def test_long_sounds_are_cropped_before_resampling(searcher, tmp_path):
 # ---------------------------------------------------------------- rows 2, 4, 8: ids and text that cannot corrupt storage
 
 
-HOSTILE_CAPTIONS = ["a lone \r return", "two\nlines", "a NUL \x00 inside", 'quotes " and \' and, commas', "tabs\tand \r\n crlf",
-                    "émoji 🦓 and 中文", "=cmd|' /C calc'!A0"]
+HOSTILE_CAPTIONS = [
+    "a lone \r return",
+    "two\nlines",
+    "a NUL \x00 inside",
+    "quotes \" and ' and, commas",
+    "tabs\tand \r\n crlf",
+    "émoji 🦓 and 中文",
+    "=cmd|' /C calc'!A0",
+]
 
 
 def test_row_2_any_caption_round_trips_exactly_and_survives_a_restart(writable, searcher):
     client, folder, _ = writable
     n = len(SearchIndex.open(folder))
     for i, caption in enumerate(HOSTILE_CAPTIONS):
-        answer = client.post("/items", data={"caption": caption, "item_id": f"cap-{i}", "label": caption[:10]}, headers=AUTH)
+        answer = client.post(
+            "/items", data={"caption": caption, "item_id": f"cap-{i}", "label": caption[:10]}, headers=AUTH
+        )
         assert answer.status_code == 201, answer.text
         assert client.get(f"/items/cap-{i}").json()["caption"] == caption.strip()
     reopened = SearchIndex.open(folder)  # what a restarted service reads
@@ -128,11 +146,26 @@ def test_row_2_any_caption_round_trips_exactly_and_survives_a_restart(writable, 
     stored = dict(zip(reopened.metadata["item_id"], reopened.metadata["caption"]))
     assert [stored[f"cap-{i}"] for i in range(len(HOSTILE_CAPTIONS))] == [c.strip() for c in HOSTILE_CAPTIONS]
     restarted = make_client(folder, Searcher(reopened, searcher.encoder))
-    assert restarted.post("/items", data={"caption": "after the restart", "item_id": "after"}, headers=AUTH).status_code == 201
+    assert (
+        restarted.post("/items", data={"caption": "after the restart", "item_id": "after"}, headers=AUTH).status_code
+        == 201
+    )
 
 
-BAD_IDS = ["bad\rid", "train-0000\x00x", "new\nline", "tab\tbed", "zero\u200bwidth", "rtl\u202eid", "back\\slash", "/leading", "a//b",
-           "a/../b", "x" * 201, "a /b"]
+BAD_IDS = [
+    "bad\rid",
+    "train-0000\x00x",
+    "new\nline",
+    "tab\tbed",
+    "zero\u200bwidth",
+    "rtl\u202eid",
+    "back\\slash",
+    "/leading",
+    "a//b",
+    "a/../b",
+    "x" * 201,
+    "a /b",
+]
 
 
 def test_rows_2_4_8_ids_outside_the_rule_are_refused_everywhere_and_change_nothing(writable):
@@ -141,8 +174,14 @@ def test_rows_2_4_8_ids_outside_the_rule_are_refused_everywhere_and_change_nothi
     for item_id in BAD_IDS:
         for files in (None, {"file": ("z.png", image_bytes("PNG"), "image/png")}):
             answer = client.post("/items", data={"caption": "a zebra", "item_id": item_id}, files=files, headers=AUTH)
-            assert answer.status_code == 422 and "item id" in answer.json()["detail"], (item_id, answer.status_code, answer.text)
-        assert client.post("/feedback", json={"query": "a zebra", "item_id": item_id}, headers=AUTH).status_code == 422, item_id
+            assert answer.status_code == 422 and "item id" in answer.json()["detail"], (
+                item_id,
+                answer.status_code,
+                answer.text,
+            )
+        assert (
+            client.post("/feedback", json={"query": "a zebra", "item_id": item_id}, headers=AUTH).status_code == 422
+        ), item_id
     assert folder_digest(folder) == digest and not (uploads.exists() and any(uploads.iterdir()))
     assert client.get("/items/train-0000").json()["caption"] != "a zebra"
     assert client.post("/items", data={"caption": "still writable", "item_id": "ok-1"}, headers=AUTH).status_code == 201
@@ -152,7 +191,12 @@ def test_row_4_a_nul_id_cannot_shadow_an_existing_item(writable):
     client, folder, _ = writable
     original = client.get("/items/train-0000").json()
     for files in (None, {"file": ("z.png", image_bytes("PNG"), "image/png")}):
-        assert client.post("/items", data={"caption": "attacker", "item_id": "train-0000\x00x"}, files=files, headers=AUTH).status_code == 422
+        assert (
+            client.post(
+                "/items", data={"caption": "attacker", "item_id": "train-0000\x00x"}, files=files, headers=AUTH
+            ).status_code
+            == 422
+        )
     assert client.get("/items/train-0000").json() == original
     assert (SearchIndex.open(folder).metadata["item_id"] == "train-0000").sum() == 1
 
@@ -160,7 +204,9 @@ def test_row_4_a_nul_id_cannot_shadow_an_existing_item(writable):
 def test_row_8_long_ids_with_files_get_short_safe_file_names(writable):
     client, folder, uploads = writable
     item_id = "é/" + "x" * 190 + "?#"
-    answer = client.post("/items", data={"item_id": item_id}, files={"file": ("z.png", image_bytes("PNG"), "image/png")}, headers=AUTH)
+    answer = client.post(
+        "/items", data={"item_id": item_id}, files={"file": ("z.png", image_bytes("PNG"), "image/png")}, headers=AUTH
+    )
     assert answer.status_code == 201, answer.text
     (stored,) = list(uploads.iterdir())
     assert len(stored.name) <= 60 and stored.parent == uploads
@@ -168,9 +214,20 @@ def test_row_8_long_ids_with_files_get_short_safe_file_names(writable):
 
 def test_text_fields_that_are_not_text_are_refused(writable):
     client, _, _ = writable
-    assert client.post("/search", content=json.dumps({"query": "\ud800 x"}), headers={"Content-Type": "application/json"}).status_code == 422
-    assert client.post("/feedback", content=json.dumps({"query": "\udfff", "item_id": "train-0000"}),
-                       headers={"Content-Type": "application/json", **AUTH}).status_code == 422
+    assert (
+        client.post(
+            "/search", content=json.dumps({"query": "\ud800 x"}), headers={"Content-Type": "application/json"}
+        ).status_code
+        == 422
+    )
+    assert (
+        client.post(
+            "/feedback",
+            content=json.dumps({"query": "\udfff", "item_id": "train-0000"}),
+            headers={"Content-Type": "application/json", **AUTH},
+        ).status_code
+        == 422
+    )
     assert client.post("/items", data={"caption": "x" * 10_001}, headers=AUTH).status_code == 422
 
 
@@ -185,18 +242,31 @@ def test_row_6_feedback_adds_and_searches_at_once_never_fail(writable):
     def feedback(worker):
         i = 0
         while time.time() < stop:
-            statuses.append(client.post("/feedback", json={"query": f"a red circle {i % 7}", "item_id": ids[i % len(ids)]}, headers=AUTH).status_code)
+            statuses.append(
+                client.post(
+                    "/feedback", json={"query": f"a red circle {i % 7}", "item_id": ids[i % len(ids)]}, headers=AUTH
+                ).status_code
+            )
             i += 1
 
     def search(worker):
         while time.time() < stop:
-            statuses.append(client.post("/search", json={"query": "a red circle above a blue square", "k": 5, "ranking": "weighted"}).status_code)
+            statuses.append(
+                client.post(
+                    "/search", json={"query": "a red circle above a blue square", "k": 5, "ranking": "weighted"}
+                ).status_code
+            )
 
     def add(worker):
         i = 0
         while time.time() < stop:
-            statuses.append(client.post("/items", data={"caption": f"a new red circle {worker}-{i}", "item_id": f"conc-{worker}-{i}"},
-                                        headers=AUTH).status_code)
+            statuses.append(
+                client.post(
+                    "/items",
+                    data={"caption": f"a new red circle {worker}-{i}", "item_id": f"conc-{worker}-{i}"},
+                    headers=AUTH,
+                ).status_code
+            )
             i += 1
 
     threads = [threading.Thread(target=f, args=(w,)) for w, f in enumerate([feedback, feedback, search, search, add])]
@@ -251,11 +321,18 @@ def test_row_9_a_failed_add_leaves_no_upload_behind_and_strays_are_swept_at_star
         raise IndexProblem("the disk is full")
 
     monkeypatch.setattr(index_builder, "add_to_index", failing)
-    answer = client.post("/items", data={"item_id": "doomed"}, files={"file": ("z.png", image_bytes("PNG"), "image/png")}, headers=AUTH)
+    answer = client.post(
+        "/items", data={"item_id": "doomed"}, files={"file": ("z.png", image_bytes("PNG"), "image/png")}, headers=AUTH
+    )
     assert answer.status_code == 422 and "disk is full" in answer.json()["detail"]
     assert not uploads.exists() or not any(uploads.iterdir())
     monkeypatch.undo()
-    assert client.post("/items", data={"item_id": "kept"}, files={"file": ("z.png", image_bytes("PNG"), "image/png")}, headers=AUTH).status_code == 201
+    assert (
+        client.post(
+            "/items", data={"item_id": "kept"}, files={"file": ("z.png", image_bytes("PNG"), "image/png")}, headers=AUTH
+        ).status_code
+        == 201
+    )
     (uploads / upload_name("killed-before-publishing", ".png")).write_bytes(image_bytes("PNG"))
     (uploads / "notes.txt").write_text("not an upload: never deleted")
     make_client(folder, Searcher(SearchIndex.open(folder), searcher.encoder), uploads=uploads)  # a restart
@@ -266,12 +343,18 @@ def test_row_10_media_links_of_any_id_reach_the_file(writable):
     client, _, _ = writable
     for n, item_id in enumerate(["what?", "a#b", "nested/folder/item", "50% off", "space id", "é+ü&x=1"]):
         picture = image_bytes("PNG", (20 + n, 10))
-        answer = client.post("/items", data={"item_id": item_id, "caption": f"a linked zebra {n}"}, files={"file": ("z.png", picture, "image/png")},
-                             headers=AUTH)
+        answer = client.post(
+            "/items",
+            data={"item_id": item_id, "caption": f"a linked zebra {n}"},
+            files={"file": ("z.png", picture, "image/png")},
+            headers=AUTH,
+        )
         assert answer.status_code == 201, (item_id, answer.text)
         item = answer.json()
         assert item["media_url"] == f"/items/{urllib.parse.quote(item_id, safe='')}/media"
-        assert client.get(item["media_url"]).content == picture and client.get(item["image_url"]).content == picture, item_id
+        assert client.get(item["media_url"]).content == picture and client.get(item["image_url"]).content == picture, (
+            item_id
+        )
         assert client.get(f"/items/{urllib.parse.quote(item_id, safe='')}").json()["item_id"] == item_id
     hits = client.post("/search", json={"query": "a linked zebra", "k": 50, "ranking": "nb"}).json()["hits"]
     linked = [h for h in hits if h["caption"].startswith("a linked zebra")]
@@ -283,22 +366,31 @@ def test_row_11_an_oversize_chunked_body_gets_413_on_every_route(client):
         for _ in range(1100):
             yield b"x" * 10_000
 
-    for path, headers in (("/feedback", {"Content-Type": "application/json", **AUTH}), ("/search", {"Content-Type": "application/json"}),
-                          ("/items", {"Content-Type": "multipart/form-data; boundary=xyz", **AUTH})):
+    for path, headers in (
+        ("/feedback", {"Content-Type": "application/json", **AUTH}),
+        ("/search", {"Content-Type": "application/json"}),
+        ("/items", {"Content-Type": "multipart/form-data; boundary=xyz", **AUTH}),
+    ):
         answer = client.post(path, content=chunks(), headers=headers)
         assert answer.status_code == 413, (path, answer.status_code, answer.text)
         assert "over the limit" in answer.json()["detail"]
 
 
-def test_row_15_answers_carry_media_urls_never_server_paths(client, searcher, tiny_default_dataset, isolated_models_dir):
-    answers = [client.post("/search", json={"query": "a red circle", "k": 20}).json(),
-               upload(client, image_bytes("PNG"), "image/png").json(),
-               client.get(f"/items/{searcher.index.metadata['item_id'].iloc[0]}").json()]
+def test_row_15_answers_carry_media_urls_never_server_paths(
+    client, searcher, tiny_default_dataset, isolated_models_dir
+):
+    answers = [
+        client.post("/search", json={"query": "a red circle", "k": 20}).json(),
+        upload(client, image_bytes("PNG"), "image/png").json(),
+        client.get(f"/items/{searcher.index.metadata['item_id'].iloc[0]}").json(),
+    ]
     for answer in answers:
         text = json.dumps(answer)
         assert str(tiny_default_dataset) not in text and str(isolated_models_dir) not in text and '"path"' not in text
     assert all(h["media_url"] for h in answers[0]["hits"] if h["modality"] != "text")
-    assert {"path", "image_path", "audio_path"}.isdisjoint(client.get("/openapi.json").json()["components"]["schemas"]["Hit"]["properties"])
+    assert {"path", "image_path", "audio_path"}.isdisjoint(
+        client.get("/openapi.json").json()["components"]["schemas"]["Hit"]["properties"]
+    )
 
 
 # ---------------------------------------------------------------- rows 12, 13: damaged artifacts are named
@@ -310,7 +402,10 @@ def damage(name: str):
         "embeddings.npy garbage": ("embeddings.npy", lambda p: p.write_bytes(b"\x93NUMPY garbage" * 20)),
         "embeddings.npy of another shape": ("embeddings.npy", lambda p: np.save(p, np.zeros((3, 5), np.float32))),
         "lexical.npz truncated": ("lexical.npz", lambda p: p.write_bytes(p.read_bytes()[:100])),
-        "metadata.parquet broken": ("metadata.parquet", lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])),
+        "metadata.parquet broken": (
+            "metadata.parquet",
+            lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
+        ),
         "metadata.parquet of other columns": ("metadata.parquet", lambda p: pd.DataFrame({"x": ["1"]}).to_parquet(p)),
         "index.json broken": ("index.json", lambda p: p.write_text("{not json")),
         "index.json a list": ("index.json", lambda p: p.write_text("[]")),
@@ -318,9 +413,20 @@ def damage(name: str):
     }[name]
 
 
-@pytest.mark.parametrize("case", ["embeddings.npy truncated", "embeddings.npy garbage", "embeddings.npy of another shape", "lexical.npz truncated",
-                                  "metadata.parquet broken", "metadata.parquet of other columns", "index.json broken", "index.json a list",
-                                  "word_head.npz garbage"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "embeddings.npy truncated",
+        "embeddings.npy garbage",
+        "embeddings.npy of another shape",
+        "lexical.npz truncated",
+        "metadata.parquet broken",
+        "metadata.parquet of other columns",
+        "index.json broken",
+        "index.json a list",
+        "word_head.npz garbage",
+    ],
+)
 def test_row_12_a_damaged_index_is_named_with_what_to_do_and_exit_2(smoke_index, tmp_path, capsys, case):
     folder = tmp_path / "idx"
     shutil.copytree(smoke_index, folder)
@@ -328,8 +434,11 @@ def test_row_12_a_damaged_index_is_named_with_what_to_do_and_exit_2(smoke_index,
     if not (folder / file).exists():
         pytest.fail(f"the smoke index has no {file}")
     hurt(folder / file)
-    for argv in (["search", "--index", str(folder), "a red circle"], ["index", "info", "--name", str(folder)],
-                 ["serve", "--index", str(folder), "--port=-1"]):
+    for argv in (
+        ["search", "--index", str(folder), "a red circle"],
+        ["index", "info", "--name", str(folder)],
+        ["serve", "--index", str(folder), "--port=-1"],
+    ):
         capsys.readouterr()
         assert main(argv) == 2, (case, argv)
         err = capsys.readouterr().err
@@ -391,7 +500,9 @@ def test_row_14_describe_names_empty_caption_files_and_folders_named_like_files(
     assert "[empty_caption_file] img0.txt" in out and "[not_a_file] dir.jpg" in out
     assert "bomb.wav: cannot be decoded as audio: the WAV's data chunk declares 4,294,967,280 bytes" in out
     assert main(["evaluate", "--run", str(smoke_run), "--data", str(root), "--split", "all"]) == 2
-    assert "no usable items with text, image, audio" in capsys.readouterr().err  # the bomb is the only sound: nothing has all three
+    assert (
+        "no usable items with text, image, audio" in capsys.readouterr().err
+    )  # the bomb is the only sound: nothing has all three
     (root / "bomb.wav").unlink()
     assert main(["evaluate", "--run", str(smoke_run), "--data", str(root), "--split", "all"]) == 0
     out = capsys.readouterr().out
@@ -409,16 +520,25 @@ def test_manifests_with_ids_outside_the_rule_are_refused_naming_the_rows(tmp_pat
     (root / "nul.csv").write_bytes(b"item_id,text,image\nok,a,a.png\nbad\x00id,b,a.png\n")
     assert main(["data", "describe", str(root / "nul.csv")]) == 2
     assert "line 3 holds a NUL byte" in capsys.readouterr().err
-    assert main(["index", "remove", "--name", "tiny", "bad\x01"]) == 2 and "control character" in capsys.readouterr().err
+    assert (
+        main(["index", "remove", "--name", "tiny", "bad\x01"]) == 2 and "control character" in capsys.readouterr().err
+    )
 
 
 def test_cli_search_refuses_hostile_files_by_their_header(smoke_index, tmp_path, capsys):
-    for name in ("wav data chunk size 0xFFFFFFF0 (row 1)", "png 23000x23000 header (row 3)", "flac claiming more samples than its stream (decoder loop)"):
+    for name in (
+        "wav data chunk size 0xFFFFFFF0 (row 1)",
+        "png 23000x23000 header (row 3)",
+        "flac claiming more samples than its stream (decoder loop)",
+    ):
         data, content_type = hostile_uploads()[name]
         path = tmp_path / ("q.wav" if "wav" in name else "q.png" if "png" in name else "q.flac")
         path.write_bytes(data)
         capsys.readouterr()
-        assert main(["search", "--index", "tiny", "--audio" if content_type.startswith("audio") else "--image", str(path)]) == 2
+        assert (
+            main(["search", "--index", "tiny", "--audio" if content_type.startswith("audio") else "--image", str(path)])
+            == 2
+        )
         err = capsys.readouterr().err
         assert str(path) in err and "cannot be decoded" in err and "Traceback" not in err
     ok = tmp_path / "ok.wav"

@@ -38,13 +38,17 @@ def test_index_folder_holds_vectors_metadata_and_the_lexical_model(smoke_index, 
     assert set(index.metadata.columns) >= {"item_id", "modality", "split", "label", "path", "caption"}
     assert set(index.metadata["split"]) == {"train", "dev", "test"}
     # Every scene has a picture; those with spoken captions are fused image+audio items.
-    assert set(index.metadata["modality"]) <= {"image", "image+audio"} and "image+audio" in set(index.metadata["modality"])
+    assert set(index.metadata["modality"]) <= {"image", "image+audio"} and "image+audio" in set(
+        index.metadata["modality"]
+    )
     assert index.lexical.items == len(index)
     assert not any(p.suffix == ".pkl" for p in smoke_index.iterdir())
     assert not Path(info["model"]["run"]).is_absolute()  # named relative to saved_models/runs
 
 
-def test_an_index_still_works_after_the_models_folder_moves(smoke_index, isolated_models_dir, tmp_path, monkeypatch, capsys):
+def test_an_index_still_works_after_the_models_folder_moves(
+    smoke_index, isolated_models_dir, tmp_path, monkeypatch, capsys
+):
     moved = tmp_path / "moved"
     shutil.copytree(isolated_models_dir / "runs", moved / "runs", symlinks=True)
     shutil.copytree(smoke_index, moved / "index" / "tiny")
@@ -64,7 +68,9 @@ def test_text_search_ranks_by_the_dense_score_like_numpy(smoke_index, smoke_run,
     top = np.argsort(-expected, kind="stable")[:5]
     assert [h["item_id"] for h in out["hits"]] == index.metadata["item_id"].iloc[top].tolist()
     np.testing.assert_allclose([h["dense_score"] for h in out["hits"]], expected[top], atol=1e-4)
-    assert all(h["nb_words"] and h["nb_words"][0][0] in query.split() for h in out["hits"])  # why: the words that weighed
+    assert all(
+        h["nb_words"] and h["nb_words"][0][0] in query.split() for h in out["hits"]
+    )  # why: the words that weighed
 
 
 def test_a_batch_of_text_queries_answers_each_as_alone(smoke_index):
@@ -72,10 +78,17 @@ def test_a_batch_of_text_queries_answers_each_as_alone(smoke_index):
     from pipeline.retrieval.searcher import TextQuery
 
     searcher = Searcher.open(smoke_index)
-    queries = [TextQuery("a red circle", 3), TextQuery("  "), TextQuery("zebra giraffe", 4, ranking="weighted"),
-               TextQuery("a blue square above a star", 5, {"split": "test"}, "nb"), TextQuery("a red circle", 2, {"colour": "red"})]
+    queries = [
+        TextQuery("a red circle", 3),
+        TextQuery("  "),
+        TextQuery("zebra giraffe", 4, ranking="weighted"),
+        TextQuery("a blue square above a star", 5, {"split": "test"}, "nb"),
+        TextQuery("a red circle", 2, {"colour": "red"}),
+    ]
     results = searcher.search_texts(queries)
-    assert isinstance(results[1], QueryError) and isinstance(results[4], IndexProblem)  # each error stays with its query
+    assert isinstance(results[1], QueryError) and isinstance(
+        results[4], IndexProblem
+    )  # each error stays with its query
     for query, result in zip(queries, results):
         if not isinstance(result, Exception):
             alone = searcher.search_text(query.query, query.k, query.filters, query.ranking)
@@ -128,8 +141,15 @@ def test_add_and_remove_without_rebuilding(smoke_index, smoke_run, tmp_path, cap
     shutil.copytree(smoke_index, tmp_path / "copy")
     before = SearchIndex.open(tmp_path / "copy")
     n = len(before)
-    extra = write_flickr8k_folder(tmp_path / "extra", {"test": {"zebra.jpg": ((240, 240, 240), ["a zebra crossing a river"]),
-                                                                  "kite.jpg": ((20, 200, 20), ["a kite"])}})
+    extra = write_flickr8k_folder(
+        tmp_path / "extra",
+        {
+            "test": {
+                "zebra.jpg": ((240, 240, 240), ["a zebra crossing a river"]),
+                "kite.jpg": ((20, 200, 20), ["a kite"]),
+            }
+        },
+    )
     assert main(["index", "add", "--name", str(tmp_path / "copy"), "--data", str(extra)]) == 0
     after = SearchIndex.open(tmp_path / "copy")
     assert len(after) == n + 2 and after.lexical.items == n + 2
@@ -162,7 +182,9 @@ def test_feedback_teaches_the_nb_stage_online(smoke_index, tmp_path):
         reopened.feedback(["x"], ["nope"])
 
 
-def test_interrupted_build_leaves_the_old_index_searchable(smoke_index, smoke_run, tiny_default_dataset, tmp_path, monkeypatch, capsys):
+def test_interrupted_build_leaves_the_old_index_searchable(
+    smoke_index, smoke_run, tiny_default_dataset, tmp_path, monkeypatch, capsys
+):
     shutil.copytree(smoke_index, tmp_path / "idx")
     digest = folder_digest(tmp_path / "idx")
     expected = search_json(capsys, "--index", str(tmp_path / "idx"), "a blue square", "-k", "5")
@@ -174,7 +196,19 @@ def test_interrupted_build_leaves_the_old_index_searchable(smoke_index, smoke_ru
 
     monkeypatch.setattr(lexical.QueryLikelihoodScorer, "save", killed)
     with pytest.raises(KeyboardInterrupt):
-        main(["index", "--run", str(smoke_run), "--data", str(tiny_default_dataset), "--name", str(tmp_path / "idx"), "--kind", "hnsw"])
+        main(
+            [
+                "index",
+                "--run",
+                str(smoke_run),
+                "--data",
+                str(tiny_default_dataset),
+                "--name",
+                str(tmp_path / "idx"),
+                "--kind",
+                "hnsw",
+            ]
+        )
     monkeypatch.undo()
     assert folder_digest(tmp_path / "idx") == digest
     assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]  # no half-written folder left
@@ -185,7 +219,9 @@ def test_interrupted_build_leaves_the_old_index_searchable(smoke_index, smoke_ru
     assert search_json(capsys, "--index", str(tmp_path / "idx"), "a blue square", "-k", "5") == expected
 
 
-def test_a_build_process_killed_halfway_leaves_the_old_index(smoke_index, smoke_run, tiny_default_dataset, tmp_path, capsys):
+def test_a_build_process_killed_halfway_leaves_the_old_index(
+    smoke_index, smoke_run, tiny_default_dataset, tmp_path, capsys
+):
     import os
     import signal
     import subprocess
@@ -208,8 +244,20 @@ def test_a_build_process_killed_halfway_leaves_the_old_index(smoke_index, smoke_
         "from pipeline.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
-    argv = ["index", "--run", str(smoke_run), "--data", str(tiny_default_dataset), "--name", str(tmp_path / "idx"), "--ranking", "dense"]
-    process = subprocess.Popen([sys.executable, "-c", script, *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    argv = [
+        "index",
+        "--run",
+        str(smoke_run),
+        "--data",
+        str(tiny_default_dataset),
+        "--name",
+        str(tmp_path / "idx"),
+        "--ranking",
+        "dense",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None and not list(tmp_path.glob(".idx.*.tmp/lexical.npz")):
         time.sleep(0.05)  # until part of the new version is on disk
@@ -225,7 +273,9 @@ def test_a_build_process_killed_halfway_leaves_the_old_index(smoke_index, smoke_
     assert not list(tmp_path.glob(".idx.*.tmp"))
 
 
-def test_an_item_vector_fuses_its_words_image_and_sound_and_withheld_words_stay_out(smoke_index, smoke_run, tiny_default_dataset, tmp_path):
+def test_an_item_vector_fuses_its_words_image_and_sound_and_withheld_words_stay_out(
+    smoke_index, smoke_run, tiny_default_dataset, tmp_path
+):
     """An indexed item is fusion(mean of its captions' vectors, image, audio), worked out with
     NumPy (the default strategy, average: the normalised mean of the parts). With
     --withhold-captions, its words stay out."""
@@ -238,9 +288,11 @@ def test_an_item_vector_fuses_its_words_image_and_sound_and_withheld_words_stay_
     item_id = index.metadata["item_id"].iloc[row]
     rows = manifest[manifest["item_id"] == item_id]
     words = encoder.encode_text(rows["text"].tolist()).mean(axis=0)
-    parts = {"text": words / np.linalg.norm(words),
-             "image": encoder.encode_image([str(tiny_default_dataset / rows["image"].iloc[0])])[0],
-             "audio": encoder.encode_audio([str(tiny_default_dataset / p) for p in rows["audio"] if p][:1])[0]}
+    parts = {
+        "text": words / np.linalg.norm(words),
+        "image": encoder.encode_image([str(tiny_default_dataset / rows["image"].iloc[0])])[0],
+        "audio": encoder.encode_audio([str(tiny_default_dataset / p) for p in rows["audio"] if p][:1])[0],
+    }
     assert encoder.model.fused == ("text", "image", "audio") and encoder.config.fusion.strategy == "average"
 
     def weighted(names):
@@ -248,15 +300,45 @@ def test_an_item_vector_fuses_its_words_image_and_sound_and_withheld_words_stay_
         return fused / np.linalg.norm(fused)
 
     np.testing.assert_allclose(index.vectors[row], weighted(["text", "image", "audio"]), atol=1e-4)
-    assert main(["index", "--run", str(smoke_run), "--data", str(tiny_default_dataset), "--name", str(tmp_path / "withheld"),
-                 "--ranking", "dense", "--withhold-captions"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "--run",
+                str(smoke_run),
+                "--data",
+                str(tiny_default_dataset),
+                "--name",
+                str(tmp_path / "withheld"),
+                "--ranking",
+                "dense",
+                "--withhold-captions",
+            ]
+        )
+        == 0
+    )
     withheld = SearchIndex.open(tmp_path / "withheld")
     np.testing.assert_allclose(withheld.vectors[withheld.row_of[item_id]], weighted(["image", "audio"]), atol=1e-4)
 
 
 def test_items_without_text_get_predicted_words(smoke_run, tiny_default_dataset, tmp_path, capsys):
-    assert main(["index", "--run", str(smoke_run), "--data", str(tiny_default_dataset), "--name", str(tmp_path / "pics"),
-                 "--split", "test", "--withhold-captions"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "--run",
+                str(smoke_run),
+                "--data",
+                str(tiny_default_dataset),
+                "--name",
+                str(tmp_path / "pics"),
+                "--split",
+                "test",
+                "--withhold-captions",
+            ]
+        )
+        == 0
+    )
     index = SearchIndex.open(tmp_path / "pics")
     assert (index.metadata["words_from"] == "predicted").all()
     counts, _ = index.lexical.state()
@@ -303,17 +385,38 @@ def main_err(capsys, argv) -> str:
 
 def test_an_index_from_a_changed_model_is_refused(smoke_run, tiny_default_dataset, tmp_path, capsys):
     run = shutil.copytree(smoke_run, tmp_path / "run")
-    assert main(["index", "--run", str(run), "--data", str(tiny_default_dataset), "--name", str(tmp_path / "old"), "--split", "dev"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "--run",
+                str(run),
+                "--data",
+                str(tiny_default_dataset),
+                "--name",
+                str(tmp_path / "old"),
+                "--split",
+                "dev",
+            ]
+        )
+        == 0
+    )
     digest = folder_digest(tmp_path / "old")
     import h5py
 
-    with h5py.File(run / "model.weights.h5", "r+") as weights:  # retrained, say: other weights under the same run folder
+    with h5py.File(
+        run / "model.weights.h5", "r+"
+    ) as weights:  # retrained, say: other weights under the same run folder
+
         def bump(name, obj):
             if isinstance(obj, h5py.Dataset) and obj.dtype.kind == "f" and obj.size > 1:
                 obj[...] = obj[...] + 0.01
+
         weights.visititems(bump)
     message = main_err(capsys, ["search", "--index", str(tmp_path / "old"), "a circle"])
     assert "weights have changed" in message and "Rebuild it" in message
     extra = write_flickr8k_folder(tmp_path / "extra", {"test": {"x.jpg": ((1, 2, 3), ["a thing"])}})
-    assert "weights have changed" in main_err(capsys, ["index", "add", "--name", str(tmp_path / "old"), "--data", str(extra)])
+    assert "weights have changed" in main_err(
+        capsys, ["index", "add", "--name", str(tmp_path / "old"), "--data", str(extra)]
+    )
     assert folder_digest(tmp_path / "old") == digest

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.service_runner import running_service
 from pipeline.retrieval.index_store import SearchIndex
 from pipeline.retrieval.searcher import Searcher
 from tests.helpers import corrupt, tone, write_audio, write_image
-from benchmarks.service_runner import running_service
 
 pytestmark = pytest.mark.slow
 TOKEN = "t0ken-for-tests"
@@ -56,16 +56,26 @@ def test_text_and_upload_searches_answer_like_the_searcher(client, shared_search
     expected = shared_searcher.search_text("a red circle above a blue square", k=7)
     assert hit_ids(answer) == [h.item_id for h in expected.hits] and answer["ranking"] == expected.ranking
     assert all(h["media_url"] == f"/items/{h['item_id']}/media" for h in answer["hits"]) and answer["took_ms"] > 0
-    dense = client.post("/search", json={"query": "a green star", "k": 3, "ranking": "dense", "filters": {"split": "test"}}).json()
-    assert hit_ids(dense) == [h.item_id for h in shared_searcher.search_text("a green star", k=3, ranking="dense", filters={"split": "test"}).hits]
+    dense = client.post(
+        "/search", json={"query": "a green star", "k": 3, "ranking": "dense", "filters": {"split": "test"}}
+    ).json()
+    assert hit_ids(dense) == [
+        h.item_id
+        for h in shared_searcher.search_text("a green star", k=3, ranking="dense", filters={"split": "test"}).hits
+    ]
 
     image = sorted((tiny_default_dataset / "images").glob("test-*.png"))[0]
     answer = client.post("/search", files={"file": ("q.png", image.read_bytes(), "image/png")}, data={"k": "4"}).json()
     assert hit_ids(answer) == [h.item_id for h in shared_searcher.search_file(image, "image", k=4).hits]
     clip = sorted((tiny_default_dataset / "audio").glob("test-*.wav"))[0]
-    answer = client.post("/search", files={"file": ("q.wav", clip.read_bytes(), "audio/wav")},
-                         data={"k": "3", "filters": json.dumps({"modality": "image"})}).json()
-    assert hit_ids(answer) == [h.item_id for h in shared_searcher.search_file(clip, "audio", k=3, filters={"modality": "image"}).hits]
+    answer = client.post(
+        "/search",
+        files={"file": ("q.wav", clip.read_bytes(), "audio/wav")},
+        data={"k": "3", "filters": json.dumps({"modality": "image"})},
+    ).json()
+    assert hit_ids(answer) == [
+        h.item_id for h in shared_searcher.search_file(clip, "audio", k=3, filters={"modality": "image"}).hits
+    ]
 
 
 def test_items_media_health_metrics_page_and_openapi(client, shared_searcher):
@@ -97,7 +107,10 @@ def test_items_media_health_metrics_page_and_openapi(client, shared_searcher):
     page = client.get("/")
     assert page.status_code == 200 and 'id="query"' in page.text and 'type="file"' in page.text
     schema = client.get("/openapi.json").json()
-    assert set(schema["paths"]["/search"]["post"]["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
+    assert set(schema["paths"]["/search"]["post"]["requestBody"]["content"]) == {
+        "application/json",
+        "multipart/form-data",
+    }
     assert {"/search", "/feedback", "/items", "/items/{item_id}", "/healthz", "/metrics"} <= set(schema["paths"])
     assert client.get("/docs").status_code == 200
 
@@ -121,7 +134,12 @@ def test_feedback_needs_the_token_is_learned_and_survives_a_restart(writable, sh
     # A restarted service (a new app over the same folder) has kept what it learned.
     restarted = make_client(folder, Searcher(SearchIndex.open(folder), shared_searcher.encoder))
     assert hit_ids(restarted.post("/search", json={"query": query, "k": 1, "ranking": "nb"}).json()) == [target]
-    assert client.post("/feedback", json={"query": query, "item_id": "no-such"}, headers={"X-API-Token": TOKEN}).status_code == 422
+    assert (
+        client.post(
+            "/feedback", json={"query": query, "item_id": "no-such"}, headers={"X-API-Token": TOKEN}
+        ).status_code
+        == 422
+    )
     # Without a token configured, the service accepts no change at all.
     locked = make_client(folder, Searcher(SearchIndex.open(folder), shared_searcher.encoder), token=None)
     answer = locked.post("/feedback", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
@@ -145,7 +163,9 @@ def test_new_items_are_added_and_searchable(writable, tmp_path):
     text_only = client.post("/items", data={"caption": "a purple hexagon"}, headers=auth)
     assert text_only.status_code == 201 and text_only.json()["item_id"].startswith("upload-")
     bad = corrupt(write_image(tmp_path / "bad.png"))
-    answer = client.post("/items", files={"file": ("bad.png", bad.read_bytes(), "image/png")}, data={"caption": "x"}, headers=auth)
+    answer = client.post(
+        "/items", files={"file": ("bad.png", bad.read_bytes(), "image/png")}, data={"caption": "x"}, headers=auth
+    )
     assert answer.status_code == 422 and "cannot be decoded" in answer.json()["detail"]
     assert len(SearchIndex.open(folder)) == n + 2
     assert client.post("/items", data={"caption": " "}, headers=auth).status_code == 422  # neither file nor caption
@@ -158,20 +178,39 @@ def test_bad_requests_get_4xx_with_a_message(client, tmp_path):
         assert response.status_code == status, (response.status_code, response.text)
         return json.dumps(response.json()["detail"])
 
-    assert "over the limit" in detail(client.post("/search", files={"file": ("big.png", b"\x89PNG" + b"0" * LIMIT, "image/png")}), 413)
-    assert "unsupported media type" in detail(client.post("/search", files={"file": ("a.pdf", b"%PDF-1.4 hello", "application/pdf")}), 415)
-    assert "content type" in detail(client.post("/search", content=b"a red circle", headers={"Content-Type": "text/plain"}), 415)
+    assert "over the limit" in detail(
+        client.post("/search", files={"file": ("big.png", b"\x89PNG" + b"0" * LIMIT, "image/png")}), 413
+    )
+    assert "unsupported media type" in detail(
+        client.post("/search", files={"file": ("a.pdf", b"%PDF-1.4 hello", "application/pdf")}), 415
+    )
+    assert "content type" in detail(
+        client.post("/search", content=b"a red circle", headers={"Content-Type": "text/plain"}), 415
+    )
     broken = corrupt(write_image(tmp_path / "broken.png")).read_bytes()
-    assert "cannot be decoded as image" in detail(client.post("/search", files={"file": ("broken.png", broken, "image/png")}), 422)
+    assert "cannot be decoded as image" in detail(
+        client.post("/search", files={"file": ("broken.png", broken, "image/png")}), 422
+    )
     short = write_audio(tmp_path / "a.wav", tone(0.5, 16000), 16000).read_bytes()[:30]
-    assert "cannot be decoded as audio" in detail(client.post("/search", files={"file": ("a.wav", short, "audio/wav")}), 422)
+    assert "cannot be decoded as audio" in detail(
+        client.post("/search", files={"file": ("a.wav", short, "audio/wav")}), 422
+    )
     assert "empty" in detail(client.post("/search", files={"file": ("e.png", b"", "image/png")}), 422)
     for k in (0, -1, 51, 10_000):
         detail(client.post("/search", json={"query": "a red circle", "k": k}), 422)
-    detail(client.post("/search", files={"file": ("q.png", write_image(tmp_path / "q.png").read_bytes(), "image/png")}, data={"k": "many"}), 422)
+    detail(
+        client.post(
+            "/search",
+            files={"file": ("q.png", write_image(tmp_path / "q.png").read_bytes(), "image/png")},
+            data={"k": "many"},
+        ),
+        422,
+    )
     detail(client.post("/search", json={"query": ""}), 422)
     detail(client.post("/search", json={"query": "   "}), 422)
-    assert "cannot filter on" in detail(client.post("/search", json={"query": "a red circle", "filters": {"colour": "red"}}), 422)
+    assert "cannot filter on" in detail(
+        client.post("/search", json={"query": "a red circle", "filters": {"colour": "red"}}), 422
+    )
     detail(client.post("/search", content=b"{not json", headers={"Content-Type": "application/json"}), 422)
     detail(client.post("/search", json=["a", "list"]), 422)
     detail(client.post("/search", files={"file": ("q.png", b"\x89PNG", "image/png")}, data={"filters": "{bad"}), 422)
@@ -188,7 +227,9 @@ def test_malformed_requests_from_the_openapi_schema_never_get_a_500(client):
         return client.post(path, json=body).status_code
 
     def post_upload(data, content_type, k):
-        return client.post("/search", files={"file": ("x", data, content_type)}, data={} if k is None else {"k": k}).status_code
+        return client.post(
+            "/search", files={"file": ("x", data, content_type)}, data={} if k is None else {"k": k}
+        ).status_code
 
     result = fuzz(client.get("/openapi.json").json(), post_json, post_upload)
     assert result["requests"] >= 200 and not result["failures"], result["failures"]
@@ -199,8 +240,11 @@ def test_serve_command_runs_uvicorn_and_answers_concurrently(smoke_index, isolat
     with running_service(smoke_index, isolated_models_dir, TOKEN) as base:
 
         def search(query):
-            request = urllib.request.Request(f"{base}/search", data=json.dumps({"query": query, "k": 5}).encode(),
-                                             headers={"Content-Type": "application/json"})
+            request = urllib.request.Request(
+                f"{base}/search",
+                data=json.dumps({"query": query, "k": 5}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
             with urllib.request.urlopen(request, timeout=60) as r:
                 return [h["item_id"] for h in json.loads(r.read())["hits"]]
 

@@ -61,14 +61,23 @@ class MixedLoad:
                 if action == "text":
                     status, _ = client.post_json("/search", {"query": QUERIES[n % 4], "k": 5, "ranking": "weighted"})
                 elif action in ("image", "audio"):
-                    file = ("q.png", self.picture, "image/png") if action == "image" else ("q.wav", self.sound, "audio/wav")
+                    file = (
+                        ("q.png", self.picture, "image/png")
+                        if action == "image"
+                        else ("q.wav", self.sound, "audio/wav")
+                    )
                     status, _ = client.post_form("/search", {"k": "5"}, file)
                 elif action == "feedback":
-                    status, _ = client.post_json("/feedback", {"query": QUERIES[n % 4], "item_id": self.item_ids[int(rng.integers(len(self.item_ids)))]})
+                    status, _ = client.post_json(
+                        "/feedback",
+                        {"query": QUERIES[n % 4], "item_id": self.item_ids[int(rng.integers(len(self.item_ids)))]},
+                    )
                 else:
                     item_id = f"{self.tag}-{worker}-{n}"
                     file = ("z.png", self.picture, "image/png") if action == "add_file" else None
-                    status, _ = client.post_form("/items", {"item_id": item_id, "caption": f"a durable zebra {worker} {n}"}, file)
+                    status, _ = client.post_form(
+                        "/items", {"item_id": item_id, "caption": f"a durable zebra {worker} {n}"}, file
+                    )
             except OSError as error:  # the service was killed under us: not acknowledged
                 with self._lock:
                     self.failures.append(f"{action}: {error!r}")
@@ -86,7 +95,9 @@ def class_count_total(folder) -> float:
     return float(QueryLikelihoodScorer.load(folder / "lexical.npz").state()[1].sum())
 
 
-def test_mixed_load_then_sigterm_and_sigkill_restarts_keep_every_acknowledged_write(smoke_index, tmp_path, isolated_models_dir):
+def test_mixed_load_then_sigterm_and_sigkill_restarts_keep_every_acknowledged_write(
+    smoke_index, tmp_path, isolated_models_dir
+):
     folder = tmp_path / "durable"
     shutil.copytree(smoke_index, folder)
     base_items = SearchIndex.open(folder).metadata["item_id"].tolist()
@@ -98,7 +109,10 @@ def test_mixed_load_then_sigterm_and_sigkill_restarts_keep_every_acknowledged_wr
         assert not load.failures, load.failures[:5]
         assert all(status < 500 for status in load.statuses), load.statuses
         assert load.statuses[200] > 50 and len(load.added) > 5 and load.feedback > 5, load.statuses
-        assert service.stop(signal.SIGTERM) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a graceful stop
+        assert service.stop(signal.SIGTERM) in (
+            0,
+            -signal.SIGTERM,
+        )  # uvicorn re-raises the signal after a graceful stop
         service.start()
         client = ServiceClient(service.base, TOKEN)
         for item_id in load.added:
@@ -116,7 +130,10 @@ def test_mixed_load_then_sigterm_and_sigkill_restarts_keep_every_acknowledged_wr
         client = ServiceClient(service.base, TOKEN)
         present = set(SearchIndex.open(folder).metadata["item_id"])
         assert set(load.added) | set(killed.added) <= present
-        assert class_count_total(folder) >= base_counts + len(load.added) + load.feedback + len(killed.added) + killed.feedback
+        assert (
+            class_count_total(folder)
+            >= base_counts + len(load.added) + load.feedback + len(killed.added) + killed.feedback
+        )
         assert client.post_form("/items", {"item_id": "after-kill", "caption": "still writable"})[0] == 201
     finally:
         service.close()
@@ -126,7 +143,10 @@ def test_hostile_uploads_and_bombs_leave_the_service_memory_as_it_was(smoke_inde
     service = ServiceProcess(smoke_index, isolated_models_dir).start()
     try:
         client = ServiceClient(service.base, timeout=30)  # a decoder loop would show as a timeout here
-        for file in (("q.png", image_bytes("PNG", (64, 64)), "image/png"), ("q.wav", sound_bytes("WAV", 1.0), "audio/wav")):
+        for file in (
+            ("q.png", image_bytes("PNG", (64, 64)), "image/png"),
+            ("q.wav", sound_bytes("WAV", 1.0), "audio/wav"),
+        ):
             for _ in range(3):  # warm-up: the decoders' first use allocates for good
                 assert client.post_form("/search", {"k": "3"}, file)[0] == 200
         before = service.rss_bytes()

@@ -18,8 +18,11 @@ TOKEN = "page-test-token"
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="headless Chromium is not installed; install it with: "
-                       "sudo apt-get install -y chromium chromium-driver (.ci/run does this before make test)"),
+    pytest.mark.skipif(
+        not (CHROMIUM and DRIVER),
+        reason="headless Chromium is not installed; install it with: "
+        "sudo apt-get install -y chromium chromium-driver (.ci/run does this before make test)",
+    ),
 ]
 
 
@@ -30,7 +33,13 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,900",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     yield driver
@@ -63,9 +72,13 @@ def test_typing_a_query_shows_results_and_a_click_sends_feedback(browser, smoke_
         players = browser.find_elements(By.CSS_SELECTOR, "#results .hit audio")
         assert players and all("modality=audio" in p.get_attribute("src") for p in players)
         assert browser.execute_script(
-            "return fetch(arguments[0]).then(r => r.headers.get('content-type'))", players[0].get_attribute("src")).startswith("audio/")
-        request = urllib.request.Request(f"{base}/search", data=json.dumps({"query": "a red circle above a blue square", "k": 12}).encode(),
-                                         headers={"Content-Type": "application/json"})
+            "return fetch(arguments[0]).then(r => r.headers.get('content-type'))", players[0].get_attribute("src")
+        ).startswith("audio/")
+        request = urllib.request.Request(
+            f"{base}/search",
+            data=json.dumps({"query": "a red circle above a blue square", "k": 12}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request) as r:
             expected = [h["item_id"] for h in json.loads(r.read())["hits"]]
         assert [h.get_attribute("data-item-id") for h in hits] == expected

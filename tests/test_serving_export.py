@@ -68,7 +68,9 @@ def test_signatures_as_saved_model_cli_shows_them(served, encoder):
         got_inputs = {k: [d.size for d in v.tensor_shape.dim] for k, v in signature.inputs.items()}
         assert got_inputs == inputs, name
         assert all(v.dtype == tf.string.as_datatype_enum for v in signature.inputs.values()), name
-        got_outputs = {k: (tf.as_dtype(v.dtype), [d.size for d in v.tensor_shape.dim]) for k, v in signature.outputs.items()}
+        got_outputs = {
+            k: (tf.as_dtype(v.dtype), [d.size for d in v.tensor_shape.dim]) for k, v in signature.outputs.items()
+        }
         assert got_outputs == outputs, name
         # No op from a library the stock server lacks (tensorflow-io's are named "IO>...").
         ops = {node.op for node in meta_graph.graph_def.node}
@@ -106,7 +108,9 @@ print(json.dumps(out))
     np.testing.assert_allclose(out["text"]["embedding"], encoder.encode_text(texts), atol=1e-4)
     np.testing.assert_allclose(out["image"]["embedding"], encoder.encode_image(images), atol=1e-4)
     served_audio = np.asarray(out["audio"]["embedding"])
-    np.testing.assert_allclose(served_audio[:2], encoder.encode_audio(clips), atol=1e-4)  # 16 kHz: decoded exactly alike
+    np.testing.assert_allclose(
+        served_audio[:2], encoder.encode_audio(clips), atol=1e-4
+    )  # 16 kHz: decoded exactly alike
     # 8 kHz: the export resamples with resample_fft (tensorflow-io's resampler is not in the stock
     # server); the same steps in process give the same vector. (How close the two resamplers'
     # vectors are depends on the trained model: a cosine of 0.976 to 0.98+ was seen.)
@@ -114,9 +118,16 @@ print(json.dumps(out))
 
     a = encoder.input_config.audio
     samples, rate = audio_ops.decode_wav_core(tf.io.read_file(str(slow_clip)))
-    spec = audio_ops.log_mel_spectrogram(audio_ops.fixed_clip(samples, rate, a.clip_seconds, a.sample_rate, resampler=audio_ops.resample_fft),
-                                         a.sample_rate, a.n_mels, a.window, a.stride)
-    np.testing.assert_allclose(served_audio[2], encoder.model.audio_encoder(spec[None], training=False).numpy()[0], atol=1e-4)
+    spec = audio_ops.log_mel_spectrogram(
+        audio_ops.fixed_clip(samples, rate, a.clip_seconds, a.sample_rate, resampler=audio_ops.resample_fft),
+        a.sample_rate,
+        a.n_mels,
+        a.window,
+        a.stride,
+    )
+    np.testing.assert_allclose(
+        served_audio[2], encoder.model.audio_encoder(spec[None], training=False).numpy()[0], atol=1e-4
+    )
     # The retriever ranks as a search of the index does, with the index's ranking.
     from pipeline.retrieval.searcher import Searcher
 
@@ -157,7 +168,23 @@ def test_rest_client_and_query_serving_command(served, smoke_index, tiny_default
         assert main(["query-serving", "--url", url, "--index", str(smoke_index), texts[0], "--json"]) == 0
         answer = json.loads(capsys.readouterr().out)
         assert [h["item_id"] for h in answer["hits"]] == expected and all(h["caption"] for h in answer["hits"])
-        assert main(["query-serving", "--url", url, "--index", str(smoke_index), "--image", str(images[0]), "-k", "3", "--json"]) == 0
+        assert (
+            main(
+                [
+                    "query-serving",
+                    "--url",
+                    url,
+                    "--index",
+                    str(smoke_index),
+                    "--image",
+                    str(images[0]),
+                    "-k",
+                    "3",
+                    "--json",
+                ]
+            )
+            == 0
+        )
         answer = json.loads(capsys.readouterr().out)
         assert len(answer["embedding"]) == encoder.config.embedding_dim and len(answer["hits"]) == 3
         assert main(["query-serving", "--url", url, "a red circle"]) == 0
@@ -215,8 +242,16 @@ def test_the_retriever_ranks_as_search_does_for_every_ranking(smoke_index, encod
     weight = 0.3
     folders = {}
     for ranking in FUSIONS:
-        archive = retriever_archive(encoder.model, encoder.vectorizer, index.vectors, index.metadata["item_id"].tolist(), K,
-                                    index.lexical, ranking, weight)
+        archive = retriever_archive(
+            encoder.model,
+            encoder.vectorizer,
+            index.vectors,
+            index.metadata["item_id"].tolist(),
+            K,
+            index.lexical,
+            ranking,
+            weight,
+        )
         folders[ranking] = str(tmp_path / ranking)
         archive.write_out(folders[ranking], verbose=False)
     (tmp_path / "queries.json").write_text(json.dumps(queries))
@@ -254,5 +289,10 @@ def test_the_retriever_keeps_ids_that_are_not_ascii(encoder, tmp_path):
     vectors = encoder.encode_text(["a red circle", "a blue square"])
     archive = retriever_archive(encoder.model, encoder.vectorizer, vectors, ["café-1", "日本-2"], k=2)
     archive.write_out(str(tmp_path / "retriever"), verbose=False)
-    served = tf.saved_model.load(str(tmp_path / "retriever")).signatures["serving_default"](tf.constant(["a red circle"]))
-    assert [i.decode("utf-8") for i in served["item_ids"].numpy()[0]] == ["café-1", "日本-2"]  # the query's own vector first
+    served = tf.saved_model.load(str(tmp_path / "retriever")).signatures["serving_default"](
+        tf.constant(["a red circle"])
+    )
+    assert [i.decode("utf-8") for i in served["item_ids"].numpy()[0]] == [
+        "café-1",
+        "日本-2",
+    ]  # the query's own vector first

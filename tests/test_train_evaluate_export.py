@@ -18,14 +18,25 @@ DIRECTION_KEYS = {"R@1", "R@5", "R@10", "MedR", "MeanR"}
 
 
 def test_run_folder_contents(smoke_run, isolated_models_dir):
-    for name in ("run.json", "config.toml", "vocab.txt", "model.weights.h5", "history.csv", "eval/test.json", "eval/test.md", "eval/test.png"):
+    for name in (
+        "run.json",
+        "config.toml",
+        "vocab.txt",
+        "model.weights.h5",
+        "history.csv",
+        "eval/test.json",
+        "eval/test.md",
+        "eval/test.png",
+    ):
         assert (smoke_run / name).is_file(), name
     assert list((smoke_run / "logs").rglob("events.out.tfevents*")), "no TensorBoard events"
     assert (smoke_run / "logs" / "projector" / "projector_config.pbtxt").is_file()
     report = json.loads((smoke_run / "eval" / "test.json").read_text())
     for direction in ("text->image", "image->text", "audio->image", "text->audio"):
         assert DIRECTION_KEYS <= set(report[direction]), direction
-    assert report["rsum"] == pytest.approx(sum(report[d][f"R@{k}"] for d in report if "->" in d and "(" not in d and d != "text->item" for k in (1, 5, 10)))
+    assert report["rsum"] == pytest.approx(
+        sum(report[d][f"R@{k}"] for d in report if "->" in d and "(" not in d and d != "text->item" for k in (1, 5, 10))
+    )
     history = (smoke_run / "history.csv").read_text().splitlines()
     assert "dev_rsum" in history[0] and len(history) == 3  # header + 2 epochs
 
@@ -53,8 +64,8 @@ def test_exports_reload_and_match_in_memory_encoder(smoke_run, isolated_models_d
 
 
 def test_export_versions_count_up(smoke_run, isolated_models_dir):
-    from pipeline.serving.export import export_encoders
     from pipeline.inference import Encoder
+    from pipeline.serving.export import export_encoders
 
     encoder = Encoder.from_run(smoke_run)
     before = sorted(int(p.name) for p in (isolated_models_dir / "text_encoder").iterdir() if p.name.isdigit())
@@ -69,7 +80,9 @@ def test_evaluate_on_a_dataset_seen_only_at_evaluation(smoke_run, tmp_path, caps
         write_image(tmp_path / "test" / f"{name}.png", colour=rgb)
         (tmp_path / "test" / f"{name}.txt").write_text(f"a {name} square\nsomething {name}\n")
     report_path = tmp_path / "report.json"
-    code = main(["evaluate", "--run", str(smoke_run), "--data", str(tmp_path), "--split", "test", "--json", str(report_path)])
+    code = main(
+        ["evaluate", "--run", str(smoke_run), "--data", str(tmp_path), "--split", "test", "--json", str(report_path)]
+    )
     assert code == 0
     report = json.loads(report_path.read_text())
     assert set(report) >= {"text->image", "image->text", "rsum"} and "audio->image" not in report
@@ -119,7 +132,21 @@ def test_frame_word_head_without_word_timings_stops_at_once(tmp_path, capsys):
         write_audio(tmp_path / f"a{i}.wav", tone(0.3), 16000)
         rows += [f"i{i},{split},a picture,p{i}.png,a{i}.wav," for split in ("train", "dev")]
     (tmp_path / "manifest.csv").write_text("\n".join(rows) + "\n")
-    assert main(["train", "--config", "smoke", "--set", f"data.path={tmp_path}", "--set", "train.aux_frame_words=1", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                "smoke",
+                "--set",
+                f"data.path={tmp_path}",
+                "--set",
+                "train.aux_frame_words=1",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "needs word timings" in err and "audio_words" in err and "train.aux_frame_words=0" in err
 
@@ -132,7 +159,9 @@ def test_resume_after_interruption(tiny_default_dataset, tmp_path):
     config = load_config("smoke", [f"data.path={tiny_default_dataset}", "train.epochs=3"])
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        train(config, run_dir=run_dir, extra_callbacks=[StopAfterEpochs(1)], evaluate_test=False, export=False, verbose=0)
+        train(
+            config, run_dir=run_dir, extra_callbacks=[StopAfterEpochs(1)], evaluate_test=False, export=False, verbose=0
+        )
     assert not (run_dir / "run.json").exists()  # not finished, so not a usable run
     result = train(config, run_dir=run_dir, evaluate_test=False, export=False, verbose=0)
     epochs = [line.split(",")[0] for line in (run_dir / "history.csv").read_text().splitlines()[1:]]
@@ -147,7 +176,10 @@ def test_the_same_seed_gives_the_same_run(tiny_default_dataset, tmp_path):
     from pipeline.training.trainer import train
 
     config = load_config("smoke", [f"data.path={tiny_default_dataset}", "train.epochs=2", "train.audio_epochs=1"])
-    runs = [train(config, run_dir=tmp_path / f"run{i}", evaluate_test=False, export=False, verbose=0, mark_latest=False) for i in range(2)]
+    runs = [
+        train(config, run_dir=tmp_path / f"run{i}", evaluate_test=False, export=False, verbose=0, mark_latest=False)
+        for i in range(2)
+    ]
     for a, b in zip(runs[0].model.weights, runs[1].model.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
     reports = [json.loads((r.run_dir / "run.json").read_text())["dev"] for r in runs]
@@ -163,13 +195,20 @@ from pipeline.config import load_config
 from pipeline.training.trainer import make_strategy, train
 assert make_strategy("mirrored").num_replicas_in_sync == 2
 config = load_config("smoke", ["data.path={tiny_default_dataset}", "strategy=mirrored", "train.epochs=1"])
-result = train(config, run_dir=r"{tmp_path / 'run'}", evaluate_test=False, export=False, verbose=0)
+result = train(config, run_dir=r"{tmp_path / "run"}", evaluate_test=False, export=False, verbose=0)
 print("REPLICAS", result.model.distribute_strategy.num_replicas_in_sync, "LOSS", result.history["loss"][-1])
 """
     env = {**os.environ, "PIPELINE_MODELS_DIR": str(tmp_path / "models"), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600, cwd=Path(__file__).parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=Path(__file__).parents[1],
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    line = [l for l in done.stdout.splitlines() if l.startswith("REPLICAS")][0]
+    line = [row for row in done.stdout.splitlines() if row.startswith("REPLICAS")][0]
     assert line.split()[1] == "2" and np.isfinite(float(line.split()[3]))
 
 
@@ -189,13 +228,26 @@ def test_test_report_is_recorded_without_export(tiny_default_dataset, isolated_m
     """Also: output that is not a terminal (pytest's capture) gets one log line per epoch and
     no progress bar; the run folder holds every model's summary."""
     run_dir = tmp_path / "no-export"
-    argv = ["train", "--config", "smoke", "--set", f"data.path={tiny_default_dataset}", "--set", "train.epochs=2", "--run-dir", str(run_dir), "--no-export"]
+    argv = [
+        "train",
+        "--config",
+        "smoke",
+        "--set",
+        f"data.path={tiny_default_dataset}",
+        "--set",
+        "train.epochs=2",
+        "--run-dir",
+        str(run_dir),
+        "--no-export",
+    ]
     caplog.set_level("INFO", logger="pipeline.training.callbacks")
     assert main(argv) == 0
     info = json.loads((run_dir / "run.json").read_text())
     assert "text->image" in info["test"] and "exports" not in info
     printed = capsys.readouterr()
-    assert "\r" not in printed.out and "step" not in printed.out and "━" not in printed.out  # Keras's bar and step lines
+    assert (
+        "\r" not in printed.out and "step" not in printed.out and "━" not in printed.out
+    )  # Keras's bar and step lines
     epoch_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     assert [line.split(":")[0] for line in epoch_lines] == ["epoch 1/2", "epoch 2/2"]
     assert all("loss " in line and "dev rsum" in line for line in epoch_lines)
@@ -222,7 +274,9 @@ def test_audio_phase_trains_audio_last_against_frozen_text_and_image(tiny_defaul
             self.at_begin, self.at_end, self.scales, self.steps, self.audio_trained = [], {}, [], {}, []
 
         def snapshot(self):
-            return {name: _weights(getattr(self.model, name)) for name in ("text_encoder", "image_encoder", "audio_encoder")}
+            return {
+                name: _weights(getattr(self.model, name)) for name in ("text_encoder", "image_encoder", "audio_encoder")
+            }
 
         def on_train_begin(self, logs=None):
             self.at_begin.append(self.snapshot())
@@ -240,7 +294,10 @@ def test_audio_phase_trains_audio_last_against_frozen_text_and_image(tiny_defaul
             self.at_end[epoch] = self.snapshot()
 
     # smoke: batches of 8; the audio phase takes batches of 4, so twice the steps per epoch.
-    config = load_config("smoke", [f"data.path={tiny_default_dataset}", "train.epochs=3", "train.audio_epochs=1", "train.audio_batch_size=4"])
+    config = load_config(
+        "smoke",
+        [f"data.path={tiny_default_dataset}", "train.epochs=3", "train.audio_epochs=1", "train.audio_batch_size=4"],
+    )
     run_dir = tmp_path / "run"
     snapshots = Snapshots()
     result = train(config, run_dir=run_dir, extra_callbacks=[snapshots], evaluate_test=False, export=False, verbose=0)
@@ -279,7 +336,9 @@ def test_resume_in_the_audio_phase_skips_the_finished_text_image_phase(tiny_defa
     config = load_config("smoke", [f"data.path={tiny_default_dataset}", "train.epochs=4", "train.audio_epochs=2"])
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):  # stops after epoch 3, the first audio epoch
-        train(config, run_dir=run_dir, extra_callbacks=[StopAfterEpochs(3)], evaluate_test=False, export=False, verbose=0)
+        train(
+            config, run_dir=run_dir, extra_callbacks=[StopAfterEpochs(3)], evaluate_test=False, export=False, verbose=0
+        )
     assert (run_dir / "checkpoints" / "text-image.weights.h5").exists()
     result = train(config, run_dir=run_dir, evaluate_test=False, export=False, verbose=0)
     epochs = [line.split(",")[0] for line in (run_dir / "history.csv").read_text().splitlines()[1:]]
@@ -300,7 +359,9 @@ def test_audio_epochs_must_leave_epochs_for_text_and_images(capsys):
     # Without audio there is no audio phase, so any number of epochs will do.
     from pipeline.config import load_config
 
-    load_config("default", ["data.modalities=text,image", "train.pairs=text-image", "train.epochs=5"])  # validates, or raises
+    load_config(
+        "default", ["data.modalities=text,image", "train.pairs=text-image", "train.epochs=5"]
+    )  # validates, or raises
 
 
 def test_a_model_without_text_trains_all_together_and_refuses_phases(tiny_default_dataset, tmp_path, capsys):
@@ -308,8 +369,29 @@ def test_a_model_without_text_trains_all_together_and_refuses_phases(tiny_defaul
     from pipeline.config import load_config
     from pipeline.training.trainer import train
 
-    image_audio = [f"data.path={tiny_default_dataset}", "data.modalities=image,audio", "train.pairs=audio-image", "train.epochs=2"]
-    assert main(["train", "--config", "smoke", *[a for o in image_audio for a in ("--set", o)], "--set", "train.audio_epochs=1"]) == 2
+    image_audio = [
+        f"data.path={tiny_default_dataset}",
+        "data.modalities=image,audio",
+        "train.pairs=audio-image",
+        "train.epochs=2",
+    ]
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                "smoke",
+                *[a for o in image_audio for a in ("--set", o)],
+                "--set",
+                "train.audio_epochs=1",
+            ]
+        )
+        == 2
+    )
     assert "has no pair without audio" in capsys.readouterr().err
-    result = train(load_config("smoke", image_audio), run_dir=tmp_path / "run", evaluate_test=False, export=False, verbose=0)
-    assert len(result.history["loss"]) == 2 and result.model.image_encoder.trainable  # the model has no text encoder to unfreeze
+    result = train(
+        load_config("smoke", image_audio), run_dir=tmp_path / "run", evaluate_test=False, export=False, verbose=0
+    )
+    assert (
+        len(result.history["loss"]) == 2 and result.model.image_encoder.trainable
+    )  # the model has no text encoder to unfreeze

@@ -25,8 +25,23 @@ def test_two_smoke_trials_write_a_best_config_that_trains(tiny_default_dataset, 
     (tmp_path / "space.toml").write_text(SPACE)
     latest = isolated_models_dir / "runs" / "latest"
     before = os.readlink(latest) if latest.is_symlink() else None
-    argv = ["tune", "--config", "smoke", "--set", f"data.path={tiny_default_dataset}", "--space", str(tmp_path / "space.toml"),
-            "--max-trials", "2", "--epochs", "1", "--dir", str(tmp_path / "tuning"), "--name", "smoke-search"]
+    argv = [
+        "tune",
+        "--config",
+        "smoke",
+        "--set",
+        f"data.path={tiny_default_dataset}",
+        "--space",
+        str(tmp_path / "space.toml"),
+        "--max-trials",
+        "2",
+        "--epochs",
+        "1",
+        "--dir",
+        str(tmp_path / "tuning"),
+        "--name",
+        "smoke-search",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "2 trial(s)" in out and "best dev rsum" in out
@@ -44,7 +59,11 @@ def test_two_smoke_trials_write_a_best_config_that_trains(tiny_default_dataset, 
     # search is measured against it under the same trial settings.
     smoke = load_config("smoke")
     first = trial_configs[0]
-    assert (first.text.kind, first.text.kernel_sizes, first.train.learning_rate) == (smoke.text.kind, smoke.text.kernel_sizes, smoke.train.learning_rate)
+    assert (first.text.kind, first.text.kernel_sizes, first.train.learning_rate) == (
+        smoke.text.kind,
+        smoke.text.kernel_sizes,
+        smoke.train.learning_rate,
+    )
     # summary.md lists both trials with their scores, the base marked.
     summary = (root / "summary.md").read_text().splitlines()
     assert len(summary) == 2 + 2 and sum("(base)" in line for line in summary) == 1
@@ -59,16 +78,22 @@ def test_two_smoke_trials_write_a_best_config_that_trains(tiny_default_dataset, 
     assert len(list((root / "trials").iterdir())) == 2
 
 
-@pytest.mark.parametrize("space, message", [
-    ('[params."text.lstm_unitz"]\nchoices = [64, 128]\n', "text.lstm_unitz"),
-    ('[params."text.lstm_units"]\nmin = 0\nmax = 64\n', "text.lstm_units = 0 cannot be tried"),
-    ('[params."text.kind"]\nchoices = ["conv", "transformer"]\n', "text.kind = 'transformer' cannot be tried"),
-    ('[params."text.dropout"]\nmin = 0.2\nmax = 0.1\n', "text.dropout: min 0.2 is not below max 0.1"),
-    ('[params."train.learning_rate"]\nmin = 0.0\nmax = 0.01\nsampling = "log"\n', "train.learning_rate: sampling"),
-    ('[params."text.kind"]\nvalues = ["conv"]\n', "text.kind: unknown setting(s) values"),
-])
+@pytest.mark.parametrize(
+    "space, message",
+    [
+        ('[params."text.lstm_unitz"]\nchoices = [64, 128]\n', "text.lstm_unitz"),
+        ('[params."text.lstm_units"]\nmin = 0\nmax = 64\n', "text.lstm_units = 0 cannot be tried"),
+        ('[params."text.kind"]\nchoices = ["conv", "transformer"]\n', "text.kind = 'transformer' cannot be tried"),
+        ('[params."text.dropout"]\nmin = 0.2\nmax = 0.1\n', "text.dropout: min 0.2 is not below max 0.1"),
+        ('[params."train.learning_rate"]\nmin = 0.0\nmax = 0.01\nsampling = "log"\n', "train.learning_rate: sampling"),
+        ('[params."text.kind"]\nvalues = ["conv"]\n', "text.kind: unknown setting(s) values"),
+    ],
+)
 def test_a_bad_search_space_is_refused_before_any_trial(tmp_path, capsys, space, message):
     (tmp_path / "space.toml").write_text(space)
-    assert main(["tune", "--config", "smoke", "--space", str(tmp_path / "space.toml"), "--dir", str(tmp_path / "tuning")]) == 2
+    assert (
+        main(["tune", "--config", "smoke", "--space", str(tmp_path / "space.toml"), "--dir", str(tmp_path / "tuning")])
+        == 2
+    )
     assert message in capsys.readouterr().err
     assert not (tmp_path / "tuning").exists()  # no trial started, no tuner state written

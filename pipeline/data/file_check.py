@@ -77,7 +77,9 @@ def _cache_file(root: Path) -> Path:
     return paths.cache_dir("filecheck") / f"{key}-v{CHECK_VERSION}.json"
 
 
-def check_files(manifest: Manifest, modalities=FILE_MODALITIES, workers: int = 4, show_progress: bool = True) -> list[Problem]:
+def check_files(
+    manifest: Manifest, modalities=FILE_MODALITIES, workers: int = 4, show_progress: bool = True
+) -> list[Problem]:
     """Returns one problem per manifest row whose image or audio file is missing or unreadable."""
     frame = manifest.frame
     wanted: dict[tuple[str, str], list[int]] = {}
@@ -110,8 +112,13 @@ def check_files(manifest: Manifest, modalities=FILE_MODALITIES, workers: int = 4
 
     if to_decode:
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(probe_file, manifest.resolve(rel), modality): (rel, modality, stat) for rel, modality, stat in to_decode}
-            bar = progress(total=len(futures), desc=f"checking files in {manifest.root.name}", unit="file", enabled=show_progress)
+            futures = {
+                pool.submit(probe_file, manifest.resolve(rel), modality): (rel, modality, stat)
+                for rel, modality, stat in to_decode
+            }
+            bar = progress(
+                total=len(futures), desc=f"checking files in {manifest.root.name}", unit="file", enabled=show_progress
+            )
             for future in concurrent.futures.as_completed(futures):
                 rel, modality, stat = futures[future]
                 reason = future.result()

@@ -108,7 +108,9 @@ def _file_problems(manifest: Manifest, frame: pd.DataFrame, modalities) -> list[
     if not file_modalities or not len(frame):
         return []
     subset = Manifest(root=manifest.root, frame=frame, format=manifest.format)  # renumbers rows 0..n-1
-    return [dataclasses.replace(p, row=int(frame.index[p.row])) for p in check_files(subset, modalities=file_modalities)]
+    return [
+        dataclasses.replace(p, row=int(frame.index[p.row])) for p in check_files(subset, modalities=file_modalities)
+    ]
 
 
 def _empty_captions(manifest: Manifest, frame: pd.DataFrame, modalities) -> list[Problem]:
@@ -127,7 +129,9 @@ def _log_skipped(skipped: list[Problem], where: str, total: int, max_logged: int
         log.warning("%s: skipped %d bad row(s) of %d%s", where, len({p.row for p in skipped}), total, more)
 
 
-def select_rows(manifest: Manifest, split: str | None, modalities, check: bool = True, max_logged: int = 10) -> RowSelection:
+def select_rows(
+    manifest: Manifest, split: str | None, modalities, check: bool = True, max_logged: int = 10
+) -> RowSelection:
     """Rows of ``split`` that have every modality in ``modalities`` and whose files decode."""
     frame = manifest.frame if split is None else manifest.split(split)
     total = len(frame)
@@ -149,8 +153,9 @@ def select_rows(manifest: Manifest, split: str | None, modalities, check: bool =
     return RowSelection(frame, skipped, total)
 
 
-def select_items(manifest: Manifest, split: str | None, modalities, check: bool = True, max_logged: int = 10,
-                 required=None) -> RowSelection:
+def select_items(
+    manifest: Manifest, split: str | None, modalities, check: bool = True, max_logged: int = 10, required=None
+) -> RowSelection:
     """One row per item of ``split`` with all its captions (a list in ``text``), its first
     image and audio file and its label; items lacking a needed modality (``required``,
     default all of ``modalities``) are left out.
@@ -186,11 +191,17 @@ def select_items(manifest: Manifest, split: str | None, modalities, check: bool 
     # Every clip of an item (several spoken captions, say), for training to draw one per epoch:
     # its file, its transcript (the caption on the audio's own row) and its word timings.
     clip_rows = frame[frame["audio"] != ""].groupby("item_id", sort=False)
-    as_lists = lambda column: clip_rows[column].agg(list).reindex(items.index).map(lambda v: v if isinstance(v, list) else [])  # noqa: E731
+    as_lists = lambda column: (
+        clip_rows[column].agg(list).reindex(items.index).map(lambda v: v if isinstance(v, list) else [])
+    )  # noqa: E731
     items["audio_clips"] = as_lists("audio")
     items["audio_clip_texts"] = as_lists("text")
-    items["audio_clip_words"] = as_lists("audio_words") if "audio_words" in frame else items["audio_clips"].map(lambda v: [""] * len(v))
-    items["audio_text"] = items["audio_clip_texts"].map(lambda texts: next((t for t in texts if t), ""))  # the first spoken caption
+    items["audio_clip_words"] = (
+        as_lists("audio_words") if "audio_words" in frame else items["audio_clips"].map(lambda v: [""] * len(v))
+    )
+    items["audio_text"] = items["audio_clip_texts"].map(
+        lambda texts: next((t for t in texts if t), "")
+    )  # the first spoken caption
     usable = pd.Series(True, index=items.index)
     for m in modalities if required is None else required:
         usable &= items[m].map(len) > 0
@@ -199,7 +210,13 @@ def select_items(manifest: Manifest, split: str | None, modalities, check: bool 
     where = f"{manifest.root.name}/{split or 'all'}"
     _log_skipped(skipped, where, len(frame), max_logged)
     if lacking:
-        log.warning("%s: %d item(s) lack one of %s and are left out (e.g. %s)", where, len(lacking), ", ".join(modalities), ", ".join(map(str, lacking[:3])))
+        log.warning(
+            "%s: %d item(s) lack one of %s and are left out (e.g. %s)",
+            where,
+            len(lacking),
+            ", ".join(modalities),
+            ", ".join(map(str, lacking[:3])),
+        )
     if len(items) == 0:
         raise ValueError(
             f"{where}: no usable items with {', '.join(modalities) or 'anything'} ({total_items} items in the split). "
@@ -218,7 +235,11 @@ def _load(element, config: InputConfig, training: bool):
         out["image"] = image_ops.resize_image(image, config.image_size)
     if "audio" in config.modalities:
         # One file is decoded here, once; from a list of clips one is drawn per epoch later.
-        out["audio"] = _decode(element["audio"], config, crop=not training) if element["audio"].shape.rank == 0 else element["audio"]
+        out["audio"] = (
+            _decode(element["audio"], config, crop=not training)
+            if element["audio"].shape.rank == 0
+            else element["audio"]
+        )
     return out
 
 
@@ -243,7 +264,9 @@ def _augment(element, seed, config: InputConfig, training: bool):
         if training and config.item_text:
             # Any caption but the query's: pick + 1 + [0, count - 1) wraps around the others.
             others = tf.maximum(count - 1, 1)
-            step = tf.random.stateless_uniform([], tf.random.experimental.stateless_split(seeds[3], 1)[0], 0, others, dtype=tf.int32)
+            step = tf.random.stateless_uniform(
+                [], tf.random.experimental.stateless_split(seeds[3], 1)[0], 0, others, dtype=tf.int32
+            )
             out["item_text"] = captions[(pick + 1 + step) % count]
             out["item_text_mask"] = tf.cast(count > 1, tf.float32)
     if "image_features" in element and element["image_features"].shape.rank == 2:
@@ -277,7 +300,9 @@ def _augment(element, seed, config: InputConfig, training: bool):
         if "audio_words" in out:
             ids, starts, ends = _parse_id_timings(out["audio_words"])
             offset = tf.cast(start, tf.float32) / a.sample_rate
-            out["audio_words"] = audio_ops.word_frame_labels(ids, starts, ends, a.frames, a.stride / a.sample_rate, offset)
+            out["audio_words"] = audio_ops.word_frame_labels(
+                ids, starts, ends, a.frames, a.stride / a.sample_rate, offset
+            )
             out["audio_words_timed"] = tf.cast(tf.size(ids) > 0, tf.float32)
         spec = audio_ops.log_mel_spectrogram(samples, a.sample_rate, a.n_mels, a.window, a.stride)
         if training:
@@ -302,16 +327,28 @@ def _id_timings(clip_words: pd.Series, vocabulary: list[str], where: str) -> lis
                 clips.append([])
         parsed.append(clips)
     if bad:
-        log.warning("%s: %d clip(s) with unreadable audio_words, trained without word timings (e.g. %s)", where, len(bad), bad[0])
+        log.warning(
+            "%s: %d clip(s) with unreadable audio_words, trained without word timings (e.g. %s)",
+            where,
+            len(bad),
+            bad[0],
+        )
     words = iter(text_ops.standardize_words([w for clips in parsed for timings in clips for w, _, _ in timings]))
     index = {word: i for i, word in enumerate(vocabulary)}
-    return [[" ".join(f"{index.get(next(words), 1)}:{s}:{e}" for _, s, e in timings) for timings in clips] for clips in parsed]
+    return [
+        [" ".join(f"{index.get(next(words), 1)}:{s}:{e}" for _, s, e in timings) for timings in clips]
+        for clips in parsed
+    ]
 
 
 def _parse_id_timings(text):
-    """"id:start:end ..." → (int32 ids, float32 starts, float32 ends), inside tf.data."""
+    """ "id:start:end ..." → (int32 ids, float32 starts, float32 ends), inside tf.data."""
     fields = tf.strings.split(tf.strings.split(text), ":").to_tensor(default_value="0", shape=[None, 3])
-    return tf.strings.to_number(fields[:, 0], tf.int32), tf.strings.to_number(fields[:, 1]), tf.strings.to_number(fields[:, 2])
+    return (
+        tf.strings.to_number(fields[:, 0], tf.int32),
+        tf.strings.to_number(fields[:, 1]),
+        tf.strings.to_number(fields[:, 2]),
+    )
 
 
 def pair_order(groups: list[str], seed: int) -> list[int]:
@@ -390,7 +427,9 @@ def make_dataset(
         if "text" in config.modalities:
             columns["audio_text"] = ragged(frame["audio_clip_texts"].tolist())
         if word_vocabulary is not None:
-            columns["audio_words"] = ragged(_id_timings(frame["audio_clip_words"], word_vocabulary, f"{manifest.root.name}/{split or 'all'}"))
+            columns["audio_words"] = ragged(
+                _id_timings(frame["audio_clip_words"], word_vocabulary, f"{manifest.root.name}/{split or 'all'}")
+            )
     if image_features is not None and "image" in config.modalities:
         position = {p: i for i, p in enumerate(image_features[0])}
         missing = [p for p in frame["image"] if p not in position]
@@ -413,7 +452,11 @@ def make_dataset(
         # Shuffle blocks of two consecutive elements (a twin pair, or two single items paired
         # once at random): ragged_batch copes with the variable-length captions and audio.
         blocks = -(-len(frame) // 2)
-        ds = ds.ragged_batch(2).shuffle(min(config.shuffle_buffer, blocks), seed=config.seed, reshuffle_each_iteration=True).unbatch()
+        ds = (
+            ds.ragged_batch(2)
+            .shuffle(min(config.shuffle_buffer, blocks), seed=config.seed, reshuffle_each_iteration=True)
+            .unbatch()
+        )
         # unbatch loses the element count; Keras needs it to know an epoch's steps (without it, it
         # warns that the input "ran out of data" at the end of the first epochs).
         ds = ds.apply(tf.data.experimental.assert_cardinality(len(frame)))
@@ -422,7 +465,9 @@ def make_dataset(
     seeds = tf.data.Dataset.random(seed=config.seed + 1, rerandomize_each_iteration=True).batch(2)
     ds = tf.data.Dataset.zip((ds, seeds))
     ds = ds.map(lambda e, s: _augment(e, s, config, training), num_parallel_calls=AUTOTUNE)
-    ds = ds.batch(config.batch_size, drop_remainder=training and len(frame) >= config.batch_size, num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(
+        config.batch_size, drop_remainder=training and len(frame) >= config.batch_size, num_parallel_calls=AUTOTUNE
+    )
     if vectorizer is not None and "text" in config.modalities:
         text_keys = [k for k in ("text", "audio_text", "item_text") if k in ds.element_spec]
         ds = ds.map(lambda b: {**b, **{k: vectorizer(b[k]) for k in text_keys}}, num_parallel_calls=AUTOTUNE)

@@ -6,7 +6,14 @@ import pytest
 import tensorflow as tf
 
 from pipeline.data.adapters import load_dataset
-from pipeline.data.input_pipeline import AudioFeatureConfig, InputConfig, make_dataset, pair_order, select_items, select_rows
+from pipeline.data.input_pipeline import (
+    AudioFeatureConfig,
+    InputConfig,
+    make_dataset,
+    pair_order,
+    select_items,
+    select_rows,
+)
 from pipeline.data.manifest import Manifest
 from pipeline.preprocessing import text_ops
 from tests.helpers import corrupt, tone, truncate, write_audio, write_image
@@ -26,7 +33,15 @@ def triple_dataset(root, n=6, broken=None):
             truncate(audio, 0.01)
         elif broken.get(i) == "missing":
             image.unlink()
-        rows.append({"item_id": f"i{i}", "split": "train", "text": f"thing number {i}", "image": image.name, "audio": audio.name})
+        rows.append(
+            {
+                "item_id": f"i{i}",
+                "split": "train",
+                "text": f"thing number {i}",
+                "image": image.name,
+                "audio": audio.name,
+            }
+        )
     return Manifest(root=root, frame=pd.DataFrame(rows), format="manifest")
 
 
@@ -78,7 +93,11 @@ def test_bad_rows_are_skipped_with_warning_and_count(tmp_path, caplog):
     m = triple_dataset(tmp_path, broken=broken)
     with caplog.at_level(logging.WARNING):
         selection = select_rows(m, "train", ("text", "image", "audio"))
-        rows = sorted(int(r) for b in make_dataset(m, "train", config(), training=False, selection=selection) for r in b["row"].numpy())
+        rows = sorted(
+            int(r)
+            for b in make_dataset(m, "train", config(), training=False, selection=selection)
+            for r in b["row"].numpy()
+        )
     assert rows == [0, 3, 5]
     assert sorted({p.row for p in selection.skipped}) == [1, 2, 4]
     assert "skipped 3 bad row(s) of 6" in caplog.text
@@ -110,7 +129,16 @@ def test_items_draw_a_caption_per_epoch_and_keep_the_spoken_one(tmp_path):
     for i in range(4):
         image = write_image(tmp_path / f"img{i}.png").name
         audio = write_audio(tmp_path / f"a{i}.wav", tone(0.3, 8000), 8000).name
-        rows += [{"item_id": f"i{i}", "split": "train", "text": f"caption {i} {k}", "image": image, "audio": audio if k == 1 else ""} for k in range(3)]
+        rows += [
+            {
+                "item_id": f"i{i}",
+                "split": "train",
+                "text": f"caption {i} {k}",
+                "image": image,
+                "audio": audio if k == 1 else "",
+            }
+            for k in range(3)
+        ]
     m = Manifest(root=tmp_path, frame=pd.DataFrame(rows), format="manifest")
     selection = select_items(m, "train", ("text", "image", "audio"))
     assert selection.frame["audio_text"].tolist() == [f"caption {i} 1" for i in range(4)]
@@ -123,8 +151,12 @@ def test_items_draw_a_caption_per_epoch_and_keep_the_spoken_one(tmp_path):
                 seen.setdefault(int(item), set()).add(text.decode())
     assert all(len(texts) > 1 for texts in seen.values())  # captions vary across epochs
     assert all(t.startswith(f"caption {sorted(seen).index(k)} ") for k, texts in seen.items() for t in texts)
-    evaluation = next(iter(make_dataset(m, "train", config(batch_size=4), training=False, selection=selection, by_item=True)))
-    assert sorted(evaluation["text"].numpy().astype(str)) == [f"caption {i} 0" for i in range(4)]  # first caption, no randomness
+    evaluation = next(
+        iter(make_dataset(m, "train", config(batch_size=4), training=False, selection=selection, by_item=True))
+    )
+    assert sorted(evaluation["text"].numpy().astype(str)) == [
+        f"caption {i} 0" for i in range(4)
+    ]  # first caption, no randomness
 
 
 def test_item_text_is_another_caption_than_the_query_and_masked_when_there_is_none(tmp_path):
@@ -132,11 +164,19 @@ def test_item_text_is_another_caption_than_the_query_and_masked_when_there_is_no
     for i in range(4):
         image = write_image(tmp_path / f"img{i}.png").name
         count = 1 if i == 3 else 3  # item 3 has one caption: no other to fuse
-        rows += [{"item_id": f"i{i}", "split": "train", "text": f"caption {i} {k}", "image": image} for k in range(count)]
+        rows += [
+            {"item_id": f"i{i}", "split": "train", "text": f"caption {i} {k}", "image": image} for k in range(count)
+        ]
     m = Manifest(root=tmp_path, frame=pd.DataFrame(rows), format="manifest")
     selection = select_items(m, "train", ("text", "image"))
-    ds = make_dataset(m, "train", config(modalities=("text", "image"), batch_size=4, item_text=True), training=True,
-                      selection=selection, by_item=True)
+    ds = make_dataset(
+        m,
+        "train",
+        config(modalities=("text", "image"), batch_size=4, item_text=True),
+        training=True,
+        selection=selection,
+        by_item=True,
+    )
     titles = set()
     for _ in range(5):
         for b in ds:
@@ -149,8 +189,18 @@ def test_item_text_is_another_caption_than_the_query_and_masked_when_there_is_no
                     assert mask == 1.0 and title != text
                     titles.add(title)
     assert len(titles) > 3  # the item's words vary too
-    evaluation = next(iter(make_dataset(m, "train", config(modalities=("text", "image"), item_text=True), training=False, selection=selection,
-                                        by_item=True)))
+    evaluation = next(
+        iter(
+            make_dataset(
+                m,
+                "train",
+                config(modalities=("text", "image"), item_text=True),
+                training=False,
+                selection=selection,
+                by_item=True,
+            )
+        )
+    )
     assert "item_text" not in evaluation  # outside training an item's words come from the caller
 
 
@@ -179,7 +229,17 @@ def test_training_batches_keep_contrast_pairs_together(tmp_path):
         image = write_image(tmp_path / f"img{i}.png", colour=(20 * i, 50, 200)).name
         audio = write_audio(tmp_path / f"a{i}.wav", tone(0.2 + 0.05 * i, 8000), 8000).name  # clips of different lengths
         group = f"pair{i // 2}" if i < 6 else ""  # items 0-5 form three pairs, 6-9 stand alone
-        rows += [{"item_id": f"i{i}", "split": "train", "text": f"caption {i} {k}", "image": image, "audio": audio if k == 0 else "", "contrast_group": group} for k in range(2)]
+        rows += [
+            {
+                "item_id": f"i{i}",
+                "split": "train",
+                "text": f"caption {i} {k}",
+                "image": image,
+                "audio": audio if k == 0 else "",
+                "contrast_group": group,
+            }
+            for k in range(2)
+        ]
     m = Manifest(root=tmp_path, frame=pd.DataFrame(rows), format="manifest")
     selection = select_items(m, "train", ("text", "image", "audio"))
     assert selection.frame["contrast_group"].tolist()[:2] == ["pair0", "pair0"]
@@ -210,13 +270,32 @@ def test_word_timings_become_frame_labels_through_pair_blocks(tmp_path, caplog):
         audio = write_audio(tmp_path / f"a{i}.wav", tone(0.3, 8000), 8000).name  # shorter than the clip: no crop
         timings = "Red:0.1:0.2 disc,:0.2:0.4" if i < 4 else ("red:0.1" if i == 4 else "")
         group = f"pair{i // 2}" if i < 2 else ""
-        rows.append({"item_id": f"i{i}", "split": "train", "text": "red disc", "image": image, "audio": audio, "contrast_group": group, "audio_words": timings})
+        rows.append(
+            {
+                "item_id": f"i{i}",
+                "split": "train",
+                "text": "red disc",
+                "image": image,
+                "audio": audio,
+                "contrast_group": group,
+                "audio_words": timings,
+            }
+        )
     m = Manifest(root=tmp_path, frame=pd.DataFrame(rows), format="manifest")
     selection = select_items(m, "train", ("text", "image", "audio"))
     expected = np.zeros(50, int)
     expected[10:20], expected[20:40] = 2, 3
     with caplog.at_level(logging.WARNING):
-        ds = make_dataset(m, "train", config(batch_size=6), training=True, selection=selection, by_item=True, keep_groups=True, word_vocabulary=vocabulary)
+        ds = make_dataset(
+            m,
+            "train",
+            config(batch_size=6),
+            training=True,
+            selection=selection,
+            by_item=True,
+            keep_groups=True,
+            word_vocabulary=vocabulary,
+        )
     assert "1 clip(s) with unreadable audio_words" in caplog.text and "red:0.1" in caplog.text
     b = next(iter(ds))
     assert b["audio_words"].shape == (6, 50) and b["audio"].shape[1] == 50
@@ -242,7 +321,9 @@ def test_training_draws_one_of_an_items_clips_with_its_own_transcript(tmp_path):
     selection = select_items(m, "train", ("text", "image", "audio"))
     assert selection.frame["audio_clips"].iloc[0] == ["a0_0.wav", "a0_1.wav", "a0_2.wav"]
     unmasked = AudioFeatureConfig(clip_seconds=0.5, n_mels=16, time_masks=0, freq_masks=0)
-    ds = make_dataset(m, "train", config(batch_size=4, audio=unmasked), training=True, selection=selection, by_item=True)
+    ds = make_dataset(
+        m, "train", config(batch_size=4, audio=unmasked), training=True, selection=selection, by_item=True
+    )
     drawn = set()
     for _ in range(5):
         for b in ds:
@@ -252,7 +333,9 @@ def test_training_draws_one_of_an_items_clips_with_its_own_transcript(tmp_path):
                 assert abs(loud - 10 * (k + 1)) <= 2, (loud, said)  # the transcript is the drawn clip's
                 drawn.add(k)
     assert drawn == {0, 1, 2}
-    evaluation = next(iter(make_dataset(m, "train", config(batch_size=4), training=False, selection=selection, by_item=True)))
+    evaluation = next(
+        iter(make_dataset(m, "train", config(batch_size=4), training=False, selection=selection, by_item=True))
+    )
     assert evaluation["audio"].shape == (4, 50, 16)  # evaluation: each item's first clip, decoded once
 
 
@@ -276,7 +359,9 @@ def test_cached_feature_views_kept_for_test_time_averaging_outside_training(tmp_
     cfg = config(modalities=("text", "image"), test_views=2)
     batch = next(iter(make_dataset(m, "train", cfg, training=False, image_features=(paths, views))))
     assert batch["image_features"].shape == (4, 2, 3)
-    np.testing.assert_array_equal(batch["image_features"].numpy()[:, :, 0], [[0, 1]] * 4)  # the first two views, in order
+    np.testing.assert_array_equal(
+        batch["image_features"].numpy()[:, :, 0], [[0, 1]] * 4
+    )  # the first two views, in order
     trained = next(iter(make_dataset(m, "train", cfg, training=True, image_features=(paths, views), by_item=True)))
     assert trained["image_features"].shape == (4, 3)  # training still draws one view
 
@@ -299,5 +384,7 @@ def test_undecodable_esc50_clips_are_counted_and_skipped(tmp_path, caplog):
         selection = select_items(manifest, "train", ("text", "audio"))
     assert sorted(selection.frame["item_id"]) == ["1-0-A-0", "1-2-A-0", "1-4-A-0"]
     assert len(selection.skipped) == 2 and "1-1-A-0.flac" in caplog.text and "1-3-A-0.flac" in caplog.text
-    ds = make_dataset(manifest, "train", config(modalities=("text", "audio")), training=False, selection=selection, by_item=True)
+    ds = make_dataset(
+        manifest, "train", config(modalities=("text", "audio")), training=False, selection=selection, by_item=True
+    )
     assert sum(int(b["audio"].shape[0]) for b in ds) == 3

@@ -20,10 +20,18 @@ import unicodedata
 
 MAX_ID_CHARS = 200
 # Unicode categories refused: control, format, surrogate, private use, line and paragraph separators.
-_REFUSED_CATEGORIES = {"Cc": "a control character", "Cf": "a format character", "Cs": "a lone surrogate",
-                       "Co": "a private-use character", "Zl": "a line separator", "Zp": "a paragraph separator"}
-RULE = (f"ids are 1 to {MAX_ID_CHARS} printable characters without control characters, backslashes or spaces at either end; "
-        f"'/' only between two names")
+_REFUSED_CATEGORIES = {
+    "Cc": "a control character",
+    "Cf": "a format character",
+    "Cs": "a lone surrogate",
+    "Co": "a private-use character",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
+RULE = (
+    f"ids are 1 to {MAX_ID_CHARS} printable characters without control characters, backslashes or spaces at either end; "
+    f"'/' only between two names"
+)
 
 
 class InvalidItemId(ValueError):
@@ -41,7 +49,9 @@ def check_item_id(value) -> str:
     for position, char in enumerate(value):
         category = unicodedata.category(char)
         if category in _REFUSED_CATEGORIES:
-            raise InvalidItemId(f"item id {value!r} has {_REFUSED_CATEGORIES[category]} (U+{ord(char):04X}) at position {position}; {RULE}")
+            raise InvalidItemId(
+                f"item id {value!r} has {_REFUSED_CATEGORIES[category]} (U+{ord(char):04X}) at position {position}; {RULE}"
+            )
         if char == "\\":
             raise InvalidItemId(f"item id {value!r} has a backslash at position {position}; {RULE}")
     if value != value.strip():

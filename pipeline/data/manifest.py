@@ -33,12 +33,28 @@ SPLIT_ALIASES = {"val": "dev", "valid": "dev", "validation": "dev", "training": 
 
 # Column names people often use for the manifest's own, for "did you mean" hints.
 COLUMN_SYNONYMS = {
-    "id": "item_id", "item": "item_id", "key": "item_id",
-    "caption": "text", "captions": "text", "sentence": "text", "description": "text", "query": "text",
-    "picture": "image", "photo": "image", "img": "image", "image_path": "image", "filename": "image",
-    "sound": "audio", "speech": "audio", "wav": "audio", "audio_path": "audio",
-    "class": "label", "category": "label", "target": "label",
-    "subset": "split", "fold": "split",
+    "id": "item_id",
+    "item": "item_id",
+    "key": "item_id",
+    "caption": "text",
+    "captions": "text",
+    "sentence": "text",
+    "description": "text",
+    "query": "text",
+    "picture": "image",
+    "photo": "image",
+    "img": "image",
+    "image_path": "image",
+    "filename": "image",
+    "sound": "audio",
+    "speech": "audio",
+    "wav": "audio",
+    "audio_path": "audio",
+    "class": "label",
+    "category": "label",
+    "target": "label",
+    "subset": "split",
+    "fold": "split",
 }
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -101,7 +117,9 @@ class Manifest:
         """Writes the manifest as CSV or Parquet (by extension), atomically."""
         path = Path(path)
         if path.suffix != ".parquet" and self.frame.map(lambda v: "\x00" in str(v)).to_numpy().any():
-            raise ManifestError(f"{path}: a value holds a NUL character, which CSV cannot keep; save the manifest as .parquet")
+            raise ManifestError(
+                f"{path}: a value holds a NUL character, which CSV cannot keep; save the manifest as .parquet"
+            )
         with atomic_path(path) as tmp:
             if path.suffix == ".parquet":
                 self.frame.to_parquet(tmp, index=False)
@@ -120,19 +138,27 @@ def read_table(path: str | Path) -> pd.DataFrame:
     with open(path, "rb") as handle:
         for line, text in enumerate(handle, start=1):
             if b"\x00" in text:  # pandas' CSV reader silently cuts a value at a NUL
-                raise ManifestError(f"{path}: line {line} holds a NUL byte, which a CSV manifest cannot carry; remove it, "
-                                    f"or write the manifest as .parquet")
+                raise ManifestError(
+                    f"{path}: line {line} holds a NUL byte, which a CSV manifest cannot carry; remove it, "
+                    f"or write the manifest as .parquet"
+                )
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
 def check_columns(columns, source: str, allowed_extra=()) -> None:
     """Rejects columns a manifest does not understand, with a did-you-mean hint."""
-    unknown = [c for c in columns if c not in CORE_COLUMNS and c not in OPTIONAL_COLUMNS and c not in allowed_extra and not c.startswith("meta_")]
+    unknown = [
+        c
+        for c in columns
+        if c not in CORE_COLUMNS and c not in OPTIONAL_COLUMNS and c not in allowed_extra and not c.startswith("meta_")
+    ]
     if not unknown:
         return
     hints = []
     for column in unknown:
-        guess = COLUMN_SYNONYMS.get(column.lower()) or next(iter(difflib.get_close_matches(column.lower(), CORE_COLUMNS, n=1)), None)
+        guess = COLUMN_SYNONYMS.get(column.lower()) or next(
+            iter(difflib.get_close_matches(column.lower(), CORE_COLUMNS, n=1)), None
+        )
         hints.append(f"'{column}'" + (f" (did you mean '{guess}'?)" if guess else ""))
     raise ManifestError(
         f"{source}: unknown column(s) {', '.join(hints)}. A manifest has the columns "
@@ -161,8 +187,10 @@ def normalize_frame(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     if bad_ids:
         listed = "; ".join(f"row {row}: {message.split('; ')[0]}" for row, message in bad_ids[:5])
         more = f" (and {len(bad_ids) - 5} more rows)" if len(bad_ids) > 5 else ""
-        raise ManifestError(f"{source}: {len(bad_ids)} row(s) have an item id that cannot be stored: {listed}{more}. "
-                            f"Fix them in the manifest: {RULE}.")
+        raise ManifestError(
+            f"{source}: {len(bad_ids)} row(s) have an item id that cannot be stored: {listed}{more}. "
+            f"Fix them in the manifest: {RULE}."
+        )
     frame["split"] = frame["split"].str.lower().replace(SPLIT_ALIASES)
     frame.loc[frame["split"] == "", "split"] = "unassigned"
     if len(frame) == 0:

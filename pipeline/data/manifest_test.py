@@ -43,8 +43,15 @@ def test_row_problems_name_rows():
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_save_and_read_round_trip(tmp_path, suffix):
-    m = make({"item_id": ["a", "b", "c"], "text": ["x, with comma", "", 'a lone \r return, a "quote" and a\nline'],
-              "image": ["i/a.png", "i/b.png", ""], "speaker": ["s1", "", "s2"]}, tmp_path)
+    m = make(
+        {
+            "item_id": ["a", "b", "c"],
+            "text": ["x, with comma", "", 'a lone \r return, a "quote" and a\nline'],
+            "image": ["i/a.png", "i/b.png", ""],
+            "speaker": ["s1", "", "s2"],
+        },
+        tmp_path,
+    )
     path = m.save(tmp_path / f"manifest{suffix}")
     back = read_table(path)
     pd.testing.assert_frame_equal(back, m.frame.astype(str), check_dtype=False)

@@ -140,7 +140,9 @@ def synthesize(requests: list[SpeechRequest], cache: TtsCache, workers: int = 2)
         bar = progress(total=len(missing), desc="speaking captions (eSpeak NG)", unit="caption")
         context = multiprocessing.get_context("spawn")  # eSpeak and TF dislike fork
         with context.Pool(max(workers, 1), initializer=_init_worker) as pool:
-            for key, error in pool.imap_unordered(_synthesize_one, [(str(cache.root), r) for r in missing], chunksize=32):
+            for key, error in pool.imap_unordered(
+                _synthesize_one, [(str(cache.root), r) for r in missing], chunksize=32
+            ):
                 if error:
                     failed.append((key, error))
                 bar.update(1)
@@ -165,8 +167,9 @@ def dataset_version(root: Path) -> int | None:
     return built_version(root, DATASET_NAME)
 
 
-def build_spoken_flickr8k(out: Path, flickr8k: Path, cache: TtsCache, train_spoken: int = 5, seed: int = 0,
-                          workers: int | None = None) -> tuple[Path, SynthesisStats]:
+def build_spoken_flickr8k(
+    out: Path, flickr8k: Path, cache: TtsCache, train_spoken: int = 5, seed: int = 0, workers: int | None = None
+) -> tuple[Path, SynthesisStats]:
     """Writes the spoken-Flickr8k manifest folder ``out`` (speech synthesised into ``cache``)."""
     from pipeline.data.adapters import load_dataset
 
@@ -180,17 +183,38 @@ def build_spoken_flickr8k(out: Path, flickr8k: Path, cache: TtsCache, train_spok
         if cache.has(request):
             audio[row], words[row] = str(cache.wav_path(request)), cache.word_timings(request)
     root = Path(manifest.root).resolve()
-    table = pd.DataFrame({
-        "item_id": frame["item_id"], "split": frame["split"], "text": frame["text"],
-        "image": [str(root / p) for p in frame["image"]], "audio": audio, "label": "", "audio_words": words,
-    })
+    table = pd.DataFrame(
+        {
+            "item_id": frame["item_id"],
+            "split": frame["split"],
+            "text": frame["text"],
+            "image": [str(root / p) for p in frame["image"]],
+            "audio": audio,
+            "label": "",
+            "audio_words": words,
+        }
+    )
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
         table.to_csv(tmp / "manifest.csv", index=False)
-        info = {"dataset": DATASET_NAME, "version": DATASET_VERSION, "seed": seed, "train_spoken": train_spoken,
-                "flickr8k": str(root), "cache": str(cache.root.resolve()), "spoken": int(sum(bool(a) for a in audio)),
-                "failed": len(stats.failed)}
+        info = {
+            "dataset": DATASET_NAME,
+            "version": DATASET_VERSION,
+            "seed": seed,
+            "train_spoken": train_spoken,
+            "flickr8k": str(root),
+            "cache": str(cache.root.resolve()),
+            "spoken": int(sum(bool(a) for a in audio)),
+            "failed": len(stats.failed),
+        }
         (tmp / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
-    log.info("spoken Flickr8k: %d captions, %d spoken (%d synthesised now, %d from the cache, %d failed) in %s",
-             len(table), info["spoken"], stats.synthesized, stats.cached, len(stats.failed), out)
+    log.info(
+        "spoken Flickr8k: %d captions, %d spoken (%d synthesised now, %d from the cache, %d failed) in %s",
+        len(table),
+        info["spoken"],
+        stats.synthesized,
+        stats.cached,
+        len(stats.failed),
+        out,
+    )
     return Path(out), stats

@@ -17,16 +17,32 @@ def test_voices_are_varied_and_fixed_by_the_key():
 
 
 def test_the_first_captions_of_training_images_and_every_other_caption_are_spoken():
-    frame = pd.DataFrame({"item_id": ["a", "a", "a", "b", "b"], "split": ["train", "train", "train", "dev", "dev"],
-                          "text": ["1", "2", "3", "4", "5"]})
-    assert [(row, r.key) for row, r in spoken_requests(frame, train_spoken=2)] == [(0, "a#0"), (1, "a#1"), (3, "b#0"), (4, "b#1")]
+    frame = pd.DataFrame(
+        {
+            "item_id": ["a", "a", "a", "b", "b"],
+            "split": ["train", "train", "train", "dev", "dev"],
+            "text": ["1", "2", "3", "4", "5"],
+        }
+    )
+    assert [(row, r.key) for row, r in spoken_requests(frame, train_spoken=2)] == [
+        (0, "a#0"),
+        (1, "a#1"),
+        (3, "b#0"),
+        (4, "b#1"),
+    ]
 
 
 def test_a_second_build_synthesises_nothing_and_the_manifest_reads(tmp_path):
-    flickr = write_flickr8k_folder(tmp_path / "flickr8k", {
-        "train": {"t1.jpg": ((200, 0, 0), ["a red dog runs", "a dog", "red"]), "t2.jpg": ((0, 200, 0), ["green grass", "grass"])},
-        "dev": {"d1.jpg": ((0, 0, 200), ["a blue sky", "the sky is blue"])},
-    })
+    flickr = write_flickr8k_folder(
+        tmp_path / "flickr8k",
+        {
+            "train": {
+                "t1.jpg": ((200, 0, 0), ["a red dog runs", "a dog", "red"]),
+                "t2.jpg": ((0, 200, 0), ["green grass", "grass"]),
+            },
+            "dev": {"d1.jpg": ((0, 0, 200), ["a blue sky", "the sky is blue"])},
+        },
+    )
     cache = TtsCache(tmp_path / "tts")
     out, first = build_spoken_flickr8k(tmp_path / "spoken", flickr, cache, train_spoken=1, workers=1)
     assert (first.synthesized, first.cached, first.failed) == (4, 0, [])  # t1#0, t2#0, d1#0, d1#1

@@ -62,7 +62,9 @@ def speaker_splits(speakers: list[str], test_speaker: str, dev_speaker: str | No
     """{speaker: split}: ``test_speaker`` → test, ``dev_speaker`` (if any) → dev, every other → train."""
     for role, name in (("test", test_speaker), ("dev", dev_speaker)):
         if name is not None and name not in speakers:
-            raise DigitsDataError(f"{role} speaker {name!r} is not among the recordings' speakers: {', '.join(sorted(speakers))}")
+            raise DigitsDataError(
+                f"{role} speaker {name!r} is not among the recordings' speakers: {', '.join(sorted(speakers))}"
+            )
     if test_speaker == dev_speaker:
         raise DigitsDataError(f"the test and dev speakers must differ (both {test_speaker!r})")
     if len(set(speakers) - {test_speaker, dev_speaker}) < 1:
@@ -70,10 +72,14 @@ def speaker_splits(speakers: list[str], test_speaker: str, dev_speaker: str | No
     return {s: "test" if s == test_speaker else "dev" if s == dev_speaker else "train" for s in speakers}
 
 
-def recording_splits(recordings: pd.DataFrame, test_speaker: str, dev_speaker: str | None = None, dev_takes: int = DEV_TAKES) -> pd.Series:
+def recording_splits(
+    recordings: pd.DataFrame, test_speaker: str, dev_speaker: str | None = None, dev_takes: int = DEV_TAKES
+) -> pd.Series:
     """The split of each recording: by speaker, and without a dev speaker the last
     ``dev_takes`` takes of each digit by each training speaker are dev."""
-    by_speaker = recordings["speaker"].map(speaker_splits(sorted(set(recordings["speaker"])), test_speaker, dev_speaker))
+    by_speaker = recordings["speaker"].map(
+        speaker_splits(sorted(set(recordings["speaker"])), test_speaker, dev_speaker)
+    )
     if dev_speaker is None:
         last = recordings.groupby(["speaker", "digit"])["take"].rank(method="first", ascending=False)
         by_speaker = by_speaker.where(~((by_speaker == "train") & (last <= dev_takes)), "dev")
@@ -93,7 +99,12 @@ def read_recordings(fsdd: Path) -> pd.DataFrame:
             continue
         rows.append({"file": path, "digit": int(match[1]), "speaker": match[2], "take": int(match[3])})
     if skipped:
-        log.warning("%d file(s) in %s are not named {digit}_{speaker}_{take}.wav and were skipped, e.g. %s", len(skipped), folder, skipped[0])
+        log.warning(
+            "%d file(s) in %s are not named {digit}_{speaker}_{take}.wav and were skipped, e.g. %s",
+            len(skipped),
+            folder,
+            skipped[0],
+        )
     if not rows:
         raise DigitsDataError(f"{folder}: no {{digit}}_{{speaker}}_{{take}}.wav recordings")
     return pd.DataFrame(rows)
@@ -103,7 +114,9 @@ def read_mnist(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{"train": (images, digits), "test": (...)} from an ``mnist.npz`` in the keras.datasets layout."""
     path = Path(path)
     if not path.is_file():
-        raise DigitsDataError(f"{path}: no such file (MNIST in the keras.datasets layout: x_train, y_train, x_test, y_test)")
+        raise DigitsDataError(
+            f"{path}: no such file (MNIST in the keras.datasets layout: x_train, y_train, x_test, y_test)"
+        )
     with np.load(path) as data:
         missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in data]
         if missing:
@@ -133,14 +146,25 @@ def synthetic_recordings(digits: list[int], voices: int, cache, seed: int = 0) -
     voice. A word eSpeak cannot speak is logged and left out."""
     from pipeline.data.spoken_captions import SpeechRequest, synthesize
 
-    requests = [(digit, k, SpeechRequest(f"digits/{digit}/{k}", DIGIT_WORDS[digit], seed)) for digit in digits for k in range(voices)]
+    requests = [
+        (digit, k, SpeechRequest(f"digits/{digit}/{k}", DIGIT_WORDS[digit], seed))
+        for digit in digits
+        for k in range(voices)
+    ]
     synthesize([r for *_, r in requests], cache, workers=2)
     rows = []
     for digit, k, request in requests:
         if cache.has(request):
             voice = request.voice()
-            rows.append({"file": cache.wav_path(request), "digit": digit, "speaker": f"{SYNTHETIC_SPEAKER}{k}", "take": 0,
-                         "voice": f"{voice.name} rate {voice.rate} pitch {voice.pitch}"})
+            rows.append(
+                {
+                    "file": cache.wav_path(request),
+                    "digit": digit,
+                    "speaker": f"{SYNTHETIC_SPEAKER}{k}",
+                    "take": 0,
+                    "voice": f"{voice.name} rate {voice.rate} pitch {voice.pitch}",
+                }
+            )
     return pd.DataFrame(rows, columns=["file", "digit", "speaker", "take", "voice"])
 
 
@@ -153,8 +177,17 @@ def _write_8k(source: Path, target: Path) -> None:
     sf.write(target, resample_poly(samples, 8000, rate), 8000, subtype="PCM_16", format="WAV")
 
 
-def build_spoken_digits(out: Path, fsdd: Path, mnist: Path, test_speaker: str = TEST_SPEAKER, dev_speaker: str | None = None,
-                        seed: int = 0, dev_takes: int = DEV_TAKES, tts_voices: int = 0, tts_cache=None) -> Path:
+def build_spoken_digits(
+    out: Path,
+    fsdd: Path,
+    mnist: Path,
+    test_speaker: str = TEST_SPEAKER,
+    dev_speaker: str | None = None,
+    seed: int = 0,
+    dev_takes: int = DEV_TAKES,
+    tts_voices: int = 0,
+    tts_cache=None,
+) -> Path:
     """Writes the dataset folder ``out`` (atomically: a half-built folder is never left under
     its name). ``tts_voices`` > 0 adds that many synthetic speakers to the training split
     (``tts_cache``: a ``spoken_captions.TtsCache``, by default the project's)."""
@@ -168,7 +201,12 @@ def build_spoken_digits(out: Path, fsdd: Path, mnist: Path, test_speaker: str = 
     if tts_voices > 0:
         from pipeline.data.spoken_captions import TtsCache
 
-        synthetic = synthetic_recordings(sorted(set(recordings["digit"])), tts_voices, tts_cache if tts_cache is not None else TtsCache.default(), seed)
+        synthetic = synthetic_recordings(
+            sorted(set(recordings["digit"])),
+            tts_voices,
+            tts_cache if tts_cache is not None else TtsCache.default(),
+            seed,
+        )
         recordings = pd.concat([recordings, synthetic], ignore_index=True)
         splits = pd.concat([splits, pd.Series(["train"] * len(synthetic))], ignore_index=True)  # never dev or test
     images = read_mnist(mnist)
@@ -189,22 +227,48 @@ def build_spoken_digits(out: Path, fsdd: Path, mnist: Path, test_speaker: str = 
             else:
                 shutil.copyfile(row.file, tmp / "audio" / row.file.name)
             Image.fromarray(images[source][0][image_index]).save(tmp / "images" / f"{item_id}.png")
-            records.append({"item_id": item_id, "split": split, "text": DIGIT_WORDS[row.digit], "image": f"images/{item_id}.png",
-                            "audio": f"audio/{item_id}.wav", "label": str(row.digit), "speaker": row.speaker,
-                            "meta_mnist": f"{source}:{image_index}", "meta_voice": row.voice})
+            records.append(
+                {
+                    "item_id": item_id,
+                    "split": split,
+                    "text": DIGIT_WORDS[row.digit],
+                    "image": f"images/{item_id}.png",
+                    "audio": f"audio/{item_id}.wav",
+                    "label": str(row.digit),
+                    "speaker": row.speaker,
+                    "meta_mnist": f"{source}:{image_index}",
+                    "meta_voice": row.voice,
+                }
+            )
             bar.update(1)
         bar.close()
         frame = pd.DataFrame.from_records(records)
         frame.to_csv(tmp / "manifest.csv", index=False)
         real = frame["meta_voice"] == ""
-        info = {"format": "manifest", "dataset": DATASET_NAME, "version": VERSION, "seed": seed,
-                "speakers": {split: sorted(set(frame.loc[(frame["split"] == split) & real, "speaker"])) for split in ("train", "dev", "test")},
-                "synthetic_voices": int(frame.loc[~real, "speaker"].nunique()),
-                "dev": f"speaker {dev_speaker}" if dev_speaker else f"the last {dev_takes} takes of each digit by each training speaker",
-                "items": {split: int((frame["split"] == split).sum()) for split in ("train", "dev", "test")}}
+        info = {
+            "format": "manifest",
+            "dataset": DATASET_NAME,
+            "version": VERSION,
+            "seed": seed,
+            "speakers": {
+                split: sorted(set(frame.loc[(frame["split"] == split) & real, "speaker"]))
+                for split in ("train", "dev", "test")
+            },
+            "synthetic_voices": int(frame.loc[~real, "speaker"].nunique()),
+            "dev": f"speaker {dev_speaker}"
+            if dev_speaker
+            else f"the last {dev_takes} takes of each digit by each training speaker",
+            "items": {split: int((frame["split"] == split).sum()) for split in ("train", "dev", "test")},
+        }
         (tmp / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
-    log.info("spoken digits: %s items in %s (test speaker %s; dev: %s; %d synthetic voices in training)",
-             len(frame), out, test_speaker, info["dev"], info["synthetic_voices"])
+    log.info(
+        "spoken digits: %s items in %s (test speaker %s; dev: %s; %d synthetic voices in training)",
+        len(frame),
+        out,
+        test_speaker,
+        info["dev"],
+        info["synthetic_voices"],
+    )
     return out
 
 

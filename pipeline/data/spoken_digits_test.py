@@ -8,7 +8,14 @@ from PIL import Image
 
 from pipeline.data.adapters import load_dataset
 from pipeline.data.spoken_captions import TtsCache
-from pipeline.data.spoken_digits import VERSION, DigitsDataError, build_spoken_digits, dataset_version, speaker_folder, speaker_splits
+from pipeline.data.spoken_digits import (
+    VERSION,
+    DigitsDataError,
+    build_spoken_digits,
+    dataset_version,
+    speaker_folder,
+    speaker_splits,
+)
 from tests.helpers import tone, write_audio
 
 SPEAKERS = ("ann", "bob", "cat", "dan")
@@ -19,7 +26,11 @@ def sources(tmp_path):
     for speaker in SPEAKERS:
         for digit in (1, 7):
             for take in range(3):
-                write_audio(tmp_path / "fsdd" / "recordings" / f"{digit}_{speaker}_{take}.wav", tone(0.2, 8000, 300 + 50 * digit), 8000)
+                write_audio(
+                    tmp_path / "fsdd" / "recordings" / f"{digit}_{speaker}_{take}.wav",
+                    tone(0.2, 8000, 300 + 50 * digit),
+                    8000,
+                )
     (tmp_path / "fsdd" / "recordings" / "README.wav").write_bytes(b"not a recording")  # badly named: skipped
     # MNIST stand-in: each image's pixels are filled with its index, so the builder's choice
     # can be traced back; digits alternate 1, 7 (training set) and 7, 1 (test set).
@@ -50,7 +61,10 @@ def test_the_test_speaker_is_never_heard_in_training_and_images_match_the_digit(
         pixels.append(value)
     assert len(set(pixels)) == len(pixels)  # no image used twice
     info = json.loads((out / "dataset.json").read_text())
-    assert info["speakers"] == {"train": ["bob", "cat", "dan"], "dev": ["bob", "cat", "dan"], "test": ["ann"]} and dataset_version(out) == VERSION
+    assert (
+        info["speakers"] == {"train": ["bob", "cat", "dan"], "dev": ["bob", "cat", "dan"], "test": ["ann"]}
+        and dataset_version(out) == VERSION
+    )
     assert info["synthetic_voices"] == 0 and set(frame["meta_voice"]) == {""}
 
 
@@ -58,7 +72,9 @@ def test_synthetic_voices_only_train_and_a_rebuild_synthesises_nothing(sources, 
     import soundfile as sf
 
     cache = TtsCache(tmp_path / "tts")
-    out = build_spoken_digits(tmp_path / "digits", *sources, test_speaker="ann", dev_takes=1, tts_voices=2, tts_cache=cache)
+    out = build_spoken_digits(
+        tmp_path / "digits", *sources, test_speaker="ann", dev_takes=1, tts_voices=2, tts_cache=cache
+    )
     frame = load_dataset(out).frame
     synthetic = frame[frame["meta_voice"] != ""]
     # The digits of the recordings (1 and 7), each in two voices: training only, never dev or test.
@@ -70,7 +86,9 @@ def test_synthetic_voices_only_train_and_a_rebuild_synthesises_nothing(sources, 
         samples, rate = sf.read(out / row.audio)
         assert rate == 8000 and len(samples) > 0.1 * rate and np.abs(samples).max() > 0.1  # FSDD's rate, a spoken word
         assert row.text == {"1": "one", "7": "seven"}[row.label]
-        assert y_train[int(np.asarray(Image.open(out / row.image))[0, 0])] == int(row.label)  # a training image of the digit
+        assert y_train[int(np.asarray(Image.open(out / row.image))[0, 0])] == int(
+            row.label
+        )  # a training image of the digit
     info = json.loads((out / "dataset.json").read_text())
     assert info["synthetic_voices"] == 2 and info["speakers"]["train"] == ["bob", "cat", "dan"]
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "tts").rglob("*.wav")}
@@ -82,8 +100,14 @@ def test_synthetic_voices_only_train_and_a_rebuild_synthesises_nothing(sources, 
 
 
 def test_a_dev_speaker_is_held_out_too(sources, tmp_path):
-    frame = load_dataset(build_spoken_digits(tmp_path / "digits", *sources, test_speaker="ann", dev_speaker="bob")).frame
-    assert frame.groupby("split")["speaker"].agg(set).to_dict() == {"test": {"ann"}, "dev": {"bob"}, "train": {"cat", "dan"}}
+    frame = load_dataset(
+        build_spoken_digits(tmp_path / "digits", *sources, test_speaker="ann", dev_speaker="bob")
+    ).frame
+    assert frame.groupby("split")["speaker"].agg(set).to_dict() == {
+        "test": {"ann"},
+        "dev": {"bob"},
+        "train": {"cat", "dan"},
+    }
 
 
 def test_bad_speakers_and_missing_sources_are_refused(sources, tmp_path):

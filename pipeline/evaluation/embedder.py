@@ -40,7 +40,7 @@ class PreparedSplit:
     """A split's items and their decoded, preprocessed inputs, kept in memory so that
     re-embedding them (every epoch, on dev) only runs the encoders."""
 
-    items: "object"  # DataFrame of selected items
+    items: object  # DataFrame of selected items
     modalities: tuple[str, ...]
     captions: list[str]
     caption_owner: np.ndarray
@@ -48,8 +48,16 @@ class PreparedSplit:
     contrast_groups: np.ndarray
 
 
-def prepare_split(model, input_config, manifest: Manifest, split: str | None, modalities=None, max_items=None,
-                  image_features=None, batch_size: int = 128) -> PreparedSplit:
+def prepare_split(
+    model,
+    input_config,
+    manifest: Manifest,
+    split: str | None,
+    modalities=None,
+    max_items=None,
+    image_features=None,
+    batch_size: int = 128,
+) -> PreparedSplit:
     """Selects the items of ``split`` that have every one of ``modalities`` and prepares their inputs.
 
     ``modalities`` defaults to those the model was trained on and the dataset has; fewer than
@@ -78,14 +86,30 @@ def prepare_split(model, input_config, manifest: Manifest, split: str | None, mo
     for name in ("image", "audio"):
         if name not in modalities:
             continue
-        config = dataclasses.replace(input_config, modalities=(name,), batch_size=batch_size, cache="none", check_files=False)
-        ds = make_dataset(manifest, split, config, training=False, selection=selection, by_item=True,
-                          image_features=image_features if name == "image" else None)
+        config = dataclasses.replace(
+            input_config, modalities=(name,), batch_size=batch_size, cache="none", check_files=False
+        )
+        ds = make_dataset(
+            manifest,
+            split,
+            config,
+            training=False,
+            selection=selection,
+            by_item=True,
+            image_features=image_features if name == "image" else None,
+        )
         batches[name] = [
-            (np.array([index_of_row[r] for r in batch["row"].numpy()]), {k: v for k, v in batch.items() if k in ("image", "image_features", "audio")})
+            (
+                np.array([index_of_row[r] for r in batch["row"].numpy()]),
+                {k: v for k, v in batch.items() if k in ("image", "image_features", "audio")},
+            )
             for batch in ds
         ]
-    contrast = manifest.frame.loc[items.index, "contrast_group"].to_numpy() if "contrast_group" in manifest.frame else np.array([""] * len(items))
+    contrast = (
+        manifest.frame.loc[items.index, "contrast_group"].to_numpy()
+        if "contrast_group" in manifest.frame
+        else np.array([""] * len(items))
+    )
     return PreparedSplit(items, tuple(modalities), captions, np.array(owner), batches, contrast)
 
 
@@ -97,7 +121,10 @@ def embed_prepared(model, vectorizer, prepared: PreparedSplit) -> SplitEmbedding
         # predict runs the encoder as one compiled function: 2.5x faster than eager calls for
         # a recurrent text model (5,000 Flickr8k captions: 5 s against 12.7 s, measured).
         ids = vectorizer(tf.constant(texts))
-        vectors["text"], owners["text"] = model.text_encoder.predict(ids, batch_size=512, verbose=0), prepared.caption_owner
+        vectors["text"], owners["text"] = (
+            model.text_encoder.predict(ids, batch_size=512, verbose=0),
+            prepared.caption_owner,
+        )
     for name, batches in prepared.batches.items():
         vectors[name] = np.concatenate([_encode(model, name, inputs) for _, inputs in batches])
         owners[name] = np.concatenate([index for index, _ in batches])
@@ -106,8 +133,18 @@ def embed_prepared(model, vectorizer, prepared: PreparedSplit) -> SplitEmbedding
         # Every evaluated item has all its content modalities, so rows line up after sorting.
         # Its words stay out of its vector: the captions are the queries.
         ordered = {m: vectors[m][np.argsort(owners[m])] for m in content}
-        vectors["item"], owners["item"] = fuse_items(model, ordered, {m: np.ones(len(items), "float32") for m in content}), np.arange(len(items))
-    return SplitEmbeddings(items["item_id"].tolist(), items["label"].to_numpy(), prepared.contrast_groups, vectors, owners, prepared.captions)
+        vectors["item"], owners["item"] = (
+            fuse_items(model, ordered, {m: np.ones(len(items), "float32") for m in content}),
+            np.arange(len(items)),
+        )
+    return SplitEmbeddings(
+        items["item_id"].tolist(),
+        items["label"].to_numpy(),
+        prepared.contrast_groups,
+        vectors,
+        owners,
+        prepared.captions,
+    )
 
 
 def fuse_items(model, vectors: dict[str, np.ndarray], masks: dict[str, np.ndarray]) -> np.ndarray:
@@ -121,8 +158,17 @@ def fuse_items(model, vectors: dict[str, np.ndarray], masks: dict[str, np.ndarra
     return np.asarray(model.fusion(inputs, training=False))
 
 
-def embed_split(model, vectorizer, input_config, manifest: Manifest, split: str | None, modalities=None,
-                max_items: int | None = None, image_features=None, batch_size: int = 128) -> SplitEmbeddings:
+def embed_split(
+    model,
+    vectorizer,
+    input_config,
+    manifest: Manifest,
+    split: str | None,
+    modalities=None,
+    max_items: int | None = None,
+    image_features=None,
+    batch_size: int = 128,
+) -> SplitEmbeddings:
     """Embeds the items of ``split``: ``prepare_split`` then ``embed_prepared``."""
     prepared = prepare_split(model, input_config, manifest, split, modalities, max_items, image_features, batch_size)
     return embed_prepared(model, vectorizer, prepared)

@@ -52,13 +52,17 @@ def evaluate_embeddings(emb: SplitEmbeddings, with_curves: bool = False, relevan
     if "item" in emb.vectors and "text" in emb.vectors:
         similarity = emb.vectors["text"] @ emb.vectors["item"].T
         same_item, same_label = _relevance(emb, "text", "item")
-        report["text->item"] = retrieval_report(similarity, same_label if relevance == "label" and same_label is not None else same_item)
+        report["text->item"] = retrieval_report(
+            similarity, same_label if relevance == "label" and same_label is not None else same_item
+        )
         if same_label is not None:
             report["text->item"]["mAP"] = retrieval_report(similarity, same_label, with_map=True)["mAP"]
     if "text" in emb.vectors and "image" in emb.vectors and (emb.contrast_groups != "").any():
         queries = np.where(emb.contrast_groups[emb.owners["text"]] != "")[0]
         similarity = emb.vectors["text"][queries] @ emb.vectors["image"].T
-        report[WORD_ORDER_SUBSET] = retrieval_report(similarity, emb.owners["text"][queries][:, None] == emb.owners["image"][None, :])
+        report[WORD_ORDER_SUBSET] = retrieval_report(
+            similarity, emb.owners["text"][queries][:, None] == emb.owners["image"][None, :]
+        )
         report[TWIN_CHOICE] = twin_choice(emb, queries)
     if with_curves:
         report["_curves"] = {k: v.tolist() for k, v in curves.items()}
@@ -80,7 +84,9 @@ def twin_choice(emb: SplitEmbeddings, queries: np.ndarray) -> dict:
         twins = [t for t in members[emb.contrast_groups[own]] if t != own]
         if own in image_row and len(twins) == 1 and twins[0] in image_row:
             text = emb.vectors["text"][q]
-            wins.append(float(text @ emb.vectors["image"][image_row[own]] > text @ emb.vectors["image"][image_row[twins[0]]]))
+            wins.append(
+                float(text @ emb.vectors["image"][image_row[own]] > text @ emb.vectors["image"][image_row[twins[0]]])
+            )
     return {"accuracy": 100.0 * float(np.mean(wins)) if wins else float("nan"), "queries": len(wins)}
 
 
@@ -94,11 +100,15 @@ def markdown_table(report: dict, title: str = "") -> str:
         extra = f" {r['mAP']:.1f} |" if has_map else ""
         if has_map and "mAP" not in r:
             extra = " |"
-        lines.append(f"| {key} | {r['R@1']:.1f} | {r['R@5']:.1f} | {r['R@10']:.1f} | {r['MedR']:g} | {r['MeanR']:.1f} |{extra} {r['queries']:,} | {r['gallery']:,} |")
+        lines.append(
+            f"| {key} | {r['R@1']:.1f} | {r['R@5']:.1f} | {r['R@10']:.1f} | {r['MedR']:g} | {r['MeanR']:.1f} |{extra} {r['queries']:,} | {r['gallery']:,} |"
+        )
     lines += ["", f"rsum (all directions above the subsets): {report['rsum']:.1f}"]
     if TWIN_CHOICE in report:
         t = report[TWIN_CHOICE]
-        lines.append(f"{TWIN_CHOICE}: {t['accuracy']:.1f}% of {t['queries']:,} twin captions score their own image above their twin's (chance 50%)")
+        lines.append(
+            f"{TWIN_CHOICE}: {t['accuracy']:.1f}% of {t['queries']:,} twin captions score their own image above their twin's (chance 50%)"
+        )
     return "\n".join(lines)
 
 

@@ -13,8 +13,12 @@ def test_word_order_subset_and_twin_choice_by_hand():
     images = np.eye(4, dtype="float32")
     texts = np.array([[0.6, 0.8, 0, 0], [0, 0.6, 0.8, 0], [0, 0, 1, 0], [0, 0, 0, 1]], "float32")
     emb = SplitEmbeddings(
-        item_ids=["a", "b", "c", "d"], labels=np.array([""] * 4), contrast_groups=np.array(["g", "g", "", ""]),
-        vectors={"text": texts, "image": images}, owners={"text": np.arange(4), "image": np.arange(4)}, captions=["", "", "", ""],
+        item_ids=["a", "b", "c", "d"],
+        labels=np.array([""] * 4),
+        contrast_groups=np.array(["g", "g", "", ""]),
+        vectors={"text": texts, "image": images},
+        owners={"text": np.arange(4), "image": np.arange(4)},
+        captions=["", "", "", ""],
     )
     report = evaluate_embeddings(emb)
     assert report[WORD_ORDER_SUBSET]["R@1"] == 0.0 and report[WORD_ORDER_SUBSET]["queries"] == 2
@@ -31,8 +35,14 @@ def test_label_relevance_counts_any_item_of_the_class_by_hand():
     # relevant at ranks 1, 2 → AP 1; caption 1 ranks [0, 1, 2] → AP 1; caption 2 → AP 1.
     images = np.eye(3, dtype="float32")
     texts = np.array([[0.5, 0.8, 0.1], [0.8, 0.5, 0.1], [0.0, 0.1, 0.9]], "float32")
-    emb = SplitEmbeddings(item_ids=["a", "b", "c"], labels=np.array(["x", "x", "y"]), contrast_groups=np.array(["", "", ""]),
-                          vectors={"text": texts, "image": images}, owners={"text": np.arange(3), "image": np.arange(3)}, captions=["", "", ""])
+    emb = SplitEmbeddings(
+        item_ids=["a", "b", "c"],
+        labels=np.array(["x", "x", "y"]),
+        contrast_groups=np.array(["", "", ""]),
+        vectors={"text": texts, "image": images},
+        owners={"text": np.arange(3), "image": np.arange(3)},
+        captions=["", "", ""],
+    )
     by_item = evaluate_embeddings(emb)
     by_label = evaluate_embeddings(emb, relevance="label")
     assert by_item["text->image"]["R@1"] == pytest.approx(100 / 3)

@@ -79,4 +79,6 @@ def chance_map(labels, query_labels, trials: int = 200, seed: int = 0) -> float:
     relevant = same label. The level a model must beat."""
     rng = np.random.default_rng(seed)
     relevant = np.asarray(query_labels)[:, None] == np.asarray(labels)[None, :]
-    return float(100.0 * np.mean([average_precision(rng.random(relevant.shape), relevant).mean() for _ in range(trials)]))
+    return float(
+        100.0 * np.mean([average_precision(rng.random(relevant.shape), relevant).mean() for _ in range(trials)])
+    )

@@ -68,12 +68,16 @@ def test_nearest_class_accuracy_by_hand():
 def test_chance_map_matches_the_expected_average_precision_of_a_random_ranking():
     # One relevant item among N at a uniformly random rank r: AP = 1/r, so E[AP] = H_N / N.
     # With N = 4: (1 + 1/2 + 1/3 + 1/4) / 4 = 0.5208.
-    assert chance_map(["a", "b", "c", "d"], ["a"], trials=4000) == pytest.approx(100 * (1 + 1 / 2 + 1 / 3 + 1 / 4) / 4, abs=1.0)
+    assert chance_map(["a", "b", "c", "d"], ["a"], trials=4000) == pytest.approx(
+        100 * (1 + 1 / 2 + 1 / 3 + 1 / 4) / 4, abs=1.0
+    )
 
 
 def test_class_retrieval_report_by_hand():
     # Query e0 (class a) over gallery [e0 (b), 0.8 e0 (a), e1 (a)]: ranking 0, 1, 2; relevant
     # at ranks 2 and 3 → R@1 0, AP = (1/2 + 2/3) / 2 = 58.33%.
-    report = class_retrieval_report(np.array([[1.0, 0.0]]), ["a"], np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]]), ["b", "a", "a"])
+    report = class_retrieval_report(
+        np.array([[1.0, 0.0]]), ["a"], np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]]), ["b", "a", "a"]
+    )
     assert report["R@1"] == 0.0 and report["MedR"] == 2.0
     assert report["mAP"] == pytest.approx(100 * (1 / 2 + 2 / 3) / 2)

@@ -16,8 +16,15 @@ from pipeline.models.layers import L2Normalize
 from pipeline.models.losses import infonce_loss
 
 
-def build_early_fusion_encoder(image_shape: tuple[int, int, int], audio_shape: tuple[int, int], output_dim: int,
-                               hidden: int = 512, image_pool: int = 2, audio_pool: int = 2, dropout: float = 0.1) -> keras.Model:
+def build_early_fusion_encoder(
+    image_shape: tuple[int, int, int],
+    audio_shape: tuple[int, int],
+    output_dim: int,
+    hidden: int = 512,
+    image_pool: int = 2,
+    audio_pool: int = 2,
+    dropout: float = 0.1,
+) -> keras.Model:
     """A ``keras.Model`` named "early_fusion_encoder": {"image": [b, H, W, C], "audio": [b, frames, mels]} → unit vectors.
 
     Args:
@@ -33,7 +40,9 @@ def build_early_fusion_encoder(image_shape: tuple[int, int, int], audio_shape: t
     """
     image = keras.Input(image_shape, name="image")
     audio = keras.Input(audio_shape, name="audio")
-    pixels = keras.layers.Flatten(name="image_flat")(keras.layers.AveragePooling2D(image_pool, name="image_pool")(image))
+    pixels = keras.layers.Flatten(name="image_flat")(
+        keras.layers.AveragePooling2D(image_pool, name="image_pool")(image)
+    )
     spec = keras.layers.BatchNormalization(name="audio_norm")(audio)  # log-mels are not centred like pixels
     frames = keras.layers.Flatten(name="audio_flat")(keras.layers.AveragePooling1D(audio_pool, name="audio_pool")(spec))
     x = keras.layers.Concatenate(name="joint_input")([pixels, frames])
@@ -59,7 +68,14 @@ class EarlyFusionRetrieval(keras.Model):
         >>> model.compile(optimizer="adam"); model.fit(dataset)  # batches of text, image, audio, item, label
     """
 
-    def __init__(self, text_encoder: keras.Model, item_encoder: keras.Model, temperature: float = 0.07, positives: str = "item", **kwargs):
+    def __init__(
+        self,
+        text_encoder: keras.Model,
+        item_encoder: keras.Model,
+        temperature: float = 0.07,
+        positives: str = "item",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if positives not in ("item", "label"):
             raise ValueError(f"positives must be 'item' or 'label', not {positives!r}")
@@ -67,8 +83,10 @@ class EarlyFusionRetrieval(keras.Model):
         self.temperature, self.positives = float(temperature), positives
 
     def call(self, inputs, training=False):
-        return {"text": self.text_encoder(inputs["text"], training=training),
-                "item": self.item_encoder({"image": inputs["image"], "audio": inputs["audio"]}, training=training)}
+        return {
+            "text": self.text_encoder(inputs["text"], training=training),
+            "item": self.item_encoder({"image": inputs["image"], "audio": inputs["audio"]}, training=training),
+        }
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         ids = x.get("item")
@@ -77,9 +95,13 @@ class EarlyFusionRetrieval(keras.Model):
         return infonce_loss(y_pred["text"], y_pred["item"], 1.0 / self.temperature, ids)
 
     def get_config(self):
-        return {**super().get_config(), "text_encoder": keras.saving.serialize_keras_object(self.text_encoder),
-                "item_encoder": keras.saving.serialize_keras_object(self.item_encoder),
-                "temperature": self.temperature, "positives": self.positives}
+        return {
+            **super().get_config(),
+            "text_encoder": keras.saving.serialize_keras_object(self.text_encoder),
+            "item_encoder": keras.saving.serialize_keras_object(self.item_encoder),
+            "temperature": self.temperature,
+            "positives": self.positives,
+        }
 
     @classmethod
     def from_config(cls, config):

@@ -12,15 +12,22 @@ from pipeline.models.text_encoder import build_text_encoder
 
 
 def make_model(positives="label"):
-    text = build_text_encoder(TextConfig(kind="conv", embedding_dim=8, conv_filters=8, kernel_sizes=(1,), sequence_length=4), 12, 16)
+    text = build_text_encoder(
+        TextConfig(kind="conv", embedding_dim=8, conv_filters=8, kernel_sizes=(1,), sequence_length=4), 12, 16
+    )
     item = build_early_fusion_encoder((8, 8, 3), (10, 6), 16, hidden=32)
     return EarlyFusionRetrieval(text, item, temperature=0.1, positives=positives)
 
 
 def batch(n=6, seed=0):
     rng = np.random.default_rng(seed)
-    return {"text": rng.integers(1, 12, (n, 4)), "image": rng.random((n, 8, 8, 3), "float32"), "audio": rng.random((n, 10, 6), "float32"),
-            "item": np.arange(n), "label": np.array([0, 1, 0, 1, 2, -1])[:n]}
+    return {
+        "text": rng.integers(1, 12, (n, 4)),
+        "image": rng.random((n, 8, 8, 3), "float32"),
+        "audio": rng.random((n, 10, 6), "float32"),
+        "item": np.arange(n),
+        "label": np.array([0, 1, 0, 1, 2, -1])[:n],
+    }
 
 
 def test_shapes_and_unit_vectors():
@@ -46,7 +53,9 @@ def test_loss_uses_label_positives():
     x = batch()
     y = model(x)
     ids = tf.constant([0, 1, 0, 1, 2, -6], tf.int64)  # the unlabelled row (item 5) keeps -1 - 5
-    assert float(model.compute_loss(x, None, y)) == pytest.approx(float(infonce_loss(y["text"], y["item"], 10.0, ids)), rel=1e-6)
+    assert float(model.compute_loss(x, None, y)) == pytest.approx(
+        float(infonce_loss(y["text"], y["item"], 10.0, ids)), rel=1e-6
+    )
     with pytest.raises(ValueError, match="positives"):
         EarlyFusionRetrieval(model.text_encoder, model.item_encoder, positives="class")
 

@@ -24,14 +24,36 @@ def encoders():
         (f"text-{kind}", build_text_encoder(TextConfig(**{**TEXT.__dict__, "kind": kind}), 30, 16), TOKENS)
         for kind in ("conv", "lstm", "conv_lstm", "serial", "parallel", "mixed")
     )
-    yield "text-lstm-mean", build_text_encoder(TextConfig(**{**TEXT.__dict__, "kind": "lstm", "lstm_pooling": "mean"}), 30, 16), TOKENS
-    yield "image-scratch", build_image_encoder(ImageConfig(image_size=32, scratch_filters=(4, 8)), 16), RNG.random((4, 32, 32, 3), "float32")
-    yield "image-scratch-grid3", build_image_encoder(ImageConfig(image_size=32, scratch_filters=(4, 8), scratch_grid_channels=3), 16), RNG.random((4, 32, 32, 3), "float32")
-    yield "image-mobilenet", build_image_encoder(ImageConfig(backbone="mobilenet_v2", weights="none", image_size=32), 16), RNG.random((4, 32, 32, 3), "float32")
-    yield "audio", build_audio_encoder(AudioConfig(n_mels=8, filters=(8, 8), first_stride=2, recurrent_units=4), 40, 16), RNG.random((4, 40, 8), "float32")
+    yield (
+        "text-lstm-mean",
+        build_text_encoder(TextConfig(**{**TEXT.__dict__, "kind": "lstm", "lstm_pooling": "mean"}), 30, 16),
+        TOKENS,
+    )
+    yield (
+        "image-scratch",
+        build_image_encoder(ImageConfig(image_size=32, scratch_filters=(4, 8)), 16),
+        RNG.random((4, 32, 32, 3), "float32"),
+    )
+    yield (
+        "image-scratch-grid3",
+        build_image_encoder(ImageConfig(image_size=32, scratch_filters=(4, 8), scratch_grid_channels=3), 16),
+        RNG.random((4, 32, 32, 3), "float32"),
+    )
+    yield (
+        "image-mobilenet",
+        build_image_encoder(ImageConfig(backbone="mobilenet_v2", weights="none", image_size=32), 16),
+        RNG.random((4, 32, 32, 3), "float32"),
+    )
+    yield (
+        "audio",
+        build_audio_encoder(AudioConfig(n_mels=8, filters=(8, 8), first_stride=2, recurrent_units=4), 40, 16),
+        RNG.random((4, 40, 8), "float32"),
+    )
 
 
-keras.utils.set_random_seed(0)  # random-weight encoders: the same weights every run (an unseeded MobileNet once gave a near-zero output)
+keras.utils.set_random_seed(
+    0
+)  # random-weight encoders: the same weights every run (an unseeded MobileNet once gave a near-zero output)
 CASES = list(encoders())
 
 
@@ -98,7 +120,14 @@ def test_glove_encoder_reloads_without_the_matrix(tmp_path):
 def test_fusion_average_masks_missing_modalities():
     fusion = build_fusion(FusionConfig(strategy="average"), ("image", "audio"), 2)
     image, audio = np.array([[1.0, 0.0]] * 3, "float32"), np.array([[0.0, 1.0]] * 3, "float32")
-    out = fusion({"image": image, "audio": audio, "image_mask": np.array([1.0, 1.0, 0.0]), "audio_mask": np.array([0.0, 1.0, 0.0])}).numpy()
+    out = fusion(
+        {
+            "image": image,
+            "audio": audio,
+            "image_mask": np.array([1.0, 1.0, 0.0]),
+            "audio_mask": np.array([0.0, 1.0, 0.0]),
+        }
+    ).numpy()
     # row 0: image only → (1, 0); row 1: mean (0.5, 0.5) normalised → (0.7071, 0.7071); row 2: nothing → zeros
     np.testing.assert_allclose(out, [[1, 0], [0.70710678, 0.70710678], [0, 0]], atol=1e-6)
 
@@ -106,8 +135,14 @@ def test_fusion_average_masks_missing_modalities():
 def test_fusion_weighted_uses_softmax_of_learned_logits():
     fusion = build_fusion(FusionConfig(strategy="weighted"), ("image", "audio"), 2)
     fusion.get_layer("merge").logits.assign([np.log(3.0), 0.0])  # weights 3/4 and 1/4
-    out = fusion({"image": np.array([[1.0, 0.0]], "float32"), "audio": np.array([[0.0, 1.0]], "float32"),
-                  "image_mask": np.ones(1), "audio_mask": np.ones(1)}).numpy()
+    out = fusion(
+        {
+            "image": np.array([[1.0, 0.0]], "float32"),
+            "audio": np.array([[0.0, 1.0]], "float32"),
+            "image_mask": np.ones(1),
+            "audio_mask": np.ones(1),
+        }
+    ).numpy()
     np.testing.assert_allclose(out, [[0.75, 0.25] / np.hypot(0.75, 0.25)], atol=1e-6)
 
 
@@ -148,7 +183,13 @@ def test_fusion_gated_weights_each_item_by_its_own_embeddings():
 def test_fusion_config_round_trip_and_save_load(strategy, tmp_path):
     fusion = build_fusion(FusionConfig(strategy=strategy, hidden=8), ("text", "image", "audio"), 4)
     x = {m: RNG.random((3, 4), "float32") for m in ("text", "image", "audio")}
-    x.update({"text_mask": np.array([1.0, 0.0, 0.0]), "image_mask": np.array([1.0, 1.0, 0.0]), "audio_mask": np.array([0.0, 1.0, 0.0])})
+    x.update(
+        {
+            "text_mask": np.array([1.0, 0.0, 0.0]),
+            "image_mask": np.array([1.0, 1.0, 0.0]),
+            "audio_mask": np.array([0.0, 1.0, 0.0]),
+        }
+    )
     merge = fusion.get_layer("merge")
     assert type(merge).from_config(merge.get_config()).get_config() == merge.get_config()
     fusion.save(tmp_path / "fusion.keras")
@@ -173,15 +214,20 @@ def test_imagenet_weights_found_in_keras_cache_or_warned(tmp_path, monkeypatch, 
         resolve_weights(ImageConfig(backbone="mobilenet_v2", weights="/nope.h5"))
 
 
-@pytest.mark.parametrize("grid,channels,width", [
-    (True, 0, 8 * 8 * 8 + 8),  # 32 px, two 2x pools: an 8x8 grid of 8 channels, flattened, plus the global max's 8
-    (True, 3, 8 * 8 * 3 + 8),  # the grid reduced to 3 channels first
-    (False, 0, 8),  # the global max alone
-])
+@pytest.mark.parametrize(
+    "grid,channels,width",
+    [
+        (True, 0, 8 * 8 * 8 + 8),  # 32 px, two 2x pools: an 8x8 grid of 8 channels, flattened, plus the global max's 8
+        (True, 3, 8 * 8 * 3 + 8),  # the grid reduced to 3 channels first
+        (False, 0, 8),  # the global max alone
+    ],
+)
 def test_scratch_backbone_feature_width(grid, channels, width):
     from pipeline.models.image_encoder import build_image_backbone
 
-    backbone = build_image_backbone(ImageConfig(image_size=32, scratch_filters=(4, 8), scratch_grid=grid, scratch_grid_channels=channels))
+    backbone = build_image_backbone(
+        ImageConfig(image_size=32, scratch_filters=(4, 8), scratch_grid=grid, scratch_grid_channels=channels)
+    )
     assert backbone(RNG.random((2, 32, 32, 3), "float32")).shape == (2, width)
 
 
@@ -218,7 +264,11 @@ def test_test_time_views_average_the_unit_vectors_of_each_view():
 
     features = RNG.random((3, 2, int(head.input.shape[-1])), "float32")
     a, b = head(features[:, 0]).numpy(), head(features[:, 1]).numpy()
-    np.testing.assert_allclose(np.asarray(embed_image_features(head, features)), (a + b) / np.linalg.norm(a + b, axis=1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(embed_image_features(head, features)),
+        (a + b) / np.linalg.norm(a + b, axis=1, keepdims=True),
+        atol=1e-5,
+    )
     np.testing.assert_allclose(np.asarray(embed_image_features(head, features[:, 0])), a, atol=1e-6)
 
 

@@ -73,7 +73,13 @@ class MaskedFusion(keras.layers.Layer):
         return self.l2(fused) * present
 
     def get_config(self):
-        return {**super().get_config(), "strategy": self.strategy, "modalities": self.modalities, "hidden": self.hidden, "output_dim": self.output_dim}
+        return {
+            **super().get_config(),
+            "strategy": self.strategy,
+            "modalities": self.modalities,
+            "hidden": self.hidden,
+            "output_dim": self.output_dim,
+        }
 
 
 def build_fusion(config: FusionConfig, modalities: tuple[str, ...], output_dim: int) -> keras.Model:

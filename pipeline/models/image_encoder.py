@@ -113,7 +113,9 @@ def _application_backbone(config: ImageConfig) -> keras.Model:
     features = keras.layers.GlobalAveragePooling2D(name="gap")(maps)
     if config.pooling == "avg_max":
         # The max keeps a small object's response that the average over 7x7 cells dilutes.
-        features = keras.layers.Concatenate(name="gap_gmp")([features, keras.layers.GlobalMaxPooling2D(name="gmp")(maps)])
+        features = keras.layers.Concatenate(name="gap_gmp")(
+            [features, keras.layers.GlobalMaxPooling2D(name="gmp")(maps)]
+        )
     return keras.Model(inputs, features, name="image_backbone")
 
 
@@ -135,7 +137,9 @@ def build_image_head(config: ImageConfig, feature_dim: int, output_dim: int) -> 
         # what a linear map of frozen features cannot express.
         h = keras.layers.Dense(config.head_hidden, activation="relu", name="mlp_hidden")(x)
         h = keras.layers.Dropout(config.dropout, name="mlp_dropout")(h)
-        projected = keras.layers.Add(name="projection_plus_mlp")([projected, keras.layers.Dense(output_dim, name="mlp_out")(h)])
+        projected = keras.layers.Add(name="projection_plus_mlp")(
+            [projected, keras.layers.Dense(output_dim, name="mlp_out")(h)]
+        )
     return keras.Model(features, L2Normalize(name="l2")(projected), name="image_head")
 
 

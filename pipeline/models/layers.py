@@ -45,7 +45,9 @@ class MixScores(keras.layers.Layer):
         import math
 
         w = min(max(self.initial_weight, 1e-3), 1 - 1e-3)
-        self.logit = self.add_weight(shape=(), initializer=keras.initializers.Constant(math.log(w / (1 - w))), name="mix_logit")
+        self.logit = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(math.log(w / (1 - w))), name="mix_logit"
+        )
 
     def call(self, inputs):
         a, b = inputs

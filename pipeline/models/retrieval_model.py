@@ -11,11 +11,17 @@ from keras import ops
 from pipeline.config import ExperimentConfig, content_modalities, fused_modalities, trains_items
 from pipeline.models.audio_encoder import build_audio_encoder, sequence_layer_name
 from pipeline.models.fusion import build_fusion
-from pipeline.models.image_encoder import backbone_is_frozen, build_image_encoder, embed_image_features, embed_image_views
+from pipeline.models.image_encoder import (
+    backbone_is_frozen,
+    build_image_encoder,
+    embed_image_features,
+    embed_image_views,
+)
 from pipeline.models.layers import GreedyTranscript, L2Normalize
 from pipeline.models.losses import infonce_loss, vse_hinge_loss
 from pipeline.models.text_encoder import build_text_encoder
 from pipeline.preprocessing.image_ops import test_view_names
+
 
 @keras.saving.register_keras_serializable(package="pipeline")
 class CrossModalModel(keras.Model):
@@ -40,7 +46,16 @@ class CrossModalModel(keras.Model):
         >>> model({"text": ids, "image": pixels})["text"].shape
     """
 
-    def __init__(self, config, vocab_size, audio_frames=None, image_feature_dim=None, label_count=0, embedding_matrix=None, **kwargs):
+    def __init__(
+        self,
+        config,
+        vocab_size,
+        audio_frames=None,
+        image_feature_dim=None,
+        label_count=0,
+        embedding_matrix=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if isinstance(config, dict):
             from pipeline.config import from_dict
@@ -63,7 +78,9 @@ class CrossModalModel(keras.Model):
             if config.train.aux_ctc > 0 or config.train.aux_frame_words > 0:
                 # Same layers, a second output: the frame sequence the word heads read words from.
                 sequence = self.audio_encoder.get_layer(sequence_layer_name(config.audio)).output
-                self.audio_with_sequence = keras.Model(self.audio_encoder.input, [self.audio_encoder.output, sequence], name="audio_with_sequence")
+                self.audio_with_sequence = keras.Model(
+                    self.audio_encoder.input, [self.audio_encoder.output, sequence], name="audio_with_sequence"
+                )
             # The heads are built here, not on first use in training, so that weights saved by a
             # training run load into them when a run is reopened for inference.
             if config.train.aux_ctc > 0:
@@ -85,8 +102,10 @@ class CrossModalModel(keras.Model):
                 self.fusion.trainable = False  # no loss reaches it: keep its initial (even) weights, silently
         t = config.train
         self.log_scale = self.add_weight(
-            shape=(), initializer=keras.initializers.Constant(math.log(1.0 / t.temperature)),
-            trainable=t.learn_temperature and t.loss == "infonce", name="log_scale",
+            shape=(),
+            initializer=keras.initializers.Constant(math.log(1.0 / t.temperature)),
+            trainable=t.learn_temperature and t.loss == "infonce",
+            name="log_scale",
         )
         if t.aux_words > 0:
             self.word_head = keras.layers.Dense(vocab_size, name="word_head")
@@ -169,7 +188,10 @@ class CrossModalModel(keras.Model):
             masks.append(ops.cast(mask, "float32"))
         if training and self.experiment.fusion.modality_dropout > 0 and len(self.fused) > 1:
             keep = [
-                ops.cast(keras.random.uniform((batch,), seed=self.seed_generator) >= self.experiment.fusion.modality_dropout, "float32")
+                ops.cast(
+                    keras.random.uniform((batch,), seed=self.seed_generator) >= self.experiment.fusion.modality_dropout,
+                    "float32",
+                )
                 for _ in self.fused
             ]
             dropped = [m * k for m, k in zip(masks, keep)]
@@ -216,18 +238,24 @@ class CrossModalModel(keras.Model):
                 if m in y_pred:
                     tokens = x["audio_text"] if m == "audio" and "audio_text" in x else x["text"]
                     logits = self.word_head(y_pred[m])
-                    aux = aux + t.aux_words * ops.mean(keras.losses.binary_crossentropy(self.word_targets(tokens), logits, from_logits=True))
+                    aux = aux + t.aux_words * ops.mean(
+                        keras.losses.binary_crossentropy(self.word_targets(tokens), logits, from_logits=True)
+                    )
         if t.aux_labels > 0 and self.label_count > 0 and "label" in x:
             labels = x["label"]
             known = ops.cast(labels >= 0, "float32")
             for m in ("text", *self.content):
                 if m in y_pred:
-                    ce = keras.losses.sparse_categorical_crossentropy(ops.maximum(labels, 0), self.label_head(y_pred[m]), from_logits=True)
+                    ce = keras.losses.sparse_categorical_crossentropy(
+                        ops.maximum(labels, 0), self.label_head(y_pred[m]), from_logits=True
+                    )
                     aux = aux + t.aux_labels * ops.sum(ce * known) / ops.maximum(ops.sum(known), 1.0)
         if t.aux_ctc > 0 and "audio_ctc_logits" in y_pred and "audio_text" in x:
             aux = aux + t.aux_ctc * self.ctc_loss(x["audio_text"], y_pred["audio_ctc_logits"])
         if t.aux_frame_words > 0 and "audio_frame_logits" in y_pred and "audio_words" in x:
-            aux = aux + t.aux_frame_words * self.frame_word_loss(x["audio_words"], y_pred["audio_frame_logits"], x.get("audio_words_timed"))
+            aux = aux + t.aux_frame_words * self.frame_word_loss(
+                x["audio_words"], y_pred["audio_frame_logits"], x.get("audio_words_timed")
+            )
         self.aux_tracker.update_state(aux)
         return total + aux
 
@@ -241,7 +269,9 @@ class CrossModalModel(keras.Model):
         output_length = ops.full(ops.shape(target_length), frames, dtype="int32")
         per_item = ops.ctc_loss(tokens, logits, target_length, output_length, mask_index=0)
         # A path needs one frame per word plus a blank between two equal words in a row.
-        repeats = ops.sum(ops.cast(ops.logical_and(tokens[:, 1:] == tokens[:, :-1], tokens[:, 1:] != 0), "int32"), axis=1)
+        repeats = ops.sum(
+            ops.cast(ops.logical_and(tokens[:, 1:] == tokens[:, :-1], tokens[:, 1:] != 0), "int32"), axis=1
+        )
         usable = ops.logical_and(target_length + repeats <= frames, target_length > 0)
         per_item = ops.where(usable, per_item, 0.0) / ops.cast(ops.maximum(target_length, 1), "float32")
         return ops.sum(per_item) / ops.maximum(ops.sum(ops.cast(usable, "float32")), 1.0)

@@ -39,7 +39,9 @@ def test_compute_loss_is_the_sum_of_the_pair_losses(model):
     x = batch(model)
     y = model(x)
     total = float(model.compute_loss(x, None, y))
-    expected = sum(float(infonce_loss(y[a], y[b], model.scale)) for a, b in (p.split("-") for p in model.experiment.train.pairs))
+    expected = sum(
+        float(infonce_loss(y[a], y[b], model.scale)) for a, b in (p.split("-") for p in model.experiment.train.pairs)
+    )
     assert total == pytest.approx(expected, rel=1e-5)
 
 
@@ -62,19 +64,28 @@ def test_the_item_fuses_its_own_words_from_item_text(model):
     assert np.abs(with_words - content_only).max() > 1e-3
     np.testing.assert_allclose(masked_words, content_only, atol=1e-6)
     # The query caption ("text") is not the item's words: changing it leaves the item alone.
-    other_query = model({**x, "text": words, "item_text": words, "item_text_mask": np.ones(4, "float32")})["item"].numpy()
+    other_query = model({**x, "text": words, "item_text": words, "item_text_mask": np.ones(4, "float32")})[
+        "item"
+    ].numpy()
     np.testing.assert_allclose(other_query, with_words, atol=1e-6)
     # The default fusion (average) by hand: the normalised mean of the three parts.
     assert model.experiment.fusion.strategy == "average"
-    vectors = [model.text_encoder(words).numpy(), model.image_encoder(x["image"]).numpy(), model.audio_encoder(x["audio"]).numpy()]
+    vectors = [
+        model.text_encoder(words).numpy(),
+        model.image_encoder(x["image"]).numpy(),
+        model.audio_encoder(x["audio"]).numpy(),
+    ]
     weights = np.full(3, 1 / 3)
     expected = sum(w * v for w, v in zip(weights, vectors))
     np.testing.assert_allclose(with_words, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-5)
 
 
 def test_modality_dropout_hides_modalities_in_training_but_never_all(model):
-    x = {**batch(model, n=64, seed=2), "item_text": np.random.default_rng(6).integers(1, 20, (64, model.experiment.text.sequence_length)),
-         "item_text_mask": np.ones(64, "float32")}
+    x = {
+        **batch(model, n=64, seed=2),
+        "item_text": np.random.default_rng(6).integers(1, 20, (64, model.experiment.text.sequence_length)),
+        "item_text_mask": np.ones(64, "float32"),
+    }
     out = model(x)
     full = out["item"].numpy()
     # The fusion alone in training mode (the towers' own dropout left out), the item's words
@@ -138,7 +149,14 @@ def test_ctc_head_trains_and_saves_with_the_audio_encoder(tmp_path):
 
 @pytest.mark.parametrize("audio_follows", [False, True])
 def test_audio_follows_keeps_audio_pairs_off_the_text_and_image_towers(audio_follows):
-    config = load_config("smoke", ["train.aux_words=0", "train.pairs=audio-text,image-audio", f"train.audio_follows={str(audio_follows).lower()}"])
+    config = load_config(
+        "smoke",
+        [
+            "train.aux_words=0",
+            "train.pairs=audio-text,image-audio",
+            f"train.audio_follows={str(audio_follows).lower()}",
+        ],
+    )
     m = CrossModalModel(config, vocab_size=20, audio_frames=50)
     m(dummy_inputs(m))
     x = batch(m)
@@ -214,7 +232,11 @@ def test_transcribing_readout_reads_the_heard_words_with_the_text_encoder(tmp_pa
     audio = np.random.default_rng(0).random((3, 50, 16), "float32")
     pooled, sequence = m.audio_with_sequence(audio)
     heard = m.text_encoder(GreedyTranscript(config.text.sequence_length)(m.frame_word_head(sequence))).numpy()
-    expected = heard if readout == "words" else (pooled.numpy() + heard) / np.linalg.norm(pooled.numpy() + heard, axis=1, keepdims=True)
+    expected = (
+        heard
+        if readout == "words"
+        else (pooled.numpy() + heard) / np.linalg.norm(pooled.numpy() + heard, axis=1, keepdims=True)
+    )
     np.testing.assert_allclose(m.audio_encoder(audio).numpy(), expected, atol=1e-5)
     np.testing.assert_allclose(m({"audio": audio})["audio"].numpy(), expected, atol=1e-5)  # inference uses it
     again = reloaded(m, config, tmp_path)
@@ -227,7 +249,15 @@ def test_transcribing_readout_needs_text_and_the_frame_word_head():
     with pytest.raises(ConfigError, match="aux_frame_words"):
         load_config("smoke", ["audio.readout=both"])
     with pytest.raises(ConfigError, match="'text' in data.modalities"):
-        load_config("smoke", ["audio.readout=words", "train.aux_frame_words=1", "data.modalities=image,audio", "train.pairs=audio-image"])
+        load_config(
+            "smoke",
+            [
+                "audio.readout=words",
+                "train.aux_frame_words=1",
+                "data.modalities=image,audio",
+                "train.pairs=audio-image",
+            ],
+        )
 
 
 def test_label_positives_make_every_row_of_a_class_a_match():
@@ -242,5 +272,8 @@ def test_label_positives_make_every_row_of_a_class_a_match():
     ids = tf.constant([3, 5, 3, -4], tf.int64)
     expected = sum(float(infonce_loss(y[a], y[b], m.scale, ids)) for a, b in (p.split("-") for p in config.train.pairs))
     assert float(m.compute_loss(x, None, y)) == pytest.approx(expected, rel=1e-5)
-    by_item = sum(float(infonce_loss(y[a], y[b], m.scale, tf.constant(x["item"]))) for a, b in (p.split("-") for p in config.train.pairs))
+    by_item = sum(
+        float(infonce_loss(y[a], y[b], m.scale, tf.constant(x["item"])))
+        for a, b in (p.split("-") for p in config.train.pairs)
+    )
     assert expected != pytest.approx(by_item, rel=1e-3)  # the labels changed the targets

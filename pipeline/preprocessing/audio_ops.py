@@ -59,8 +59,11 @@ def audio_format(data: tf.Tensor) -> tf.Tensor:
     """0 for WAV, 1 for FLAC, 2 for OGG Vorbis, -1 for anything else (from the magic bytes)."""
     magic = tf.strings.substr(data, 0, 4)
     return tf.case(
-        [(tf.equal(magic, _RIFF), lambda: tf.constant(0)), (tf.equal(magic, _FLAC), lambda: tf.constant(1)),
-         (tf.equal(magic, _OGG), lambda: tf.constant(2))],
+        [
+            (tf.equal(magic, _RIFF), lambda: tf.constant(0)),
+            (tf.equal(magic, _FLAC), lambda: tf.constant(1)),
+            (tf.equal(magic, _OGG), lambda: tf.constant(2)),
+        ],
         default=lambda: tf.constant(-1),
     )
 
@@ -128,7 +131,9 @@ def resample_fft(samples: tf.Tensor, rate_in: tf.Tensor, rate_out: int = SAMPLE_
     return tf.cond(tf.equal(rate_in, rate_out), lambda: tf.identity(samples), resampled)
 
 
-def fixed_clip(samples: tf.Tensor, rate_in: tf.Tensor, seconds: float, rate_out: int = SAMPLE_RATE, resampler=None) -> tf.Tensor:
+def fixed_clip(
+    samples: tf.Tensor, rate_in: tf.Tensor, seconds: float, rate_out: int = SAMPLE_RATE, resampler=None
+) -> tf.Tensor:
     """The centred ``seconds`` of a clip at ``rate_out``, zero-padded when shorter.
 
     The crop is taken at the clip's own rate *before* resampling, so the resampler's work and
@@ -150,7 +155,9 @@ def crop_start(samples: tf.Tensor, length: int, seed: tf.Tensor | None = None) -
     return tf.random.stateless_uniform([], seed, 0, excess + 1, dtype=tf.int32)
 
 
-def crop_or_pad(samples: tf.Tensor, length: int, seed: tf.Tensor | None = None, start: tf.Tensor | None = None) -> tf.Tensor:
+def crop_or_pad(
+    samples: tf.Tensor, length: int, seed: tf.Tensor | None = None, start: tf.Tensor | None = None
+) -> tf.Tensor:
     """Fixed-length audio: a centred crop (a random one when ``seed`` is given, or the one
     starting at ``start``), zero padding."""
     if start is None:
@@ -178,15 +185,21 @@ def parse_word_timings(text: str) -> list[tuple[str, float, float]]:
     return timings
 
 
-def word_frame_labels(word_ids: tf.Tensor, starts: tf.Tensor, ends: tf.Tensor, frames: int, hop_seconds: float, offset_seconds=0.0) -> tf.Tensor:
+def word_frame_labels(
+    word_ids: tf.Tensor, starts: tf.Tensor, ends: tf.Tensor, frames: int, hop_seconds: float, offset_seconds=0.0
+) -> tf.Tensor:
     """int32 [frames]: for each spectrogram frame, the id of the word heard at its centre, 0
     where none is. Frame f of a crop that starts ``offset_seconds`` into the clip is centred
     at offset + (f + 0.5) · hop seconds."""
     centres = tf.cast(offset_seconds, tf.float32) + (tf.range(frames, dtype=tf.float32) + 0.5) * hop_seconds
-    inside = tf.logical_and(centres[:, None] >= tf.cast(starts, tf.float32)[None, :], centres[:, None] < tf.cast(ends, tf.float32)[None, :])
+    inside = tf.logical_and(
+        centres[:, None] >= tf.cast(starts, tf.float32)[None, :], centres[:, None] < tf.cast(ends, tf.float32)[None, :]
+    )
     # 1 + the index of the (last) word around each centre, 0 for none; max(·, 0) because the
     # max over no words at all is the smallest int.
-    which = tf.maximum(tf.reduce_max(tf.cast(inside, tf.int32) * tf.range(1, tf.shape(starts)[0] + 1)[None, :], axis=1), 0)
+    which = tf.maximum(
+        tf.reduce_max(tf.cast(inside, tf.int32) * tf.range(1, tf.shape(starts)[0] + 1)[None, :], axis=1), 0
+    )
     ids = tf.concat([[0], tf.cast(word_ids, tf.int32)], 0)
     return tf.gather(ids, which)
 

@@ -70,7 +70,9 @@ def test_resample_length_and_pitch():
     assert abs(np.argmax(spectrum) * 16000 / len(y) - 500.0) < 5.0  # same tone, new rate
     same = audio_ops.resample(x, tf.constant(16000, tf.int64), 16000)
     np.testing.assert_array_equal(same.numpy(), x.numpy())
-    np.testing.assert_allclose(in_map(lambda v, r: audio_ops.resample(v, r, 16000), x, tf.constant(8000, tf.int64)).numpy(), y, atol=1e-6)
+    np.testing.assert_allclose(
+        in_map(lambda v, r: audio_ops.resample(v, r, 16000), x, tf.constant(8000, tf.int64)).numpy(), y, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("rate", [8000, 16000])
@@ -96,7 +98,9 @@ def test_fft_resampling_keeps_the_tone_and_matches_scipy():
     np.testing.assert_allclose(y, signal.resample(x, 16000), atol=1e-4)
     t = np.arange(16000) / 16000
     np.testing.assert_allclose(y[100:-100], 0.5 * np.sin(2 * np.pi * 500.0 * t[100:-100]), atol=1e-3)
-    down = audio_ops.resample_fft(tf.constant(tone(1.0, 22050, freq=300.0)), tf.constant(22050, tf.int64), 16000).numpy()
+    down = audio_ops.resample_fft(
+        tf.constant(tone(1.0, 22050, freq=300.0)), tf.constant(22050, tf.int64), 16000
+    ).numpy()
     assert len(down) == 16000
     np.testing.assert_allclose(down, signal.resample(tone(1.0, 22050, freq=300.0), 16000), atol=1e-4)
     same = audio_ops.resample_fft(tf.constant(x), tf.constant(16000, tf.int64), 16000)
@@ -120,9 +124,11 @@ def test_log_mel_matches_numpy_reference_energy_and_map():
     mel = audio_ops.log_mel_spectrogram(x)
     assert mel.shape == (100, 64)  # ceil(16000 / 160) frames
     np.testing.assert_allclose(in_map(audio_ops.log_mel_spectrogram, x).numpy(), mel.numpy(), rtol=1e-5, atol=1e-5)
+
     # A 1 kHz tone puts its energy in the mel band whose centre is nearest 1 kHz.
     def hz_to_mel(f):
         return 2595 * np.log10(1 + f / 700)
+
     edges = np.linspace(hz_to_mel(20), hz_to_mel(7600), 66)
     centres = 700 * (10 ** (edges[1:-1] / 2595) - 1)
     loudest = int(np.argmax(mel.numpy()[50]))
@@ -134,7 +140,9 @@ def test_spec_augment_masks_bands_deterministically():
     seed = tf.constant([3, 4], tf.int64)
     a = audio_ops.spec_augment(spec, seed, time_masks=2, time_width=10, freq_masks=1, freq_width=5)
     np.testing.assert_array_equal(a.numpy(), audio_ops.spec_augment(spec, seed, 2, 10, 1, 5).numpy())
-    np.testing.assert_array_equal(a.numpy(), in_map(lambda s, z: audio_ops.spec_augment(s, z, 2, 10, 1, 5), spec, seed).numpy())
+    np.testing.assert_array_equal(
+        a.numpy(), in_map(lambda s, z: audio_ops.spec_augment(s, z, 2, 10, 1, 5), spec, seed).numpy()
+    )
     changed = a.numpy() != spec.numpy()
     # Masked cells form whole rows (time) or whole columns (frequency).
     rows, cols = changed.all(axis=1), changed.all(axis=0)
@@ -165,11 +173,17 @@ def test_word_frame_labels_by_hand_eager_and_in_map():
     # 0.05, 0.15, 0.25, ... → labels 0, 5, 7, 7, 7, 0, 0, 0. A crop starting 0.1 s in shifts
     # every centre by 0.1 s → 5, 7, 7, 7, 0, ...
     ids, starts, ends = tf.constant([5, 7]), tf.constant([0.1, 0.2]), tf.constant([0.2, 0.5])
-    np.testing.assert_array_equal(audio_ops.word_frame_labels(ids, starts, ends, 8, 0.1).numpy(), [0, 5, 7, 7, 7, 0, 0, 0])
-    np.testing.assert_array_equal(audio_ops.word_frame_labels(ids, starts, ends, 8, 0.1, 0.1).numpy(), [5, 7, 7, 7, 0, 0, 0, 0])
+    np.testing.assert_array_equal(
+        audio_ops.word_frame_labels(ids, starts, ends, 8, 0.1).numpy(), [0, 5, 7, 7, 7, 0, 0, 0]
+    )
+    np.testing.assert_array_equal(
+        audio_ops.word_frame_labels(ids, starts, ends, 8, 0.1, 0.1).numpy(), [5, 7, 7, 7, 0, 0, 0, 0]
+    )
     mapped = in_map(lambda i, s, e: audio_ops.word_frame_labels(i, s, e, 8, 0.1), ids, starts, ends)
     np.testing.assert_array_equal(mapped.numpy(), [0, 5, 7, 7, 7, 0, 0, 0])
-    none = audio_ops.word_frame_labels(tf.constant([], tf.int32), tf.constant([], tf.float32), tf.constant([], tf.float32), 4, 0.1)
+    none = audio_ops.word_frame_labels(
+        tf.constant([], tf.int32), tf.constant([], tf.float32), tf.constant([], tf.float32), 4, 0.1
+    )
     np.testing.assert_array_equal(none.numpy(), [0, 0, 0, 0])
 
 
@@ -191,9 +205,13 @@ def test_mel_shift_moves_channels_by_hand_eagerly_and_in_map():
 def test_fixed_clip_crops_at_the_clip_rate_before_resampling_eagerly_and_in_tf_data():
     x = tf.constant(np.arange(100, dtype=np.float32))
     # At the output rate it is crop_or_pad: ceil(0.005 s * 8000) = 40 samples, centred: start (100 - 40) // 2 = 30.
-    np.testing.assert_array_equal(audio_ops.fixed_clip(x, tf.constant(8000, tf.int64), 0.005, 8000).numpy(), np.arange(30, 70))
-    np.testing.assert_array_equal(audio_ops.fixed_clip(x[:10], tf.constant(8000, tf.int64), 0.005, 8000).numpy(),
-                                  np.concatenate([np.arange(10), np.zeros(30)]))  # shorter: padded after
+    np.testing.assert_array_equal(
+        audio_ops.fixed_clip(x, tf.constant(8000, tf.int64), 0.005, 8000).numpy(), np.arange(30, 70)
+    )
+    np.testing.assert_array_equal(
+        audio_ops.fixed_clip(x[:10], tf.constant(8000, tf.int64), 0.005, 8000).numpy(),
+        np.concatenate([np.arange(10), np.zeros(30)]),
+    )  # shorter: padded after
     # At another rate: the centred 0.5 s of a 3 s clip at 8 kHz (4000 samples from 10000) is resampled alone.
     long = tf.constant(tone(3.0, 8000, freq=500.0) * np.linspace(0.1, 1.0, 24000, dtype=np.float32))
     clipped = audio_ops.fixed_clip(long, tf.constant(8000, tf.int64), 0.5, 16000)
@@ -203,4 +221,6 @@ def test_fixed_clip_crops_at_the_clip_rate_before_resampling_eagerly_and_in_tf_d
     mapped = in_map(lambda v, r: audio_ops.fixed_clip(v, r, 0.5, 16000), long, tf.constant(8000, tf.int64))
     np.testing.assert_allclose(mapped.numpy(), clipped.numpy(), atol=1e-6)
     fft = audio_ops.fixed_clip(long, tf.constant(8000, tf.int64), 0.5, 16000, resampler=audio_ops.resample_fft)
-    np.testing.assert_allclose(fft.numpy(), audio_ops.resample_fft(long[10000:14000], tf.constant(8000, tf.int64), 16000).numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        fft.numpy(), audio_ops.resample_fft(long[10000:14000], tf.constant(8000, tf.int64), 16000).numpy(), atol=1e-5
+    )

@@ -105,7 +105,13 @@ def augment_image(image: tf.Tensor, seed: tf.Tensor, config: ImageAugmentConfig 
 
 # Fixed crops (y1, x1, y2, x2 as fractions) for extra cached views: the four corners and the
 # centre of the image at 80% of its side, each resized back to the input size.
-CROP_BOXES = ((0.0, 0.0, 0.8, 0.8), (0.2, 0.2, 1.0, 1.0), (0.0, 0.2, 0.8, 1.0), (0.2, 0.0, 1.0, 0.8), (0.1, 0.1, 0.9, 0.9))
+CROP_BOXES = (
+    (0.0, 0.0, 0.8, 0.8),
+    (0.2, 0.2, 1.0, 1.0),
+    (0.0, 0.2, 0.8, 1.0),
+    (0.2, 0.0, 1.0, 0.8),
+    (0.1, 0.1, 0.9, 0.9),
+)
 
 
 def view_names(image_config) -> tuple[str, ...]:

@@ -29,7 +29,9 @@ def test_decode_eager_equals_map(fmt):
 
 def test_decode_png_is_lossless():
     data = encoded("PNG")
-    np.testing.assert_array_equal(image_ops.decode_image(tf.constant(data)).numpy(), np.asarray(Image.open(io.BytesIO(data))))
+    np.testing.assert_array_equal(
+        image_ops.decode_image(tf.constant(data)).numpy(), np.asarray(Image.open(io.BytesIO(data)))
+    )
 
 
 def test_decode_garbage_raises():
@@ -60,7 +62,9 @@ def test_augment_deterministic_per_seed_and_same_in_map():
     a = image_ops.augment_image(image, seed, config)
     assert a.shape == image.shape and a.dtype == tf.uint8
     np.testing.assert_array_equal(a.numpy(), image_ops.augment_image(image, seed, config).numpy())
-    np.testing.assert_array_equal(a.numpy(), in_map(lambda x, s: image_ops.augment_image(x, s, config), image, seed).numpy())
+    np.testing.assert_array_equal(
+        a.numpy(), in_map(lambda x, s: image_ops.augment_image(x, s, config), image, seed).numpy()
+    )
     b = image_ops.augment_image(image, tf.constant([9, 9], tf.int64), config)
     assert not np.array_equal(a.numpy(), b.numpy())
 
@@ -68,4 +72,6 @@ def test_augment_deterministic_per_seed_and_same_in_map():
 def test_augment_off_is_identity():
     image = image_ops.decode_image(tf.constant(encoded("PNG")))
     off = image_ops.ImageAugmentConfig(crop_min_area=1.0, flip=False, brightness=0, contrast=0, saturation=0)
-    np.testing.assert_array_equal(image_ops.augment_image(image, tf.constant([1, 2], tf.int64), off).numpy(), image.numpy())
+    np.testing.assert_array_equal(
+        image_ops.augment_image(image, tf.constant([1, 2], tf.int64), off).numpy(), image.numpy()
+    )

@@ -93,7 +93,9 @@ def identify(data: bytes) -> tuple[str, str] | None:
     for magic, modality, name in _MAGIC:
         if data.startswith(magic):
             if name == "riff":
-                return ("audio", "wav") if data[8:12] == b"WAVE" else ("image", "webp") if data[8:12] == b"WEBP" else None
+                return (
+                    ("audio", "wav") if data[8:12] == b"WAVE" else ("image", "webp") if data[8:12] == b"WEBP" else None
+                )
             return modality, name
     return None
 
@@ -107,12 +109,16 @@ def check_media(data: bytes, modality: str | None = None, limits: MediaLimits = 
         raise MediaRejected("the file is empty")
     found = identify(data)
     if found is None:
-        wanted = {"image": IMAGE_KINDS, "audio": AUDIO_KINDS}.get(modality, f"{IMAGE_KINDS} image, or a {AUDIO_KINDS} sound")
+        wanted = {"image": IMAGE_KINDS, "audio": AUDIO_KINDS}.get(
+            modality, f"{IMAGE_KINDS} image, or a {AUDIO_KINDS} sound"
+        )
         raise MediaRejected(f"not a {wanted} file (unknown first bytes {data[:8]!r})", unsupported=True)
     kind, name = found
     if modality is not None and kind != modality:
         noun = {"image": "an image", "audio": "a sound"}
-        raise MediaRejected(f"a {name.upper()} file is {noun[kind]}, where {noun.get(modality, modality)} is needed", unsupported=True)
+        raise MediaRejected(
+            f"a {name.upper()} file is {noun[kind]}, where {noun.get(modality, modality)} is needed", unsupported=True
+        )
     try:
         return _PARSERS[name](data, limits)
     except (struct.error, IndexError):
@@ -127,8 +133,10 @@ def _image_limit(info: MediaInfo, limits: MediaLimits) -> MediaInfo:
         raise MediaRejected(f"the {info.format.upper()} header declares {info.width}×{info.height} pixels")
     if info.pixels > limits.max_pixels:
         frames = f" × {info.frames} frames" if info.frames > 1 else ""
-        raise MediaRejected(f"the {info.format.upper()} image is {info.width}×{info.height}{frames} = {info.pixels:,} pixels, over the "
-                            f"limit of {limits.max_pixels:,}; scale it down first")
+        raise MediaRejected(
+            f"the {info.format.upper()} image is {info.width}×{info.height}{frames} = {info.pixels:,} pixels, over the "
+            f"limit of {limits.max_pixels:,}; scale it down first"
+        )
     return info
 
 
@@ -210,8 +218,10 @@ def _bmp(data: bytes, limits: MediaLimits) -> MediaInfo:
     if compression in (0, 3):  # uncompressed rows: the pixels must all be there
         needed = offset + ((bits * width + 31) // 32) * 4 * height
         if needed > len(data):
-            raise MediaRejected(f"the BMP declares {width}×{height} pixels at {bits} bits, {needed:,} bytes, but the file has "
-                                f"{len(data):,}: it is truncated or its header is damaged")
+            raise MediaRejected(
+                f"the BMP declares {width}×{height} pixels at {bits} bits, {needed:,} bytes, but the file has "
+                f"{len(data):,}: it is truncated or its header is damaged"
+            )
     return info
 
 
@@ -225,23 +235,31 @@ def _webp(data: bytes, limits: MediaLimits) -> MediaInfo:
 def _audio_limit(info: MediaInfo, limits: MediaLimits) -> MediaInfo:
     name = info.format.upper()
     if not limits.min_sample_rate <= info.sample_rate <= limits.max_sample_rate:
-        raise MediaRejected(f"the {name} header declares a sample rate of {info.sample_rate:,} Hz; rates from "
-                            f"{limits.min_sample_rate:,} to {limits.max_sample_rate:,} Hz are read")
+        raise MediaRejected(
+            f"the {name} header declares a sample rate of {info.sample_rate:,} Hz; rates from "
+            f"{limits.min_sample_rate:,} to {limits.max_sample_rate:,} Hz are read"
+        )
     if not 1 <= info.channels <= limits.max_channels:
         raise MediaRejected(f"the {name} header declares {info.channels} channels; 1 to {limits.max_channels} are read")
     if info.frames <= 0:
         raise MediaRejected(f"the {name} file holds no samples (or does not say how many)")
     if info.seconds > limits.max_audio_seconds:
-        raise MediaRejected(f"the {name} sound lasts {info.seconds:,.1f} s, over the limit of {limits.max_audio_seconds:,.0f} s; trim it first")
+        raise MediaRejected(
+            f"the {name} sound lasts {info.seconds:,.1f} s, over the limit of {limits.max_audio_seconds:,.0f} s; trim it first"
+        )
     if info.frames * info.channels > limits.max_audio_samples:
-        raise MediaRejected(f"the {name} sound holds {info.frames * info.channels / 1e6:,.1f} M samples ({info.channels} channels at "
-                            f"{info.sample_rate:,} Hz), over the limit of {limits.max_audio_samples / 1e6:,.1f} M; downmix or trim it first")
+        raise MediaRejected(
+            f"the {name} sound holds {info.frames * info.channels / 1e6:,.1f} M samples ({info.channels} channels at "
+            f"{info.sample_rate:,} Hz), over the limit of {limits.max_audio_samples / 1e6:,.1f} M; downmix or trim it first"
+        )
     return info
 
 
 def _sixteen_bits(name: str, bits: int) -> None:
     if bits != 16:
-        raise MediaRejected(f"the {name} has {bits}-bit samples; only 16-bit ones are read (convert it, e.g. sox in.{name.lower()} -b 16 out.wav)")
+        raise MediaRejected(
+            f"the {name} has {bits}-bit samples; only 16-bit ones are read (convert it, e.g. sox in.{name.lower()} -b 16 out.wav)"
+        )
 
 
 def _wav(data: bytes, limits: MediaLimits) -> MediaInfo:
@@ -258,7 +276,9 @@ def _wav(data: bytes, limits: MediaLimits) -> MediaInfo:
         raise MediaRejected(f"the WAV holds format {tag} samples; only PCM is read (convert it to 16-bit PCM)")
     _sixteen_bits("WAV", bits)
     if channels and block_align != 2 * channels:
-        raise MediaRejected(f"the WAV header is inconsistent: {channels} channels of 16 bits but a block of {block_align} bytes")
+        raise MediaRejected(
+            f"the WAV header is inconsistent: {channels} channels of 16 bits but a block of {block_align} bytes"
+        )
     at = 20 + fmt_size + fmt_size % 2
     for _ in range(64):
         if at + 8 > len(data):
@@ -267,10 +287,21 @@ def _wav(data: bytes, limits: MediaLimits) -> MediaInfo:
         if chunk == b"data":
             available = len(data) - at - 8
             if size > available:
-                raise MediaRejected(f"the WAV's data chunk declares {size:,} bytes but {available:,} follow: the file is truncated "
-                                    f"or its header is damaged")
-            return _audio_limit(MediaInfo("audio", "wav", ".wav", sample_rate=rate, channels=channels,
-                                          frames=size // block_align if block_align else 0), limits)
+                raise MediaRejected(
+                    f"the WAV's data chunk declares {size:,} bytes but {available:,} follow: the file is truncated "
+                    f"or its header is damaged"
+                )
+            return _audio_limit(
+                MediaInfo(
+                    "audio",
+                    "wav",
+                    ".wav",
+                    sample_rate=rate,
+                    channels=channels,
+                    frames=size // block_align if block_align else 0,
+                ),
+                limits,
+            )
         at += 8 + size + size % 2
     raise MediaRejected("the WAV has no data chunk among its first chunks: the file is truncated or damaged")
 
@@ -280,9 +311,17 @@ def _flac(data: bytes, limits: MediaLimits) -> MediaInfo:
     if block != 0 or length != 34:
         raise MediaRejected("the FLAC does not start with its STREAMINFO block")
     (packed,) = struct.unpack(">Q", data[18:26])
-    rate, channels, bits, frames = packed >> 44, ((packed >> 41) & 7) + 1, ((packed >> 36) & 31) + 1, packed & ((1 << 36) - 1)
+    rate, channels, bits, frames = (
+        packed >> 44,
+        ((packed >> 41) & 7) + 1,
+        ((packed >> 36) & 31) + 1,
+        packed & ((1 << 36) - 1),
+    )
     _sixteen_bits("FLAC", bits)
-    return _stream_matches(data, _audio_limit(MediaInfo("audio", "flac", ".flac", sample_rate=rate, channels=channels, frames=frames), limits))
+    return _stream_matches(
+        data,
+        _audio_limit(MediaInfo("audio", "flac", ".flac", sample_rate=rate, channels=channels, frames=frames), limits),
+    )
 
 
 def _ogg(data: bytes, limits: MediaLimits) -> MediaInfo:
@@ -301,7 +340,10 @@ def _ogg(data: bytes, limits: MediaLimits) -> MediaInfo:
         granule, page_serial = struct.unpack("<qI", data[last + 6 : last + 18])
         if page_serial == serial and granule >= 0:
             break
-    return _stream_matches(data, _audio_limit(MediaInfo("audio", "ogg", ".ogg", sample_rate=rate, channels=channels, frames=granule), limits))
+    return _stream_matches(
+        data,
+        _audio_limit(MediaInfo("audio", "ogg", ".ogg", sample_rate=rate, channels=channels, frames=granule), limits),
+    )
 
 
 def _stream_matches(data: bytes, info: MediaInfo) -> MediaInfo:
@@ -317,15 +359,33 @@ def _stream_matches(data: bytes, info: MediaInfo) -> MediaInfo:
             for block in sound.blocks(blocksize=1 << 16, dtype="int16", frames=info.frames + 1):
                 counted += len(block)
     except (RuntimeError, ValueError, TypeError, soundfile.LibsndfileError) as error:
-        raise MediaRejected(f"the {info.format.upper()} stream cannot be decoded ({str(error).strip()[:120]}): the file is damaged") from None
+        raise MediaRejected(
+            f"the {info.format.upper()} stream cannot be decoded ({str(error).strip()[:120]}): the file is damaged"
+        ) from None
     if counted != info.frames:
-        raise MediaRejected(f"the {info.format.upper()} header declares {info.frames:,} samples but the stream holds "
-                            f"{counted:,}{' or more' if counted > info.frames else ''}: the file is damaged")
+        raise MediaRejected(
+            f"the {info.format.upper()} header declares {info.frames:,} samples but the stream holds "
+            f"{counted:,}{' or more' if counted > info.frames else ''}: the file is damaged"
+        )
     return info
 
 
 _MAGIC = (
-    (b"\xff\xd8\xff", "image", "jpeg"), (b"\x89PNG\r\n\x1a\n", "image", "png"), (b"GIF8", "image", "gif"), (b"BM", "image", "bmp"),
-    (b"RIFF", "", "riff"), (b"fLaC", "audio", "flac"), (b"OggS", "audio", "ogg"),
+    (b"\xff\xd8\xff", "image", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image", "png"),
+    (b"GIF8", "image", "gif"),
+    (b"BM", "image", "bmp"),
+    (b"RIFF", "", "riff"),
+    (b"fLaC", "audio", "flac"),
+    (b"OggS", "audio", "ogg"),
 )
-_PARSERS = {"jpeg": _jpeg, "png": _png, "gif": _gif, "bmp": _bmp, "webp": _webp, "wav": _wav, "flac": _flac, "ogg": _ogg}
+_PARSERS = {
+    "jpeg": _jpeg,
+    "png": _png,
+    "gif": _gif,
+    "bmp": _bmp,
+    "webp": _webp,
+    "wav": _wav,
+    "flac": _flac,
+    "ogg": _ogg,
+}

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.preprocessing.media_check import MediaLimits, MediaRejected, check_media, identify
 from benchmarks.hostile_media import gif_of_frames, hostile_uploads, image_bytes, patched, sound_bytes
+from pipeline.preprocessing.media_check import MediaLimits, MediaRejected, check_media, identify
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +32,10 @@ def test_images_of_every_read_format_pass_with_their_size(fmt, suffix):
     assert (info.modality, info.suffix, info.width, info.height, info.frames) == ("image", suffix, 40, 30, 1)
 
 
-@pytest.mark.parametrize("fmt,channels,rate", [("WAV", 1, 16000), ("WAV", 2, 8000), ("FLAC", 1, 22050), ("FLAC", 2, 16000), ("OGG", 1, 16000)])
+@pytest.mark.parametrize(
+    "fmt,channels,rate",
+    [("WAV", 1, 16000), ("WAV", 2, 8000), ("FLAC", 1, 22050), ("FLAC", 2, 16000), ("OGG", 1, 16000)],
+)
 def test_sounds_of_every_read_format_pass_with_their_rate_channels_and_length(fmt, channels, rate):
     info = check_media(sound_bytes(fmt, 0.5, rate, channels), "audio")
     assert (info.modality, info.format, info.sample_rate, info.channels) == ("audio", fmt.lower(), rate, channels)
@@ -71,12 +74,16 @@ def test_wav_extensible_and_chunks_after_fmt_pass():
 def test_a_wav_whose_data_chunk_claims_more_than_the_file_holds_is_refused():
     wav = sound_bytes("WAV", 0.5)
     data_at = wav.index(b"data")
-    rejected(patched(wav, data_at + 4, struct.pack("<I", 0xFFFFFFF0)), "data chunk declares 4,294,967,280 bytes", "truncated")
+    rejected(
+        patched(wav, data_at + 4, struct.pack("<I", 0xFFFFFFF0)), "data chunk declares 4,294,967,280 bytes", "truncated"
+    )
     rejected(wav[: len(wav) // 2], "truncated")
     rejected(patched(wav, data_at + 4, struct.pack("<I", 0)), "no samples")
 
 
-@pytest.mark.parametrize("rate,words", [(1, "sample rate of 1 Hz"), (0, "sample rate of 0 Hz"), (400_000, "400,000 Hz")])
+@pytest.mark.parametrize(
+    "rate,words", [(1, "sample rate of 1 Hz"), (0, "sample rate of 0 Hz"), (400_000, "400,000 Hz")]
+)
 def test_a_sound_at_an_absurd_sample_rate_is_refused(rate, words):
     wav = sound_bytes("WAV", 0.2)
     rejected(patched(wav, 24, struct.pack("<I", rate)), words)
@@ -85,10 +92,17 @@ def test_a_sound_at_an_absurd_sample_rate_is_refused(rate, words):
     rejected(patched(flac, 18, struct.pack(">Q", (packed & ((1 << 44) - 1)) | (rate << 44))), "sample rate")
 
 
-@pytest.mark.parametrize("field,value,words", [
-    (22, struct.pack("<H", 0), "0 channels"), (22, struct.pack("<H", 9), "9 channels"), (34, struct.pack("<H", 24), "24-bit"),
-    (20, struct.pack("<H", 3), "format 3"), (32, struct.pack("<H", 3), "inconsistent"), (16, struct.pack("<I", 8), "at least 16"),
-])
+@pytest.mark.parametrize(
+    "field,value,words",
+    [
+        (22, struct.pack("<H", 0), "0 channels"),
+        (22, struct.pack("<H", 9), "9 channels"),
+        (34, struct.pack("<H", 24), "24-bit"),
+        (20, struct.pack("<H", 3), "format 3"),
+        (32, struct.pack("<H", 3), "inconsistent"),
+        (16, struct.pack("<I", 8), "at least 16"),
+    ],
+)
 def test_wav_header_fields_outside_what_the_decoder_reads_are_refused(field, value, words):
     rejected(patched(sound_bytes("WAV", 0.2), field, value), words)
 
@@ -122,7 +136,9 @@ def test_images_declaring_more_pixels_than_the_limit_are_refused_from_the_header
     huge = {
         "PNG": lambda d: patched(d, 16, struct.pack(">II", 23000, 23000)),
         "JPEG": lambda d: patched(d, d.index(b"\xff\xc0") + 5, struct.pack(">HH", 23000, 23000)),
-        "GIF": lambda d: patched(patched(d, 6, struct.pack("<HH", 65000, 65000)), d.index(b"\x2c", 13) + 5, struct.pack("<HH", 65000, 65000)),
+        "GIF": lambda d: patched(
+            patched(d, 6, struct.pack("<HH", 65000, 65000)), d.index(b"\x2c", 13) + 5, struct.pack("<HH", 65000, 65000)
+        ),
         "BMP": lambda d: patched(d, 18, struct.pack("<ii", 23000, -23000)),
     }[fmt](data)
     error = rejected(huge, "over the limit of 40,000,000 pixels".replace(" pixels", ""))
@@ -149,8 +165,18 @@ def test_formats_that_are_not_read_are_named_as_unsupported():
     assert rejected(b"", "empty")
 
 
-@pytest.mark.parametrize("maker", [lambda: image_bytes("PNG"), lambda: image_bytes("JPEG"), lambda: image_bytes("GIF"), lambda: image_bytes("BMP"),
-                                   lambda: sound_bytes("WAV"), lambda: sound_bytes("FLAC"), lambda: sound_bytes("OGG")])
+@pytest.mark.parametrize(
+    "maker",
+    [
+        lambda: image_bytes("PNG"),
+        lambda: image_bytes("JPEG"),
+        lambda: image_bytes("GIF"),
+        lambda: image_bytes("BMP"),
+        lambda: sound_bytes("WAV"),
+        lambda: sound_bytes("FLAC"),
+        lambda: sound_bytes("OGG"),
+    ],
+)
 def test_headers_cut_anywhere_are_refused_with_a_message_never_a_struct_error(maker):
     data = maker()
     for cut in range(1, min(len(data), 80)):
@@ -174,9 +200,18 @@ def mutants(seed: int, per_file: int = 60):
     """Valid files of every format, each changed at random: bytes of the header overwritten,
     bytes anywhere overwritten, or the file cut short."""
     rng = np.random.default_rng(seed)
-    sources = [image_bytes("PNG"), image_bytes("JPEG"), image_bytes("GIF", frames=2), image_bytes("BMP"),
-               sound_bytes("WAV", 0.3), sound_bytes("WAV", 0.3, 8000, 2), sound_bytes("FLAC", 0.3), sound_bytes("FLAC", 1.0, 44100, 2),
-               sound_bytes("OGG", 0.3), sound_bytes("OGG", 1.0, 44100, 2)]
+    sources = [
+        image_bytes("PNG"),
+        image_bytes("JPEG"),
+        image_bytes("GIF", frames=2),
+        image_bytes("BMP"),
+        sound_bytes("WAV", 0.3),
+        sound_bytes("WAV", 0.3, 8000, 2),
+        sound_bytes("FLAC", 0.3),
+        sound_bytes("FLAC", 1.0, 44100, 2),
+        sound_bytes("OGG", 0.3),
+        sound_bytes("OGG", 1.0, 44100, 2),
+    ]
     for data in sources:
         for _ in range(per_file):
             buffer, mode = bytearray(data), rng.integers(0, 3)
@@ -220,6 +255,12 @@ def test_mutated_headers_either_are_refused_or_decode_without_killing_the_proces
     )
     listing = tmp_path / "accepted.json"
     listing.write_text(json.dumps(accepted))
-    result = subprocess.run([sys.executable, "-c", script, str(listing)], cwd=PROJECT, capture_output=True, text=True, timeout=120,
-                            env={"PYTHONPATH": str(PROJECT), "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(listing)],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(PROJECT), "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0 and f"decoded {len(accepted)}" in result.stdout, result.stderr[-2000:]

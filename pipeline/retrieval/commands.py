@@ -26,20 +26,41 @@ def _filters(values: list[str]) -> dict[str, str]:
 
 
 def add_index_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", nargs="?", default="build", choices=("build", "add", "remove", "info"),
-                        help="build (default) a new index, add a dataset's items to one, remove items by id, or describe one")
+    from pipeline.retrieval.vector_index import index_kinds
+
+    parser.add_argument(
+        "action",
+        nargs="?",
+        default="build",
+        choices=("build", "add", "remove", "info"),
+        help="build (default) a new index, add a dataset's items to one, remove items by id, or describe one",
+    )
     parser.add_argument("ids", nargs="*", help="item ids (remove)")
     parser.add_argument("--name", default="default", help="index name under saved_models/index (default: default)")
     parser.add_argument("--run", default="latest", help="run whose encoders embed the items (build; default: latest)")
-    parser.add_argument("--data", type=Path, default=None, help="dataset folder (build, add; default for build: the run's training data)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="dataset folder (build, add; default for build: the run's training data)",
+    )
     parser.add_argument("--format", default=None, help="dataset layout (default: detected)")
     parser.add_argument("--split", default=None, help="index only this split (default: every item)")
-    parser.add_argument("--kind", default="exact", choices=("exact", "hnsw", "ivfpq"), help="search structure (default: exact)")
-    parser.add_argument("--ranking", default=None, choices=("dense", "nb", "weighted", "rrf"),
-                        help="default ranking of text queries (default: measured on the data's dev items: a hybrid only where it beats dense)")
+    parser.add_argument(
+        "--kind", default="exact", choices=list(index_kinds()), help="search structure (default: exact)"
+    )
+    parser.add_argument(
+        "--ranking",
+        default=None,
+        choices=("dense", "nb", "weighted", "rrf"),
+        help="default ranking of text queries (default: measured on the data's dev items: a hybrid only where it beats dense)",
+    )
     parser.add_argument("--weight", type=float, default=None, help="dense weight of a hybrid ranking, 0..1")
-    parser.add_argument("--withhold-captions", action="store_true",
-                        help="the items' own captions do not feed the Naive Bayes stage (evaluation: captions are the queries)")
+    parser.add_argument(
+        "--withhold-captions",
+        action="store_true",
+        help="the items' own captions do not feed the Naive Bayes stage (evaluation: captions are the queries)",
+    )
 
 
 def run_index(args: argparse.Namespace) -> int:
@@ -55,14 +76,24 @@ def run_index(args: argparse.Namespace) -> int:
             encoder = Encoder.from_run(args.run)
             data = args.data or Path(json.loads((encoder.run_dir / "run.json").read_text())["data"]["root"])
             manifest = load_dataset(data, args.format)
-            index = build_index(encoder, manifest, args.name, kind=args.kind, split=args.split, ranking=args.ranking,
-                                weight=args.weight, withhold_captions=args.withhold_captions)
+            index = build_index(
+                encoder,
+                manifest,
+                args.name,
+                kind=args.kind,
+                split=args.split,
+                ranking=args.ranking,
+                weight=args.weight,
+                withhold_captions=args.withhold_captions,
+            )
         elif args.action == "add":
             if args.data is None:
                 raise RetrievalCommandError("index add needs --data PATH (the dataset whose items to add)")
             from pipeline.retrieval.searcher import Searcher
 
-            searcher = Searcher.open(args.name)  # the index's own run, checked: new vectors must come from the same model
+            searcher = Searcher.open(
+                args.name
+            )  # the index's own run, checked: new vectors must come from the same model
             index = add_to_index(searcher.index, searcher.encoder, load_dataset(args.data, args.format), args.split)
         elif args.action == "remove":
             if not args.ids:
@@ -80,13 +111,18 @@ def run_index(args: argparse.Namespace) -> int:
     counts = index.metadata["modality"].value_counts().to_dict()
     print(f"index:    {index.folder}")
     print(f"items:    {len(index)} ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))})")
-    print(f"kind:     {index.info['kind']}   dimension: {index.dim}   ranking of text queries: {index.info['fusion']['method']}"
-          f"{'' if index.info['fusion']['method'] in ('dense', 'nb') else ' (dense weight %.2f)' % index.info['fusion']['weight']}")
+    ranking = index.info["fusion"]
+    weight = "" if ranking["method"] in ("dense", "nb") else f" (dense weight {ranking['weight']:.2f})"
+    print(
+        f"kind:     {index.info['kind']}   dimension: {index.dim}   ranking of text queries: {ranking['method']}{weight}"
+    )
     if index.info["fusion"].get("why"):
         print(f"          ({index.info['fusion']['why']})")
     print(f"run:      {index.info['model']['run']}")
-    print(f"words:    {len(index.lexical.vocabulary)} in the Naive Bayes vocabulary; "
-          f"{(index.metadata['words_from'] == 'predicted').sum()} item(s) have predicted words")
+    print(
+        f"words:    {len(index.lexical.vocabulary)} in the Naive Bayes vocabulary; "
+        f"{(index.metadata['words_from'] == 'predicted').sum()} item(s) have predicted words"
+    )
     print(f'search:   python -m pipeline search --index {index.name} "your words" -k 10')
     return 0
 
@@ -100,9 +136,19 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", type=int, default=10, help="results to show (default: 10)")
     parser.add_argument("--image", type=Path, default=None, help="search with this image instead of words")
     parser.add_argument("--audio", type=Path, default=None, help="search with this sound instead of words")
-    parser.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
-                        help="only items whose metadata match, e.g. --where modality=audio --where label=dog (repeatable)")
-    parser.add_argument("--ranking", default=None, choices=("dense", "nb", "weighted", "rrf"), help="override the index's ranking of text queries")
+    parser.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="COLUMN=VALUE",
+        help="only items whose metadata match, e.g. --where modality=audio --where label=dog (repeatable)",
+    )
+    parser.add_argument(
+        "--ranking",
+        default=None,
+        choices=("dense", "nb", "weighted", "rrf"),
+        help="override the index's ranking of text queries",
+    )
     parser.add_argument("--weight", type=float, default=None, help="dense weight of a hybrid ranking, 0..1")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
@@ -113,7 +159,9 @@ def run_search(args: argparse.Namespace) -> int:
 
     given = [q for q in (args.query, args.image, args.audio) if q is not None]
     if len(given) != 1:
-        raise RetrievalCommandError('give exactly one query: words ("a dog on the beach"), --image PATH or --audio PATH')
+        raise RetrievalCommandError(
+            'give exactly one query: words ("a dog on the beach"), --image PATH or --audio PATH'
+        )
     try:
         searcher = Searcher.open(args.index)
         filters = _filters(args.where)

@@ -30,8 +30,15 @@ def _report(scores: np.ndarray, owner: np.ndarray) -> dict:
     return report
 
 
-def compare_rankings(train: EmbeddedItems, evaluation: EmbeddedItems, run_vocabulary: list[str], alpha: float,
-                     words: int, seed: int = 0, tune_captions: int = TUNE_CAPTIONS) -> dict:
+def compare_rankings(
+    train: EmbeddedItems,
+    evaluation: EmbeddedItems,
+    run_vocabulary: list[str],
+    alpha: float,
+    words: int,
+    seed: int = 0,
+    tune_captions: int = TUNE_CAPTIONS,
+) -> dict:
     """Per ranking (dense, nb, weighted, rrf): the tuned dense weight, the tuning curve, and
     Recall@K on the held-out and on all queries; plus ``choice``, the (method, weight) to use."""
     scorer = lexical_scorer(run_vocabulary, [], alpha)
@@ -55,13 +62,19 @@ def compare_rankings(train: EmbeddedItems, evaluation: EmbeddedItems, run_vocabu
         tried = {w: _report(fuse(dense[tune], nb[tune], method, w), owner[tune])["rsum"] for w in WEIGHTS}
         best = max(tried, key=lambda w: (tried[w], w))
         rows[method] = {"weight": best, "tuning_rsum": tried}
-        log.info("%s: best dense weight %.2f (tuning rsum %.1f; dense alone %.1f)", method, best, tried[best], tried[1.0])
+        log.info(
+            "%s: best dense weight %.2f (tuning rsum %.1f; dense alone %.1f)", method, best, tried[best], tried[1.0]
+        )
     for method, row in rows.items():
         scores = fuse(dense, nb, method, row["weight"] if row["weight"] is not None else 0.5)
         row["held_out"], row["all"] = _report(scores[held], owner[held]), _report(scores, owner)
     best = max(("dense", "weighted", "rrf"), key=lambda m: (rows[m]["held_out"]["rsum"], m == "dense"))
-    return {"rows": rows, "choice": {"method": best, "weight": rows[best]["weight"] if best != "dense" else 1.0},
-            "queries": {"tuning": int(tune.sum()), "held_out": int(held.sum())}, "items": len(evaluation.vectors)}
+    return {
+        "rows": rows,
+        "choice": {"method": best, "weight": rows[best]["weight"] if best != "dense" else 1.0},
+        "queries": {"tuning": int(tune.sum()), "held_out": int(held.sum())},
+        "items": len(evaluation.vectors),
+    }
 
 
 def _position_in_item(owner: np.ndarray) -> np.ndarray:

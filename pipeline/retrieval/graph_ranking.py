@@ -83,8 +83,12 @@ class NaiveBayesGraph(tf.Module):
         self.words = keras.layers.StringLookup(vocabulary=list(scorer.vocabulary), num_oov_indices=1, name="nb_words")
         self.seen_indices = tf.Variable(indices.reshape(-1, 2), trainable=False, name="seen_indices")
         self.seen_values = tf.Variable(seen.astype(np.float64), trainable=False, name="seen_values")
-        self.unseen = tf.Variable(np.log(alpha) - np.log(item_words + alpha * vocabulary_size), trainable=False, name="unseen")
-        self.log_prior = tf.Variable(np.log(class_counts) - np.log(class_counts.sum()), trainable=False, name="log_prior")
+        self.unseen = tf.Variable(
+            np.log(alpha) - np.log(item_words + alpha * vocabulary_size), trainable=False, name="unseen"
+        )
+        self.log_prior = tf.Variable(
+            np.log(class_counts) - np.log(class_counts.sum()), trainable=False, name="log_prior"
+        )
 
     def word_counts(self, words: tf.RaggedTensor) -> tf.Tensor:
         """Counts [batch, vocabulary] (float64) of the known words of each query."""
@@ -148,8 +152,17 @@ class HybridRanker(tf.Module):
     ``SearchHit.score`` gives it.
     """
 
-    def __init__(self, vectors: np.ndarray, item_ids: list[str], scorer: QueryLikelihoodScorer | None, ranking: str,
-                 weight: float, k: int, min_candidates: int, name: str = "index"):
+    def __init__(
+        self,
+        vectors: np.ndarray,
+        item_ids: list[str],
+        scorer: QueryLikelihoodScorer | None,
+        ranking: str,
+        weight: float,
+        k: int,
+        min_candidates: int,
+        name: str = "index",
+    ):
         super().__init__(name=name)
         if ranking not in FUSIONS:
             raise ValueError(f"unknown ranking {ranking!r}; choose one of {', '.join(FUSIONS)}")
@@ -157,8 +170,12 @@ class HybridRanker(tf.Module):
         self.k = min(int(k), len(item_ids))
         self.candidates = min(max(int(min_candidates), 10 * int(k)), len(item_ids))
         self.vectors = tf.Variable(np.asarray(vectors, np.float32), trainable=False, name="item_vectors")
-        self.ids = tf.Variable(np.array([str(i).encode("utf-8") for i in item_ids], dtype=object), trainable=False,
-                               dtype=tf.string, name="item_ids")
+        self.ids = tf.Variable(
+            np.array([str(i).encode("utf-8") for i in item_ids], dtype=object),
+            trainable=False,
+            dtype=tf.string,
+            name="item_ids",
+        )
         words_known = ranking != "dense" and scorer is not None and scorer.items > 0 and scorer.vocabulary
         self.naive_bayes = NaiveBayesGraph(scorer) if words_known else None
 
@@ -176,8 +193,9 @@ class HybridRanker(tf.Module):
             elif self.ranking == "weighted":
                 fused = self.weight * _zscore(dense64, candidates) + (1.0 - self.weight) * _zscore(nb, candidates)
             else:
-                fused = (self.weight / (RRF_K0 + _ranks(dense64, candidates))
-                         + (1.0 - self.weight) / (RRF_K0 + _ranks(nb, candidates)))
+                fused = self.weight / (RRF_K0 + _ranks(dense64, candidates)) + (1.0 - self.weight) / (
+                    RRF_K0 + _ranks(nb, candidates)
+                )
             fused = tf.where(candidates, fused, tf.constant(-np.inf, tf.float64))
             # A query without a known word: the dense ranking (the Searcher's note says so).
             scores = tf.where(has_words[:, None], fused, dense64)

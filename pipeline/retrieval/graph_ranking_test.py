@@ -12,9 +12,25 @@ from pipeline.retrieval.lexical import QueryLikelihoodScorer, tokenize
 from pipeline.retrieval.searcher import MIN_CANDIDATES, Searcher
 
 HARD_TEXTS = [
-    "", "   ", "!!! ... ???", "A Dog, running!", "don't 'quoted' rock'n'roll a''b '' x' 'y '", "snake_case_word",
-    "ΟΔΟΣ ΣΟΦΙΑΣ", "İstanbul", "a\u00a0b\u3000c\td\ne", "ﬁne ǅemal", "नमस्ते", "٣ ² ½ Ⅻ", "🦓zebra🦓", "ＦＵＬＬ width",
-    "o\u0301k", "’curly’ don’t", "日本語のテキスト", "Straße MÜNCHEN", "x" * 300,
+    "",
+    "   ",
+    "!!! ... ???",
+    "A Dog, running!",
+    "don't 'quoted' rock'n'roll a''b '' x' 'y '",
+    "snake_case_word",
+    "ΟΔΟΣ ΣΟΦΙΑΣ",
+    "İstanbul",
+    "a\u00a0b\u3000c\td\ne",
+    "ﬁne ǅemal",
+    "नमस्ते",
+    "٣ ² ½ Ⅻ",
+    "🦓zebra🦓",
+    "ＦＵＬＬ width",
+    "o\u0301k",
+    "’curly’ don’t",
+    "日本語のテキスト",
+    "Straße MÜNCHEN",
+    "x" * 300,
 ]
 # Characters of every kind the tokenizer treats differently: letters of several scripts and
 # cases, digits and other numbers, combining marks, apostrophes, underscores, punctuation,
@@ -123,8 +139,15 @@ def test_the_ranker_ranks_as_the_searcher(large_index, ranking, k):
     encoder = FixedTextEncoder(large_index.dim)
     searcher = Searcher(large_index, encoder)
     queries = random_queries(large_index.lexical.vocabulary, 200)
-    ranker = HybridRanker(large_index.vectors, large_index.metadata["item_id"].tolist(), large_index.lexical, ranking, 0.3, k,
-                          MIN_CANDIDATES)
+    ranker = HybridRanker(
+        large_index.vectors,
+        large_index.metadata["item_id"].tolist(),
+        large_index.lexical,
+        ranking,
+        0.3,
+        k,
+        MIN_CANDIDATES,
+    )
     served = tf.function(ranker)(tf.constant(encoder.encode_text(queries)), tf.constant(queries))
     for i, query in enumerate(queries):
         hits = searcher.search_text(query, k=k, ranking=ranking, weight=0.3).hits
@@ -134,6 +157,8 @@ def test_the_ranker_ranks_as_the_searcher(large_index, ranking, k):
 
 def test_a_dense_ranker_holds_no_naive_bayes_and_unknown_rankings_are_refused(large_index):
     ids = large_index.metadata["item_id"].tolist()
-    assert HybridRanker(large_index.vectors, ids, large_index.lexical, "dense", 0.5, 5, MIN_CANDIDATES).naive_bayes is None
+    assert (
+        HybridRanker(large_index.vectors, ids, large_index.lexical, "dense", 0.5, 5, MIN_CANDIDATES).naive_bayes is None
+    )
     with pytest.raises(ValueError, match="unknown ranking 'bm25'"):
         HybridRanker(large_index.vectors, ids, large_index.lexical, "bm25", 0.5, 5, MIN_CANDIDATES)

@@ -36,7 +36,9 @@ def ranks(scores: np.ndarray) -> np.ndarray:
     return out
 
 
-def fuse(dense: np.ndarray, nb: np.ndarray, method: str = "weighted", weight: float = 0.5, k0: float = RRF_K0) -> np.ndarray:
+def fuse(
+    dense: np.ndarray, nb: np.ndarray, method: str = "weighted", weight: float = 0.5, k0: float = RRF_K0
+) -> np.ndarray:
     """Fused scores [queries, candidates] from the dense and NB scores of the same candidates."""
     if method == "dense":
         return dense

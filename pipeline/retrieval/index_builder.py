@@ -58,7 +58,9 @@ def _l2(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def embed_items(encoder, manifest: Manifest, split: str | None = None, batch_size: int = 64, fuse_text: bool = True) -> EmbeddedItems:
+def embed_items(
+    encoder, manifest: Manifest, split: str | None = None, batch_size: int = 64, fuse_text: bool = True
+) -> EmbeddedItems:
     """Embeds every usable item of ``split`` (all splits when None) of ``manifest``.
     ``fuse_text=False`` keeps the items' words out of their vectors (when the captions are
     the queries, as in an evaluation).
@@ -117,32 +119,42 @@ def embed_items(encoder, manifest: Manifest, split: str | None = None, batch_siz
         vectors = fuse_items(model, with_words, {**masks, "text": has_text.astype(np.float32)})
     usable = has_content | text_only
     if (~usable).any():
-        log.warning("%s: %d item(s) have neither a readable file nor a caption and are not indexed (e.g. %s)",
-                    manifest.root.name, int((~usable).sum()), ", ".join(items["item_id"][~usable].astype(str)[:3]))
+        log.warning(
+            "%s: %d item(s) have neither a readable file nor a caption and are not indexed (e.g. %s)",
+            manifest.root.name,
+            int((~usable).sum()),
+            ", ".join(items["item_id"][~usable].astype(str)[:3]),
+        )
 
     modality = ["+".join(m for m in content if masks[m][i] > 0) or ("text" if text_only[i] else "") for i in range(n)]
     # Absolute: items added later may come from another dataset folder than the index's.
     file_of = {m: [os.path.abspath(manifest.resolve(p)) if p else "" for p in items[m]] for m in content}
     path = [next((file_of[m][i] for m in content if file_of[m][i]), "") for i in range(n)]
-    metadata = pd.DataFrame({
-        "item_id": items["item_id"].astype(str).to_numpy(),
-        "modality": modality,
-        "split": items["item_id"].map(split_of).fillna("").to_numpy(),
-        "label": items["label"].fillna("").astype(str).to_numpy(),
-        "path": path,
-        "image_path": file_of.get("image", [""] * n),
-        "audio_path": file_of.get("audio", [""] * n),
-        "caption": [texts[0] if texts else "" for texts in captions],
-        "words_from": ["captions" if texts else "" for texts in captions],
-    })
+    metadata = pd.DataFrame(
+        {
+            "item_id": items["item_id"].astype(str).to_numpy(),
+            "modality": modality,
+            "split": items["item_id"].map(split_of).fillna("").to_numpy(),
+            "label": items["label"].fillna("").astype(str).to_numpy(),
+            "path": path,
+            "image_path": file_of.get("image", [""] * n),
+            "audio_path": file_of.get("audio", [""] * n),
+            "caption": [texts[0] if texts else "" for texts in captions],
+            "words_from": ["captions" if texts else "" for texts in captions],
+        }
+    )
     keep = np.flatnonzero(usable)
     remap = -np.ones(n, np.int64)
     remap[keep] = np.arange(len(keep))
     kept_captions = remap[owner] >= 0 if len(owner) else np.zeros(0, bool)
     return EmbeddedItems(
-        vectors[keep], metadata.iloc[keep].reset_index(drop=True), [" ".join(captions[i]) for i in keep],
-        caption_vectors[kept_captions], remap[owner[kept_captions]] if len(owner) else owner,
-        [c for c, k in zip(flat, kept_captions) if k], content_vectors[keep],
+        vectors[keep],
+        metadata.iloc[keep].reset_index(drop=True),
+        [" ".join(captions[i]) for i in keep],
+        caption_vectors[kept_captions],
+        remap[owner[kept_captions]] if len(owner) else owner,
+        [c for c, k in zip(flat, kept_captions) if k],
+        content_vectors[keep],
     )
 
 
@@ -154,7 +166,9 @@ def lexical_scorer(run_vocabulary: list[str], texts: list[str], alpha: float) ->
     return scorer
 
 
-def train_word_head(embedded: EmbeddedItems, scorer: QueryLikelihoodScorer, train_mask: np.ndarray, seed: int = 0) -> WordHead | None:
+def train_word_head(
+    embedded: EmbeddedItems, scorer: QueryLikelihoodScorer, train_mask: np.ndarray, seed: int = 0
+) -> WordHead | None:
     """The head that predicts an item's words from its vector, trained on the items of
     ``train_mask`` that have captions: their content vectors and their caption vectors both
     map to the word distribution of the item's captions."""
@@ -170,8 +184,13 @@ def train_word_head(embedded: EmbeddedItems, scorer: QueryLikelihoodScorer, trai
     return WordHead.train(x, y, scorer.vocabulary, seed=seed)
 
 
-def item_word_counts(embedded: EmbeddedItems, scorer: QueryLikelihoodScorer, head: WordHead | None,
-                     withhold_captions: bool = False, top: int = PREDICTED_WORDS) -> tuple[sparse.csr_matrix, list[str]]:
+def item_word_counts(
+    embedded: EmbeddedItems,
+    scorer: QueryLikelihoodScorer,
+    head: WordHead | None,
+    withhold_captions: bool = False,
+    top: int = PREDICTED_WORDS,
+) -> tuple[sparse.csr_matrix, list[str]]:
     """Word counts per item for the NB stage, and where each item's words came from."""
     texts = ["" if withhold_captions else t for t in embedded.texts]
     counts = scorer.count_matrix(texts).tolil()
@@ -186,8 +205,14 @@ def item_word_counts(embedded: EmbeddedItems, scorer: QueryLikelihoodScorer, hea
     return counts.tocsr(), source
 
 
-def _lexical_stage(embedded: EmbeddedItems, run_vocabulary: list[str], train_mask: np.ndarray, alpha: float,
-                   withhold_captions: bool, seed: int):
+def _lexical_stage(
+    embedded: EmbeddedItems,
+    run_vocabulary: list[str],
+    train_mask: np.ndarray,
+    alpha: float,
+    withhold_captions: bool,
+    seed: int,
+):
     scorer = lexical_scorer(run_vocabulary, [] if withhold_captions else embedded.texts, alpha)
     head = train_word_head(embedded, scorer, train_mask, seed=seed)
     counts, source = item_word_counts(embedded, scorer, head, withhold_captions)
@@ -201,13 +226,25 @@ def subset(embedded: EmbeddedItems, mask: np.ndarray) -> EmbeddedItems:
     remap = -np.ones(len(mask), np.int64)
     remap[rows] = np.arange(len(rows))
     keep = remap[embedded.caption_owner] >= 0
-    return EmbeddedItems(embedded.vectors[rows], embedded.metadata.iloc[rows].reset_index(drop=True), [embedded.texts[i] for i in rows],
-                         embedded.caption_vectors[keep], remap[embedded.caption_owner[keep]],
-                         [c for c, k in zip(embedded.captions, keep) if k], embedded.without_words[rows])
+    return EmbeddedItems(
+        embedded.vectors[rows],
+        embedded.metadata.iloc[rows].reset_index(drop=True),
+        [embedded.texts[i] for i in rows],
+        embedded.caption_vectors[keep],
+        remap[embedded.caption_owner[keep]],
+        [c for c, k in zip(embedded.captions, keep) if k],
+        embedded.without_words[rows],
+    )
 
 
-def choose_ranking(embedded: EmbeddedItems, run_vocabulary: list[str], alpha: float, seed: int,
-                   train_split: str = "train", dev_split: str = "dev") -> dict:
+def choose_ranking(
+    embedded: EmbeddedItems,
+    run_vocabulary: list[str],
+    alpha: float,
+    seed: int,
+    train_split: str = "train",
+    dev_split: str = "dev",
+) -> dict:
     """The default ranking of text queries for this data: dense, unless a hybrid measures
     better on the dev items' held-out captions (fusion_tuning); with the figures."""
     split = embedded.metadata["split"].to_numpy()
@@ -215,22 +252,43 @@ def choose_ranking(embedded: EmbeddedItems, run_vocabulary: list[str], alpha: fl
     has_captions = np.bincount(embedded.caption_owner, minlength=len(split)) > 0
     train, dev = (split == train_split) & has_captions, (split == dev_split) & has_captions & has_content
     if train.sum() < 10 or dev.sum() < 10:
-        return {"method": "dense", "weight": 1.0, "why": f"no {train_split} and {dev_split} items with captions to measure a hybrid on"}
+        return {
+            "method": "dense",
+            "weight": 1.0,
+            "why": f"no {train_split} and {dev_split} items with captions to measure a hybrid on",
+        }
     from pipeline.retrieval.fusion_tuning import compare_rankings
 
     try:
-        result = compare_rankings(subset(embedded, train), subset(embedded, dev), run_vocabulary, alpha, PREDICTED_WORDS, seed)
+        result = compare_rankings(
+            subset(embedded, train), subset(embedded, dev), run_vocabulary, alpha, PREDICTED_WORDS, seed
+        )
     except ValueError as error:
         return {"method": "dense", "weight": 1.0, "why": str(error)}
     held = {m: round(r["held_out"]["rsum"], 1) for m, r in result["rows"].items()}
-    log.info("ranking of text queries, measured on %d %s items (held-out text->item rsum): %s; chosen: %s",
-             result["items"], dev_split, held, result["choice"]["method"])
+    log.info(
+        "ranking of text queries, measured on %d %s items (held-out text->item rsum): %s; chosen: %s",
+        result["items"],
+        dev_split,
+        held,
+        result["choice"]["method"],
+    )
     return {**result["choice"], "why": f"held-out text->item rsum on {result['items']} {dev_split} items: {held}"}
 
 
-def build_index(encoder, manifest: Manifest, name: str, kind: str = "exact", split: str | None = None, params: dict | None = None,
-                ranking: str | None = None, weight: float | None = None, alpha: float = NB_ALPHA, withhold_captions: bool = False,
-                head_split: str = "train"):
+def build_index(
+    encoder,
+    manifest: Manifest,
+    name: str,
+    kind: str = "exact",
+    split: str | None = None,
+    params: dict | None = None,
+    ranking: str | None = None,
+    weight: float | None = None,
+    alpha: float = NB_ALPHA,
+    withhold_captions: bool = False,
+    head_split: str = "train",
+):
     """Embeds ``manifest`` (``split``, or all), fits the NB stage and its word head, and writes
     saved_models/index/<name> (or the folder ``name``) atomically. Returns the opened index.
 
@@ -245,7 +303,9 @@ def build_index(encoder, manifest: Manifest, name: str, kind: str = "exact", spl
     train_mask = (embedded.metadata["split"] == head_split).to_numpy()
     if not train_mask.any():
         train_mask = np.ones(len(embedded.metadata), bool)
-    scorer, head, source = _lexical_stage(embedded, encoder.vectorizer.get_vocabulary(), train_mask, alpha, withhold_captions, encoder.config.seed)
+    scorer, head, source = _lexical_stage(
+        embedded, encoder.vectorizer.get_vocabulary(), train_mask, alpha, withhold_captions, encoder.config.seed
+    )
     metadata = embedded.metadata.assign(words_from=source)
     if ranking is None:
         fusion = choose_ranking(embedded, encoder.vectorizer.get_vocabulary(), alpha, encoder.config.seed, head_split)
@@ -253,9 +313,16 @@ def build_index(encoder, manifest: Manifest, name: str, kind: str = "exact", spl
         fusion = {"method": ranking, "weight": 0.5 if weight is None else weight, "why": "given"}
     info = {
         "name": Path(name).name,
-        "model": {"run": run_reference(encoder.run_dir), "weights_sha1": weights_fingerprint(encoder.run_dir), "config": encoder.config.name},
-        "data": str(manifest.root), "split": split or "all", "withhold_captions": withhold_captions,
-        "fusion": fusion, "nb_alpha": alpha,
+        "model": {
+            "run": run_reference(encoder.run_dir),
+            "weights_sha1": weights_fingerprint(encoder.run_dir),
+            "config": encoder.config.name,
+        },
+        "data": str(manifest.root),
+        "split": split or "all",
+        "withhold_captions": withhold_captions,
+        "fusion": fusion,
+        "nb_alpha": alpha,
     }
     folder = Path(name) if ("/" in str(name) or Path(name).is_absolute()) else paths.index_dir(str(name))
     return SearchIndex.write(folder, info, embedded.vectors, metadata, scorer, head, kind, params or {})

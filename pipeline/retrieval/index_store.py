@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from pipeline import paths
 from pipeline.io_utils import atomic_path
 from pipeline.retrieval.lexical import QueryLikelihoodScorer
-from pipeline.retrieval.vector_index import VectorIndex, build_vector_index, load_vector_index
+from pipeline.retrieval.vector_index import VectorIndex, build_vector_index, index_kind, index_kinds, load_vector_index
 from pipeline.retrieval.word_head import WordHead
 from pipeline.run_artifacts import damaged_message
 
@@ -40,7 +40,17 @@ log = logging.getLogger(__name__)
 
 INDEX_FORMAT_VERSION = 3  # 2: image_path and audio_path beside path; 3: metadata.parquet instead of metadata.csv
 # path: the item's first file (its image, else its sound); image_path, audio_path: each file it has.
-METADATA_COLUMNS = ("item_id", "modality", "split", "label", "path", "image_path", "audio_path", "caption", "words_from")
+METADATA_COLUMNS = (
+    "item_id",
+    "modality",
+    "split",
+    "label",
+    "path",
+    "image_path",
+    "audio_path",
+    "caption",
+    "words_from",
+)
 COPY_CHUNK_ROWS = 262_144
 
 
@@ -68,7 +78,11 @@ def resolve_index(name: str | Path) -> Path:
         old.rename(path)
         log.warning("index %s: restored the previous version after an interrupted change", path.name)
     if not (path / "index.json").is_file():
-        known = sorted(p.name for p in paths.index_dir().glob("*") if (p / "index.json").is_file()) if paths.index_dir().is_dir() else []
+        known = (
+            sorted(p.name for p in paths.index_dir().glob("*") if (p / "index.json").is_file())
+            if paths.index_dir().is_dir()
+            else []
+        )
         raise IndexProblem(
             f"no index {name!r} (looked for {path}/index.json). Indexes here: {', '.join(known) or 'none'}. "
             f"Build one with: python -m pipeline index --run RUN --data PATH --name NAME"
@@ -112,15 +126,17 @@ class SearchIndex:
     # -------------------------------------------------------------- open / write
 
     @classmethod
-    def open(cls, name: str | Path) -> "SearchIndex":
+    def open(cls, name: str | Path) -> SearchIndex:
         return cls.read(resolve_index(name))
 
     @classmethod
-    def read(cls, folder: Path) -> "SearchIndex":
+    def read(cls, folder: Path) -> SearchIndex:
         """The index in ``folder``, every file read and the whole checked for consistency;
         ``IndexProblem`` names the file that cannot be used and says what to do."""
         folder = Path(folder)
-        name = folder.name.split(".")[1] if folder.name.startswith(".") else folder.name  # a temporary: .<name>.<pid>...
+        name = (
+            folder.name.split(".")[1] if folder.name.startswith(".") else folder.name
+        )  # a temporary: .<name>.<pid>...
 
         rebuild = f"python -m pipeline index --run RUN --data PATH --name {name}"
 
@@ -134,14 +150,19 @@ class SearchIndex:
         if not isinstance(info, dict):
             raise damaged("index.json", "not a JSON object")
         if info.get("format_version") != INDEX_FORMAT_VERSION:
-            raise IndexProblem(f"index {name} has format {info.get('format_version')!r}; this version reads {INDEX_FORMAT_VERSION}. "
-                               f"Rebuild it: {rebuild}")
+            raise IndexProblem(
+                f"index {name} has format {info.get('format_version')!r}; this version reads {INDEX_FORMAT_VERSION}. "
+                f"Rebuild it: {rebuild}"
+            )
         try:
             vectors = np.load(folder / "embeddings.npy", mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as error:
             raise damaged("embeddings.npy", error) from None
         if vectors.ndim != 2 or vectors.dtype != np.float32 or vectors.shape[1] != info.get("dim"):
-            raise damaged("embeddings.npy", f"shape {vectors.shape} {vectors.dtype}, index.json says [items, {info.get('dim')}] float32")
+            raise damaged(
+                "embeddings.npy",
+                f"shape {vectors.shape} {vectors.dtype}, index.json says [items, {info.get('dim')}] float32",
+            )
         try:
             table = pq.read_table(folder / "metadata.parquet")
         except Exception as error:  # noqa: BLE001 - pyarrow raises many kinds for a damaged file
@@ -149,7 +170,11 @@ class SearchIndex:
         text = (pa.types.is_string, pa.types.is_large_string) + ((pa.types.is_null,) if table.num_rows == 0 else ())
         if table.schema.names != list(METADATA_COLUMNS) or not all(any(t(f.type) for t in text) for f in table.schema):
             raise damaged("metadata.parquet", f"its columns are not {', '.join(METADATA_COLUMNS)} as text")
-        metadata = table.to_pandas().astype(str) if table.num_rows else pd.DataFrame({c: pd.Series([], dtype=object) for c in METADATA_COLUMNS})
+        metadata = (
+            table.to_pandas().astype(str)
+            if table.num_rows
+            else pd.DataFrame({c: pd.Series([], dtype=object) for c in METADATA_COLUMNS})
+        )
         try:
             lexical = QueryLikelihoodScorer.load(folder / "lexical.npz")
         except Exception as error:  # noqa: BLE001 - zip, NumPy and scikit-learn errors of a damaged file
@@ -163,17 +188,31 @@ class SearchIndex:
         try:
             backend = load_vector_index(info["kind"], folder, vectors, **info.get("params", {}))
         except Exception as error:  # noqa: BLE001 - FAISS raises RuntimeError with C++ text
-            raise damaged("faiss.index" if info.get("kind") != "exact" else "index.json", error) from None
+            files = index_kinds()[info["kind"]].files if info.get("kind") in index_kinds() else ()
+            raise damaged(files[0] if files else "index.json", error) from None
         if not (len(vectors) == len(metadata) == lexical.items):
-            raise IndexProblem(f"index {name} is inconsistent ({len(vectors)} vectors, {len(metadata)} metadata rows, "
-                               f"{lexical.items} lexical items); rebuild it")
+            raise IndexProblem(
+                f"index {name} is inconsistent ({len(vectors)} vectors, {len(metadata)} metadata rows, "
+                f"{lexical.items} lexical items); rebuild it"
+            )
         if metadata["item_id"].duplicated().any():
-            raise IndexProblem(f"index {name} holds item id {metadata['item_id'][metadata['item_id'].duplicated()].iloc[0]!r} twice; rebuild it")
+            raise IndexProblem(
+                f"index {name} holds item id {metadata['item_id'][metadata['item_id'].duplicated()].iloc[0]!r} twice; rebuild it"
+            )
         return cls(folder, info, vectors, metadata, lexical, head, backend)
 
     @staticmethod
-    def write(folder: Path, info: dict, vectors, metadata: pd.DataFrame, lexical: QueryLikelihoodScorer,
-              word_head: WordHead | None, kind: str, params: dict, make_backend=None) -> "SearchIndex":
+    def write(
+        folder: Path,
+        info: dict,
+        vectors,
+        metadata: pd.DataFrame,
+        lexical: QueryLikelihoodScorer,
+        word_head: WordHead | None,
+        kind: str,
+        params: dict,
+        make_backend=None,
+    ) -> SearchIndex:
         """Writes a complete index to ``folder`` atomically and opens it. ``vectors`` may be an
         array or a callable that writes ``embeddings.npy`` into the folder it is given;
         ``make_backend(stored vectors)`` gives the search structure (default: built anew)."""
@@ -185,7 +224,9 @@ class SearchIndex:
             else:
                 np.save(tmp / "embeddings.npy", np.ascontiguousarray(vectors, np.float32))
             stored = np.load(tmp / "embeddings.npy", mmap_mode="r")
-            metadata = metadata.reindex(columns=list(METADATA_COLUMNS), fill_value="").astype(str).reset_index(drop=True)
+            metadata = (
+                metadata.reindex(columns=list(METADATA_COLUMNS), fill_value="").astype(str).reset_index(drop=True)
+            )
             metadata.to_parquet(tmp / "metadata.parquet", index=False)
             lexical.save(tmp / "lexical.npz")
             if word_head is not None:
@@ -193,13 +234,24 @@ class SearchIndex:
             backend = make_backend(stored) if make_backend else build_vector_index(kind, stored, **params)
             backend.save(tmp)
             saved_params = {k: v for k, v in backend.params.items() if k != "kind" and v is not None}
-            info = {**info, "format_version": INDEX_FORMAT_VERSION, "kind": kind, "params": saved_params, "dim": int(stored.shape[1]),
-                    "items": int(stored.shape[0]), "updated": datetime.datetime.now().isoformat(timespec="seconds")}
+            info = {
+                **info,
+                "format_version": INDEX_FORMAT_VERSION,
+                "kind": kind,
+                "params": saved_params,
+                "dim": int(stored.shape[1]),
+                "items": int(stored.shape[0]),
+                "updated": datetime.datetime.now().isoformat(timespec="seconds"),
+            }
             (tmp / "index.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
             del stored, backend
             written = SearchIndex.read(tmp)
-            if not written.metadata.equals(metadata):  # never publish a version that fails its own check (lexical.save checks its file)
-                raise IndexProblem(f"index {folder.name}: the metadata written does not read back as given; the index was not changed")
+            if not written.metadata.equals(
+                metadata
+            ):  # never publish a version that fails its own check (lexical.save checks its file)
+                raise IndexProblem(
+                    f"index {folder.name}: the metadata written does not read back as given; the index was not changed"
+                )
         log.info("index %s: %d items written to %s", folder.name, len(metadata), folder)
         # The version read and checked in the temporary folder is the one published: its open
         # files and memory maps follow the rename, so it is not read a second time.
@@ -207,45 +259,65 @@ class SearchIndex:
 
     # -------------------------------------------------------------- changes
 
-    def added(self, vectors: np.ndarray, metadata: pd.DataFrame, item_counts, new_vocabulary: list[str] | None = None) -> "SearchIndex":
+    def added(
+        self, vectors: np.ndarray, metadata: pd.DataFrame, item_counts, new_vocabulary: list[str] | None = None
+    ) -> SearchIndex:
         """A new version with items appended (written atomically; this object stays valid).
         ``item_counts`` has a column per word of ``new_vocabulary`` (the index's vocabulary,
         possibly extended at its end with the new items' words)."""
+        if not index_kind(self.info["kind"]).supports_add:
+            raise IndexProblem(f"index {self.name} is of kind {self.info['kind']}, which cannot add items; rebuild it")
         vectors = np.ascontiguousarray(vectors, np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise IndexProblem(f"vectors of dimension {vectors.shape[-1]} cannot join index {self.name} of dimension {self.dim}")
+            raise IndexProblem(
+                f"vectors of dimension {vectors.shape[-1]} cannot join index {self.name} of dimension {self.dim}"
+            )
         clash = set(metadata["item_id"]) & set(self.metadata["item_id"])
         if clash:
-            raise IndexProblem(f"index {self.name} already holds item(s) {', '.join(sorted(clash)[:5])}; remove them first or use new ids")
+            raise IndexProblem(
+                f"index {self.name} already holds item(s) {', '.join(sorted(clash)[:5])}; remove them first or use new ids"
+            )
         lexical = QueryLikelihoodScorer.load(self.folder / "lexical.npz")
         if new_vocabulary and new_vocabulary[: len(lexical.vocabulary)] != lexical.vocabulary:
             raise IndexProblem(f"the new items' words were counted against another vocabulary than index {self.name}'s")
-        lexical.extend_vocabulary([" ".join((new_vocabulary or [])[len(lexical.vocabulary):])])
+        lexical.extend_vocabulary([" ".join((new_vocabulary or [])[len(lexical.vocabulary) :])])
         lexical.append_items(item_counts)
         old = self.vectors
 
         def write_vectors(path):
-            out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(old) + len(vectors), self.dim))
+            out = np.lib.format.open_memmap(
+                path, mode="w+", dtype=np.float32, shape=(len(old) + len(vectors), self.dim)
+            )
             for start in range(0, len(old), COPY_CHUNK_ROWS):  # streamed: the index may not fit in memory
                 end = min(start + COPY_CHUNK_ROWS, len(old))
                 out[start:end] = old[start:end]
-            out[len(old):] = vectors
+            out[len(old) :] = vectors
             out.flush()
 
         def extend_backend(stored):
-            # FAISS structures take new vectors in place (an HNSW graph is not rebuilt).
-            if self.info["kind"] == "exact":
-                return build_vector_index("exact", stored, **self.info.get("params", {}))
-            backend = load_vector_index(self.info["kind"], self.folder, stored, **self.info.get("params", {}))
-            backend.add(vectors)
-            return backend
+            return index_kind(self.info["kind"]).extended(self.folder, stored, vectors, **self.info.get("params", {}))
 
-        merged = pd.concat([self.metadata, metadata.reindex(columns=list(METADATA_COLUMNS), fill_value="")], ignore_index=True)
-        return self.write(self.folder, self.info, write_vectors, merged, lexical, self.word_head, self.info["kind"],
-                          self.info.get("params", {}), make_backend=extend_backend)
+        merged = pd.concat(
+            [self.metadata, metadata.reindex(columns=list(METADATA_COLUMNS), fill_value="")], ignore_index=True
+        )
+        return self.write(
+            self.folder,
+            self.info,
+            write_vectors,
+            merged,
+            lexical,
+            self.word_head,
+            self.info["kind"],
+            self.info.get("params", {}),
+            make_backend=extend_backend,
+        )
 
-    def removed(self, item_ids: list[str]) -> "SearchIndex":
+    def removed(self, item_ids: list[str]) -> SearchIndex:
         """A new version without ``item_ids`` (every id must be in the index)."""
+        if not index_kind(self.info["kind"]).supports_remove:
+            raise IndexProblem(
+                f"index {self.name} is of kind {self.info['kind']}, which cannot remove items; rebuild it"
+            )
         missing = sorted(set(item_ids) - set(self.metadata["item_id"]))
         if missing:
             raise IndexProblem(f"index {self.name} has no item(s) {', '.join(missing[:5])}; nothing was removed")
@@ -260,8 +332,16 @@ class SearchIndex:
                 out[start : start + COPY_CHUNK_ROWS] = old[rows[start : start + COPY_CHUNK_ROWS]]
             out.flush()
 
-        return self.write(self.folder, self.info, write_vectors, self.metadata[keep].reset_index(drop=True), lexical,
-                          self.word_head, self.info["kind"], self.info.get("params", {}))
+        return self.write(
+            self.folder,
+            self.info,
+            write_vectors,
+            self.metadata[keep].reset_index(drop=True),
+            lexical,
+            self.word_head,
+            self.info["kind"],
+            self.info.get("params", {}),
+        )
 
     def feedback(self, queries: list[str], item_ids: list[str]) -> None:
         """Online learning of the NB stage: each query's words are added to the item chosen for
@@ -282,11 +362,12 @@ class SearchIndex:
         mask = np.ones(len(self.metadata), bool)
         for column, value in filters.items():
             if column not in self.metadata:
-                raise IndexProblem(f"cannot filter on {column!r}: the index's metadata columns are {', '.join(self.metadata.columns)}")
+                raise IndexProblem(
+                    f"cannot filter on {column!r}: the index's metadata columns are {', '.join(self.metadata.columns)}"
+                )
             values = self.metadata[column]
             if column == "modality":
-                mask &= values.str.split("+").map(lambda parts: value in parts).to_numpy()
+                mask &= values.str.split("+").map(lambda parts, wanted=value: wanted in parts).to_numpy()
             else:
                 mask &= (values == value).to_numpy()
         return mask
-

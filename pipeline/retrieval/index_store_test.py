@@ -22,7 +22,9 @@ def write_small_index(folder, kind="exact"):
 def test_any_caption_reads_back_exactly(tmp_path):
     index = write_small_index(tmp_path / "idx")
     reopened = SearchIndex.open(tmp_path / "idx")
-    assert reopened.metadata["caption"].tolist() == CAPTIONS and list(reopened.metadata.columns) == list(METADATA_COLUMNS)
+    assert reopened.metadata["caption"].tolist() == CAPTIONS and list(reopened.metadata.columns) == list(
+        METADATA_COLUMNS
+    )
     assert reopened.metadata["path"].tolist() == [""] * len(CAPTIONS) and len(index) == len(CAPTIONS)
 
 

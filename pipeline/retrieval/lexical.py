@@ -81,7 +81,7 @@ class QueryLikelihoodScorer:
     def items(self) -> int:
         return 0 if self.nb is None else len(self.nb.classes_)
 
-    def fit(self, item_counts, class_counts=None) -> "QueryLikelihoodScorer":
+    def fit(self, item_counts, class_counts=None) -> QueryLikelihoodScorer:
         """One row of (possibly fractional) word counts per item; ``class_counts`` (default 1
         each) are the items' prior weights."""
         item_counts = sparse.csr_matrix(item_counts, dtype=np.float64)
@@ -101,7 +101,7 @@ class QueryLikelihoodScorer:
         # in many threads at once and must not write to a scorer that a writer may be copying.
         self._word_means = self.nb.feature_log_prob_.mean(axis=0) if self.items else None
 
-    def clone(self) -> "QueryLikelihoodScorer":
+    def clone(self) -> QueryLikelihoodScorer:
         """An independent copy (its own arrays), for a writer to change while searches read this one."""
         counts, weights = self.state()
         twin = QueryLikelihoodScorer(list(self.vocabulary), self.alpha)
@@ -117,8 +117,10 @@ class QueryLikelihoodScorer:
     def append_items(self, item_counts) -> None:
         """Adds items (new classes) at the end, keeping every earlier count."""
         counts, weights = self.state()
-        self.fit(sparse.vstack([counts, sparse.csr_matrix(item_counts, dtype=np.float64)]),
-                 np.concatenate([weights, np.ones(item_counts.shape[0])]))
+        self.fit(
+            sparse.vstack([counts, sparse.csr_matrix(item_counts, dtype=np.float64)]),
+            np.concatenate([weights, np.ones(item_counts.shape[0])]),
+        )
 
     def extend_vocabulary(self, texts: list[str]) -> list[str]:
         """Adds the words of ``texts`` not yet known as new features (zero counts so far);
@@ -179,18 +181,29 @@ class QueryLikelihoodScorer:
         counts, weights = self.state()
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as handle:
-                np.savez(handle, vocabulary=np.array(self.vocabulary, dtype=str), alpha=np.array(self.alpha),
-                         data=counts.data, indices=counts.indices, indptr=counts.indptr,
-                         shape=np.array(counts.shape), class_counts=weights)
+                np.savez(
+                    handle,
+                    vocabulary=np.array(self.vocabulary, dtype=str),
+                    alpha=np.array(self.alpha),
+                    data=counts.data,
+                    indices=counts.indices,
+                    indptr=counts.indptr,
+                    shape=np.array(counts.shape),
+                    class_counts=weights,
+                )
             written = QueryLikelihoodScorer.load(tmp)  # checked before it replaces the saved state
             if written.vocabulary != self.vocabulary or written.items != self.items:
-                raise ValueError(f"{path}: the Naive Bayes state written does not read back as saved; the old file is kept")
+                raise ValueError(
+                    f"{path}: the Naive Bayes state written does not read back as saved; the old file is kept"
+                )
 
     @classmethod
-    def load(cls, path: str | Path) -> "QueryLikelihoodScorer":
+    def load(cls, path: str | Path) -> QueryLikelihoodScorer:
         with np.load(path, allow_pickle=False) as arrays:
             scorer = cls(arrays["vocabulary"].tolist(), float(arrays["alpha"]))
-            counts = sparse.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=tuple(arrays["shape"]))
+            counts = sparse.csr_matrix(
+                (arrays["data"], arrays["indices"], arrays["indptr"]), shape=tuple(arrays["shape"])
+            )
             if counts.shape[0]:
                 scorer.fit(counts, arrays["class_counts"])
         return scorer

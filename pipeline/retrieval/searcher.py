@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.preprocessing.media_check import MediaRejected
 from pipeline.retrieval.hybrid import fuse
 from pipeline.retrieval.index_store import IndexProblem, SearchIndex, weights_fingerprint
-from pipeline.preprocessing.media_check import MediaRejected
 from pipeline.retrieval.lexical import tokenize
 from pipeline.run_artifacts import run_from_reference
 
@@ -43,7 +43,9 @@ class SearchHit:
 
     def to_dict(self) -> dict:
         # By hand: dataclasses.asdict deep-copies every field, and this runs for every hit served.
-        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)} | {"nb_words": [list(w) for w in self.nb_words]}
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)} | {
+            "nb_words": [list(w) for w in self.nb_words]
+        }
 
 
 @dataclasses.dataclass
@@ -65,7 +67,12 @@ class SearchResponse:
     notes: list[str]
 
     def to_dict(self) -> dict:
-        return {"query": self.query, "ranking": self.ranking, "notes": self.notes, "hits": [h.to_dict() for h in self.hits]}
+        return {
+            "query": self.query,
+            "ranking": self.ranking,
+            "notes": self.notes,
+            "hits": [h.to_dict() for h in self.hits],
+        }
 
 
 class Searcher:
@@ -80,34 +87,46 @@ class Searcher:
         self.index, self.encoder = index, encoder
 
     @classmethod
-    def open(cls, name: str | Path) -> "Searcher":
+    def open(cls, name: str | Path) -> Searcher:
         from pipeline.inference import Encoder
 
         index = SearchIndex.open(name)
         model = index.info.get("model", {})
         run = run_from_reference(model.get("run", ""))
         if not (run / "model.weights.h5").is_file():
-            raise IndexProblem(f"index {index.name} was built by the run {run}, which is no longer there; rebuild the index with "
-                               f"python -m pipeline index --run RUN --data {index.info.get('data', 'PATH')} --name {index.name}")
+            raise IndexProblem(
+                f"index {index.name} was built by the run {run}, which is no longer there; rebuild the index with "
+                f"python -m pipeline index --run RUN --data {index.info.get('data', 'PATH')} --name {index.name}"
+            )
         if weights_fingerprint(run) != model.get("weights_sha1"):
-            raise IndexProblem(f"index {index.name} was built by an earlier version of {run} (its weights have changed since); its "
-                               f"vectors do not match the model. Rebuild it: python -m pipeline index --run {run} "
-                               f"--data {index.info.get('data', 'PATH')} --name {index.name}")
+            raise IndexProblem(
+                f"index {index.name} was built by an earlier version of {run} (its weights have changed since); its "
+                f"vectors do not match the model. Rebuild it: python -m pipeline index --run {run} "
+                f"--data {index.info.get('data', 'PATH')} --name {index.name}"
+            )
         encoder = Encoder.from_run(run)
         if encoder.config.embedding_dim != index.dim:
-            raise IndexProblem(f"index {index.name} holds {index.dim}-dimensional vectors, its run embeds in {encoder.config.embedding_dim}; rebuild it")
+            raise IndexProblem(
+                f"index {index.name} holds {index.dim}-dimensional vectors, its run embeds in {encoder.config.embedding_dim}; rebuild it"
+            )
         return cls(index, encoder)
 
     # -------------------------------------------------------------- queries
 
-    def search_text(self, query: str, k: int = 10, filters: dict | None = None, ranking: str | None = None,
-                    weight: float | None = None) -> SearchResponse:
+    def search_text(
+        self,
+        query: str,
+        k: int = 10,
+        filters: dict | None = None,
+        ranking: str | None = None,
+        weight: float | None = None,
+    ) -> SearchResponse:
         (result,) = self.search_texts([TextQuery(query, k, filters, ranking, weight)])
         if isinstance(result, Exception):
             raise result
         return result
 
-    def search_texts(self, queries: list["TextQuery"]) -> list[SearchResponse | QueryError | IndexProblem]:
+    def search_texts(self, queries: list[TextQuery]) -> list[SearchResponse | QueryError | IndexProblem]:
         """Several text queries at once: one encoder call and one Naive Bayes pass for all of
         them (what the service does with the requests that arrive together). Each answer is a
         response, or the error (QueryError, IndexProblem) of that query alone."""
@@ -115,9 +134,13 @@ class Searcher:
         valid = []
         for i, q in enumerate(queries):
             if not str(q.query).strip():
-                results[i] = QueryError("the query is empty: give some words, or search with --image PATH or --audio PATH")
+                results[i] = QueryError(
+                    "the query is empty: give some words, or search with --image PATH or --audio PATH"
+                )
             elif not is_utf8(str(q.query)):
-                results[i] = QueryError("the query holds a lone surrogate (an invalid \\ud800-\\udfff escape), which is not text")
+                results[i] = QueryError(
+                    "the query holds a lone surrogate (an invalid \\ud800-\\udfff escape), which is not text"
+                )
             else:
                 valid.append(i)
         if not valid:
@@ -139,8 +162,10 @@ class Searcher:
             notes = [f"not in the index's vocabulary: {', '.join(unknown[j])}"] if unknown[j] else []
             nb = next(nb_rows) if known[j] else None
             if not known[j]:
-                notes.append("no query word is in the index's vocabulary: the Naive Bayes stage has only its prior, "
-                             "so the ranking is the dense one")
+                notes.append(
+                    "no query word is in the index's vocabulary: the Naive Bayes stage has only its prior, "
+                    "so the ranking is the dense one"
+                )
                 ranking = "dense"
             try:
                 results[i] = self._rank(index, q.query, vectors[j : j + 1], q.k, q.filters, ranking, weight, nb, notes)
@@ -154,11 +179,22 @@ class Searcher:
             raise QueryError(f"{path}: no such file")
         return self.search_media(path.read_bytes(), modality, k, filters, name=str(path))
 
-    def search_media(self, data: bytes, modality: str, k: int = 10, filters: dict | None = None, name: str = "the upload") -> SearchResponse:
+    def search_media(
+        self, data: bytes, modality: str, k: int = 10, filters: dict | None = None, name: str = "the upload"
+    ) -> SearchResponse:
         """An encoded image or sound (bytes) as the query; ranked by the dense score."""
         vector = self.embed_media(data, modality, name)
-        return self._rank(self.index, name, vector, k, filters, "dense", 1.0, None,
-                          [f"{modality} query: ranked by the dense score (the Naive Bayes stage reads words)"])
+        return self._rank(
+            self.index,
+            name,
+            vector,
+            k,
+            filters,
+            "dense",
+            1.0,
+            None,
+            [f"{modality} query: ranked by the dense score (the Naive Bayes stage reads words)"],
+        )
 
     def embed_media(self, data: bytes, modality: str, name: str = "the upload") -> np.ndarray:
         """[1, dim] embedding of an encoded image or sound; QueryError if the model has no
@@ -166,8 +202,10 @@ class Searcher:
         import tensorflow as tf
 
         if modality not in self.encoder.model.content:
-            raise QueryError(f"this index's model was not trained on {modality}; it searches with "
-                             f"{', '.join(['text', *self.encoder.model.content])}")
+            raise QueryError(
+                f"this index's model was not trained on {modality}; it searches with "
+                f"{', '.join(['text', *self.encoder.model.content])}"
+            )
         encode = self.encoder.encode_image if modality == "image" else self.encoder.encode_audio
         try:
             return encode([bytes(data)])
@@ -183,7 +221,9 @@ class Searcher:
         if vector.ndim == 1:
             vector = vector[None, :]
         if vector.ndim != 2 or vector.shape[1] != self.index.dim or vector.shape[0] != 1:
-            raise QueryError(f"a query vector must have {self.index.dim} values (this index's dimension); got shape {tuple(vector.shape)}")
+            raise QueryError(
+                f"a query vector must have {self.index.dim} values (this index's dimension); got shape {tuple(vector.shape)}"
+            )
         norm = float(np.linalg.norm(vector))
         if not np.isfinite(vector).all() or norm == 0:
             raise QueryError("the query vector is zero or not finite")
@@ -215,14 +255,26 @@ class Searcher:
         columns = index.columns
         for rank, at in enumerate(order, start=1):
             row = int(rows[at])
-            meta = {name: columns[name][row] for name in ("item_id", "modality", "caption", "path", "label", "image_path", "audio_path")}
-            hits.append(SearchHit(
-                rank=rank, item_id=meta["item_id"], modality=meta["modality"], caption=meta["caption"], path=meta["path"],
-                label=meta["label"], image_path=meta["image_path"], audio_path=meta["audio_path"],
-                score=float(scores[at]), dense_score=float(dense[at]),
-                nb_log_proba=None if nb is None else float(nb[row]),
-                nb_words=[] if nb is None else index.lexical.explain(query, row),
-            ))
+            meta = {
+                name: columns[name][row]
+                for name in ("item_id", "modality", "caption", "path", "label", "image_path", "audio_path")
+            }
+            hits.append(
+                SearchHit(
+                    rank=rank,
+                    item_id=meta["item_id"],
+                    modality=meta["modality"],
+                    caption=meta["caption"],
+                    path=meta["path"],
+                    label=meta["label"],
+                    image_path=meta["image_path"],
+                    audio_path=meta["audio_path"],
+                    score=float(scores[at]),
+                    dense_score=float(dense[at]),
+                    nb_log_proba=None if nb is None else float(nb[row]),
+                    nb_words=[] if nb is None else index.lexical.explain(query, row),
+                )
+            )
         return SearchResponse(query, ranking, hits, notes)
 
 

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from pipeline.retrieval.vector_index import ExactIndex, FaissIndex, build_vector_index, load_vector_index
+from pipeline.retrieval.index_kinds.exact import ExactIndex
+from pipeline.retrieval.index_kinds.hnsw import HnswIndex
+from pipeline.retrieval.vector_index import build_vector_index, index_kinds, load_vector_index
 
 
 def unit_vectors(n, dim, seed=0):
@@ -63,7 +65,7 @@ def test_hnsw_finds_the_exact_neighbours_on_a_small_set_and_filters(tmp_path):
 
 def test_hnsw_add_keeps_the_graph_and_finds_new_vectors():
     vectors = unit_vectors(500, 16)
-    index = FaissIndex(vectors[:400], kind="hnsw")
+    index = HnswIndex(vectors[:400])
     index.add(vectors[400:])
     _, rows = index.search(vectors[450:451], 1)
     assert rows[0, 0] == 450
@@ -86,3 +88,43 @@ def test_ivfpq_recall_on_a_trainable_collection():
 def test_unknown_kind():
     with pytest.raises(ValueError, match="unknown index kind"):
         build_vector_index("annoy", unit_vectors(3, 2))
+
+
+def test_the_registry_holds_the_shipped_kinds_and_their_declarations():
+    kinds = index_kinds()
+    assert {"exact", "hnsw", "ivfpq"} <= set(kinds)
+    for name, cls in kinds.items():
+        assert cls.kind == name
+        assert isinstance(cls.supports_add, bool) and isinstance(cls.supports_remove, bool)
+    assert kinds["exact"].files == () and kinds["hnsw"].files == ("faiss.index",)
+
+
+def test_a_kind_defined_in_one_file_is_built_saved_and_offered_by_the_cli(tmp_path, monkeypatch):
+    from pipeline.cli import build_parser
+    from pipeline.retrieval import vector_index
+
+    monkeypatch.setattr(vector_index, "_KINDS", dict(vector_index._KINDS))
+
+    @vector_index.register_index_kind
+    class EveryOtherRow(ExactIndex):
+        """Test-only kind: searches the even rows only (so its answers are visibly its own)."""
+
+        kind = "every-other-row"
+        supports_remove = False
+
+        def search(self, queries, k, allowed=None):
+            even = np.zeros(len(self), bool)
+            even[::2] = True
+            return super().search(queries, k, even if allowed is None else even & allowed)
+
+    vectors = unit_vectors(20, 4)
+    index = build_vector_index("every-other-row", vectors)
+    assert (index.search(vectors[3:4], 5)[1] % 2 == 0).all()
+    assert isinstance(load_vector_index("every-other-row", tmp_path, vectors), EveryOtherRow)
+    args = build_parser().parse_args(["index", "build", "--kind", "every-other-row"])
+    assert args.kind == "every-other-row"
+    with pytest.raises(ValueError, match="registered twice"):
+
+        @vector_index.register_index_kind
+        class Clash(ExactIndex):
+            kind = "every-other-row"

@@ -28,11 +28,23 @@ class WordHead:
     """
 
     def __init__(self, vocabulary: list[str], weights: np.ndarray, bias: np.ndarray):
-        self.vocabulary, self.weights, self.bias = list(vocabulary), np.asarray(weights, np.float32), np.asarray(bias, np.float32)
+        self.vocabulary, self.weights, self.bias = (
+            list(vocabulary),
+            np.asarray(weights, np.float32),
+            np.asarray(bias, np.float32),
+        )
 
     @classmethod
-    def train(cls, embeddings: np.ndarray, word_counts, vocabulary: list[str], epochs: int = 30, batch_size: int = 256,
-              learning_rate: float = 1e-2, seed: int = 0) -> "WordHead":
+    def train(
+        cls,
+        embeddings: np.ndarray,
+        word_counts,
+        vocabulary: list[str],
+        epochs: int = 30,
+        batch_size: int = 256,
+        learning_rate: float = 1e-2,
+        seed: int = 0,
+    ) -> WordHead:
         """Fits on rows of ``embeddings`` [n, dim] and their ``word_counts`` [n, vocabulary]
         (dense or sparse; each row normalised to a distribution, empty rows left out)."""
         import keras
@@ -77,6 +89,6 @@ class WordHead:
                 np.savez(handle, vocabulary=np.array(self.vocabulary, dtype=str), weights=self.weights, bias=self.bias)
 
     @classmethod
-    def load(cls, path: str | Path) -> "WordHead":
+    def load(cls, path: str | Path) -> WordHead:
         with np.load(path, allow_pickle=False) as arrays:
             return cls(arrays["vocabulary"].tolist(), arrays["weights"], arrays["bias"])

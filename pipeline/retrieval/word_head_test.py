@@ -8,7 +8,9 @@ def test_learns_which_words_go_with_which_direction_and_round_trips(tmp_path):
     # Two clusters of unit vectors; cluster 0's captions say "dog", cluster 1's say "cat".
     rng = np.random.default_rng(0)
     centres = np.eye(8, dtype="float32")[:2]
-    x = np.concatenate([centres[0] + 0.1 * rng.standard_normal((50, 8)), centres[1] + 0.1 * rng.standard_normal((50, 8))]).astype("float32")
+    x = np.concatenate(
+        [centres[0] + 0.1 * rng.standard_normal((50, 8)), centres[1] + 0.1 * rng.standard_normal((50, 8))]
+    ).astype("float32")
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     counts = np.zeros((100, 3))
     counts[:50, 0], counts[50:, 1], counts[:, 2] = 1, 1, 1  # vocabulary: dog, cat, a

@@ -44,7 +44,7 @@ class SearchRequest(BaseModel):
 
     query: str = Field(..., min_length=1, max_length=MAX_QUERY_CHARS, description="the words to search for")
     k: int = Field(10, ge=1, le=1000, description="how many results (at most the service's max_k)")
-    filters: dict[str, str] = Field(default_factory=dict, description="metadata filters, e.g. {\"modality\": \"image\"}")
+    filters: dict[str, str] = Field(default_factory=dict, description='metadata filters, e.g. {"modality": "image"}')
     ranking: Literal["dense", "nb", "weighted", "rrf"] | None = Field(None, description="default: the index's own")
 
 
@@ -81,7 +81,11 @@ class FeedbackRequest(BaseModel):
 UPLOAD_SCHEMA = {
     "type": "object",
     "properties": {
-        "file": {"type": "string", "format": "binary", "description": "an image (JPEG, PNG, GIF, BMP) or a sound (WAV, FLAC, OGG)"},
+        "file": {
+            "type": "string",
+            "format": "binary",
+            "description": "an image (JPEG, PNG, GIF, BMP) or a sound (WAV, FLAC, OGG)",
+        },
         "k": {"type": "integer", "minimum": 1, "default": 10},
         "filters": {"type": "string", "description": "metadata filters as a JSON object"},
     },
@@ -90,7 +94,11 @@ UPLOAD_SCHEMA = {
 ITEM_SCHEMA = {
     "type": "object",
     "properties": {
-        "file": {"type": "string", "format": "binary", "description": "the item's image or sound (optional if a caption is given)"},
+        "file": {
+            "type": "string",
+            "format": "binary",
+            "description": "the item's image or sound (optional if a caption is given)",
+        },
         "caption": {"type": "string"},
         "item_id": {"type": "string", "description": "default: a new unique id"},
         "label": {"type": "string"},
@@ -126,7 +134,9 @@ class UploadLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        too_big = JSONResponse({"detail": f"the request body is over the limit of {self.limit:,} bytes"}, status_code=413)
+        too_big = JSONResponse(
+            {"detail": f"the request body is over the limit of {self.limit:,} bytes"}, status_code=413
+        )
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await too_big(scope, receive, send)
         seen, exceeded, started = 0, False, False
@@ -192,7 +202,9 @@ class Measured:
             status = 500
         finally:
             route = scope.get("route")
-            self.metrics.observe(scope.get("method", ""), getattr(route, "path", "unmatched"), status, time.perf_counter() - start)
+            self.metrics.observe(
+                scope.get("method", ""), getattr(route, "path", "unmatched"), status, time.perf_counter() - start
+            )
 
 
 def _parse_filters(text) -> dict[str, str]:
@@ -201,9 +213,9 @@ def _parse_filters(text) -> dict[str, str]:
     try:
         value = json.loads(text)
     except ValueError:
-        raise QueryError("filters must be a JSON object such as {\"modality\": \"image\"}") from None
+        raise QueryError('filters must be a JSON object such as {"modality": "image"}') from None
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise QueryError("filters must be a JSON object of strings, such as {\"modality\": \"image\"}")
+        raise QueryError('filters must be a JSON object of strings, such as {"modality": "image"}')
     return value
 
 
@@ -211,7 +223,9 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
     """The service over ``config.index``; its models are loaded here, once."""
     state = state or ServiceState(config or ServiceConfig())
     metrics = ServiceMetrics(state)
-    app = FastAPI(title="Cross-modal search", version="1", description="Search an index with words, an image or a sound.")
+    app = FastAPI(
+        title="Cross-modal search", version="1", description="Search an index with words, an image or a sound."
+    )
     app.state.service = state
     if state.config.max_upload_bytes:
         app.add_middleware(UploadLimit, limit=state.config.max_upload_bytes)  # inside Measured, so 413s are counted
@@ -263,13 +277,23 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
     # -------------------------------------------------------------- search
 
     @app.post(
-        "/search", response_model=SearchResult,
-        responses={401: {}, 413: {"description": "upload too large"}, 415: {"description": "unsupported media type"},
-                   422: {"description": "a query that cannot be answered"}},
-        openapi_extra={"requestBody": {"required": True, "content": {
-            "application/json": {"schema": SearchRequest.model_json_schema()},
-            "multipart/form-data": {"schema": UPLOAD_SCHEMA},
-        }}},
+        "/search",
+        response_model=SearchResult,
+        responses={
+            401: {},
+            413: {"description": "upload too large"},
+            415: {"description": "unsupported media type"},
+            422: {"description": "a query that cannot be answered"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": SearchRequest.model_json_schema()},
+                    "multipart/form-data": {"schema": UPLOAD_SCHEMA},
+                },
+            }
+        },
     )
     async def search(request: Request):
         """Search with words (JSON) or with an uploaded image or sound (multipart form)."""
@@ -290,9 +314,13 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
                 filters = _parse_filters(form.get("filters"))
                 data = await upload.read()
                 name = upload.filename or "the upload"
-                response = await run_in_threadpool(state.search_upload, data, upload.content_type or "", name, k, filters)
+                response = await run_in_threadpool(
+                    state.search_upload, data, upload.content_type or "", name, k, filters
+                )
         else:
-            raise UnsupportedMedia(f"unsupported content type {content_type or 'none'!s}: send JSON (a text query) or a multipart form with a file")
+            raise UnsupportedMedia(
+                f"unsupported content type {content_type or 'none'!s}: send JSON (a text query) or a multipart form with a file"
+            )
         return answer(response, start)
 
     # -------------------------------------------------------------- items
@@ -314,8 +342,12 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
             return _error(404, f"no item {item_id!r} in index {state.index.name}")
         return public_item(found)
 
-    @app.post("/items", status_code=201, responses={401: {}, 409: {}, 413: {}, 415: {}, 422: {}},
-              openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": ITEM_SCHEMA}}}})
+    @app.post(
+        "/items",
+        status_code=201,
+        responses={401: {}, 409: {}, 413: {}, 415: {}, 422: {}},
+        openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": ITEM_SCHEMA}}}},
+    )
     async def add_item(request: Request):
         """Add an item (an image or a sound, a caption, or both). Needs the API token."""
         state.check_token(_token(request))  # before the upload is read; add_item checks again for callers without HTTP
@@ -323,11 +355,23 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
             raise UnsupportedMedia("send the new item as a multipart form (file, caption, item_id, label)")
         async with request.form(max_files=1, max_fields=8) as form:
             upload = form.get("file")
-            data, upload_type = (None, "") if upload is None or isinstance(upload, str) else (await upload.read(), upload.content_type or "")
+            data, upload_type = (
+                (None, "")
+                if upload is None or isinstance(upload, str)
+                else (await upload.read(), upload.content_type or "")
+            )
             fields = {key: form.get(key) for key in ("caption", "item_id", "label")}
             if any(v is not None and not isinstance(v, str) for v in fields.values()):
                 raise QueryError("caption, item_id and label are text fields")
-        added = await run_in_threadpool(state.add_item, _token(request), data, upload_type, fields["caption"] or "", fields["item_id"], fields["label"] or "")
+        added = await run_in_threadpool(
+            state.add_item,
+            _token(request),
+            data,
+            upload_type,
+            fields["caption"] or "",
+            fields["item_id"],
+            fields["label"] or "",
+        )
         return public_item(added)
 
     # -------------------------------------------------------------- feedback
@@ -348,9 +392,11 @@ def media_urls(item: dict) -> dict:
     """Where a client fetches an item's files: its first (``media_url``), image and sound. The
     id is percent-encoded whole, so '?', '#', '/' and spaces in it survive the trip."""
     base = f"/items/{urllib.parse.quote(item['item_id'], safe='')}/media"
-    return {"media_url": base if item.get("path") else None,
-            "image_url": f"{base}?modality=image" if item.get("image_path") else None,
-            "audio_url": f"{base}?modality=audio" if item.get("audio_path") else None}
+    return {
+        "media_url": base if item.get("path") else None,
+        "image_url": f"{base}?modality=image" if item.get("image_path") else None,
+        "audio_url": f"{base}?modality=audio" if item.get("audio_path") else None,
+    }
 
 
 def public_item(item: dict) -> dict:
@@ -369,4 +415,6 @@ def _int_field(value, name: str, default: int) -> int:
 
 def _plain(errors) -> list[dict]:
     """Validation errors as JSON-safe dicts (pydantic may put exceptions in 'ctx')."""
-    return [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in errors]
+    return [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in errors
+    ]

@@ -14,9 +14,16 @@ class ServiceMetrics:
 
     def __init__(self, state):
         self.registry = CollectorRegistry()
-        self.requests = Counter("search_service_requests", "HTTP requests answered", ("method", "route", "status"), registry=self.registry)
-        self.latency = Histogram("search_service_request_seconds", "time to answer a request", ("method", "route"),
-                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.requests = Counter(
+            "search_service_requests", "HTTP requests answered", ("method", "route", "status"), registry=self.registry
+        )
+        self.latency = Histogram(
+            "search_service_request_seconds",
+            "time to answer a request",
+            ("method", "route"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         items = Gauge("search_service_index_items", "items in the index being served", registry=self.registry)
         items.set_function(lambda: len(state.index))
 

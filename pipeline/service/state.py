@@ -20,7 +20,15 @@ import pandas as pd
 from pipeline import paths
 from pipeline.data.item_ids import item_id_problem
 from pipeline.io_utils import atomic_path
-from pipeline.preprocessing.media_check import AUDIO_KINDS, IMAGE_KINDS, MediaInfo, MediaLimits, MediaRejected, check_media, identify
+from pipeline.preprocessing.media_check import (
+    AUDIO_KINDS,
+    IMAGE_KINDS,
+    MediaInfo,
+    MediaLimits,
+    MediaRejected,
+    check_media,
+    identify,
+)
 from pipeline.retrieval.searcher import QueryError, Searcher, SearchResponse, TextQuery, is_utf8
 
 log = logging.getLogger(__name__)
@@ -46,7 +54,9 @@ class Conflict(ValueError):
     """The request clashes with what the index holds (e.g. an item id already there)."""
 
 
-def sniff_media(data: bytes, content_type: str = "", limits: MediaLimits = MediaLimits(), name: str = "the upload") -> MediaInfo:
+def sniff_media(
+    data: bytes, content_type: str = "", limits: MediaLimits = MediaLimits(), name: str = "the upload"
+) -> MediaInfo:
     """What an upload is, from its bytes (the declared content type only names what was meant),
     its header checked against ``limits`` before any decoder sees it. Raises UnsupportedMedia
     for a format this service does not read, QueryError for a damaged or oversized file."""
@@ -57,8 +67,10 @@ def sniff_media(data: bytes, content_type: str = "", limits: MediaLimits = Media
         kind = identify(bytes(data[:16]))
         modality = kind[0] if kind else declared if declared in ("image", "audio") else None
         if error.unsupported and not (kind is None and modality):
-            raise UnsupportedMedia(f"unsupported media type {content_type or 'unknown'!s}: {error}. Upload a {IMAGE_KINDS} image, "
-                                   f"or a {AUDIO_KINDS} sound") from None
+            raise UnsupportedMedia(
+                f"unsupported media type {content_type or 'unknown'!s}: {error}. Upload a {IMAGE_KINDS} image, "
+                f"or a {AUDIO_KINDS} sound"
+            ) from None
         raise QueryError(f"{name}: cannot be decoded as {modality or 'image or sound'}: {error}") from None
 
 
@@ -192,7 +204,9 @@ class ServiceState:
     def check_token(self, given: str | None) -> None:
         expected = self.config.api_token
         if not expected:
-            raise Unauthorized("this service has no API token, so it accepts no changes; start it with PIPELINE_API_TOKEN set")
+            raise Unauthorized(
+                "this service has no API token, so it accepts no changes; start it with PIPELINE_API_TOKEN set"
+            )
         if not given or not hmac.compare_digest(given.encode(), expected.encode()):
             raise Unauthorized("a valid API token is needed: send it as 'Authorization: Bearer TOKEN'")
 
@@ -225,14 +239,22 @@ class ServiceState:
         folder = self.uploads_dir.resolve()
         if not folder.is_dir():
             return
-        referenced = {Path(p).name for column in ("image_path", "audio_path") for p in self.index.columns[column]
-                      if p and Path(p).parent.resolve() == folder}
+        referenced = {
+            Path(p).name
+            for column in ("image_path", "audio_path")
+            for p in self.index.columns[column]
+            if p and Path(p).parent.resolve() == folder
+        }
         # Only files named as upload_name names them: a folder set by mistake keeps everything else.
-        stale = [f for f in folder.iterdir() if f.is_file() and UPLOAD_NAME.fullmatch(f.name) and f.name not in referenced]
+        stale = [
+            f for f in folder.iterdir() if f.is_file() and UPLOAD_NAME.fullmatch(f.name) and f.name not in referenced
+        ]
         for file in stale:
             file.unlink(missing_ok=True)
         if stale:
-            log.warning("removed %d upload(s) in %s that no item of index %s refers to", len(stale), folder, self.index.name)
+            log.warning(
+                "removed %d upload(s) in %s that no item of index %s refers to", len(stale), folder, self.index.name
+            )
 
     def item(self, item_id: str) -> dict | None:
         index = self.index
@@ -261,12 +283,16 @@ class ServiceState:
             index = self.index
             updated = copy.copy(index)
             updated.lexical = index.lexical.clone()  # searches keep reading the old one, untouched
-            updated.feedback([query], [item_id])  # partial_fit on the copy (IndexProblem for an unknown item), saved atomically
+            updated.feedback(
+                [query], [item_id]
+            )  # partial_fit on the copy (IndexProblem for an unknown item), saved atomically
             self.searcher.index = updated
         log.info("feedback: %r -> %s", query, item_id)
         return {"query": query, "item_id": item_id, "recorded": True}
 
-    def add_item(self, token: str | None, data: bytes | None, content_type: str, caption: str, item_id: str | None, label: str) -> dict:
+    def add_item(
+        self, token: str | None, data: bytes | None, content_type: str, caption: str, item_id: str | None, label: str
+    ) -> dict:
         """One new item (an image or a sound, a caption, or both) embedded by the index's
         model and appended to the index (a new version, written atomically)."""
         from pipeline.data.manifest import Manifest
@@ -287,7 +313,9 @@ class ServiceState:
             target = None
             try:
                 if media is not None:
-                    self.searcher.embed_media(data, media.modality, name=f"item {item_id}")  # fails here, before anything is written
+                    self.searcher.embed_media(
+                        data, media.modality, name=f"item {item_id}"
+                    )  # fails here, before anything is written
                     target = folder / upload_name(item_id, media.suffix)
                     with atomic_path(target) as tmp:
                         tmp.write_bytes(data)

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from pipeline.retrieval.searcher import QueryError, TextQuery
 from pipeline.preprocessing.media_check import MediaLimits
+from pipeline.retrieval.searcher import QueryError, TextQuery
 from pipeline.service.state import TextSearchBatcher, UnsupportedMedia, sniff_media, upload_name
 from tests.helpers import tone, write_audio, write_image
 
@@ -34,7 +34,11 @@ def test_concurrent_text_searches_are_answered_together_and_each_gets_its_own_re
         return await asyncio.gather(first, *rest, return_exceptions=True)
 
     results = asyncio.run(main())
-    assert results[0] == "answer to q0" and results[1] == "answer to q1" and results[3:] == ["answer to q3", "answer to q4", "answer to q5"]
+    assert (
+        results[0] == "answer to q0"
+        and results[1] == "answer to q1"
+        and results[3:] == ["answer to q3", "answer to q4", "answer to q5"]
+    )
     assert isinstance(results[2], QueryError) and str(results[2]) == "bad bad2"  # only that request fails
     assert searcher.batches == [["q0"], ["q1", "bad2", "q3", "q4"], ["q5"]]  # at most max_batch together
 

@@ -66,9 +66,12 @@ class ServingClient:
         self.url, self.timeout, self.version = url.rstrip("/"), timeout, version
 
     def _call(self, path: str, body: dict | None = None) -> dict:
-        request = urllib.request.Request(f"{self.url}{path}", method="POST" if body is not None else "GET",
-                                         data=None if body is None else json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            method="POST" if body is not None else "GET",
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.loads(response.read())
@@ -80,8 +83,10 @@ class ServingClient:
                 pass
             raise ServingError(f"{self.url}{path} answered {error.code}: {detail}") from None
         except (urllib.error.URLError, OSError) as error:
-            raise ServingError(f"cannot reach TF Serving at {self.url} ({getattr(error, 'reason', error)}); "
-                               f"is the server running? See the deployment section of the README.") from None
+            raise ServingError(
+                f"cannot reach TF Serving at {self.url} ({getattr(error, 'reason', error)}); "
+                f"is the server running? See the deployment section of the README."
+            ) from None
 
     def status(self, model: str) -> dict:
         """``GET /v1/models/<model>``: the versions the server has loaded and their state."""
@@ -90,7 +95,9 @@ class ServingClient:
     def predict(self, model: str, instances: list) -> list:
         """The ``predictions`` of ``serving_default`` for a list of instances."""
         version = f"/versions/{self.version}" if self.version else ""
-        answer = self._call(f"/v1/models/{model}{version}:predict", {"signature_name": "serving_default", "instances": instances})
+        answer = self._call(
+            f"/v1/models/{model}{version}:predict", {"signature_name": "serving_default", "instances": instances}
+        )
         if "predictions" not in answer:
             raise ServingError(f"{model} answered without predictions: {str(answer)[:200]}")
         return answer["predictions"]
@@ -105,7 +112,10 @@ class ServingClient:
 
     def embed_audio(self, clips) -> np.ndarray:
         """Clips as paths or encoded bytes (WAV as is; FLAC and OGG converted to WAV here)."""
-        payload = [{"b64": base64.b64encode(to_wav(_read(c), str(c) if not isinstance(c, bytes) else "audio")).decode()} for c in clips]
+        payload = [
+            {"b64": base64.b64encode(to_wav(_read(c), str(c) if not isinstance(c, bytes) else "audio")).decode()}
+            for c in clips
+        ]
         return np.asarray(self.predict("audio_encoder", payload), np.float32)
 
     def retrieve(self, queries: list[str]) -> list[list[tuple[str, float]]]:

@@ -85,7 +85,9 @@ def image_archive(model, config) -> keras.export.ExportArchive:
         pixels = tf.map_fn(prepare, image_bytes, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
         return {"embedding": model.encode_image(pixels)}
 
-    archive.add_endpoint("serving_default", serve, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    archive.add_endpoint(
+        "serving_default", serve, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")]
+    )
     return archive
 
 
@@ -106,12 +108,22 @@ def audio_archive(model, input_config) -> keras.export.ExportArchive:
         spec = tf.map_fn(prepare, audio_bytes, fn_output_signature=tf.TensorSpec([a.frames, a.n_mels], tf.float32))
         return {"embedding": model.audio_encoder(spec, training=False)}
 
-    archive.add_endpoint("serving_default", serve, input_signature=[tf.TensorSpec([None], tf.string, name="audio_bytes")])
+    archive.add_endpoint(
+        "serving_default", serve, input_signature=[tf.TensorSpec([None], tf.string, name="audio_bytes")]
+    )
     return archive
 
 
-def retriever_archive(model, vectorizer, vectors: np.ndarray, item_ids: list[str], k: int, scorer=None,
-                      ranking: str = "dense", weight: float = 0.5) -> keras.export.ExportArchive:
+def retriever_archive(
+    model,
+    vectorizer,
+    vectors: np.ndarray,
+    item_ids: list[str],
+    k: int,
+    scorer=None,
+    ranking: str = "dense",
+    weight: float = 0.5,
+) -> keras.export.ExportArchive:
     """Query text in, the top ``k`` item ids and their ranking scores out, ranked as the
     Searcher ranks text queries on that index (``retrieval/graph_ranking.py``): ``ranking``
     dense, or with the Naive Bayes stage ``scorer`` nb, weighted or rrf. The vectors and the
@@ -201,8 +213,10 @@ def export_for_serving(run=None, index: str | None = None, root: Path | None = N
             from pipeline.run_artifacts import resolve_run
 
             if resolve_run(run) != encoder.run_dir:
-                raise ExportError(f"index {searcher.index.name} was built by {encoder.run_dir}, not {resolve_run(run)}; "
-                                  f"export it with --run {encoder.run_dir} (or leave --run out), or rebuild the index with this run")
+                raise ExportError(
+                    f"index {searcher.index.name} was built by {encoder.run_dir}, not {resolve_run(run)}; "
+                    f"export it with --run {encoder.run_dir} (or leave --run out), or rebuild the index with this run"
+                )
     else:
         searcher, encoder = None, Encoder.from_run(run or "latest")
     version = next_version(root)
@@ -210,7 +224,15 @@ def export_for_serving(run=None, index: str | None = None, root: Path | None = N
     if searcher is not None:
         index = searcher.index
         fusion = index.info.get("fusion", {})
-        archive = retriever_archive(encoder.model, encoder.vectorizer, index.vectors, index.metadata["item_id"].tolist(), k,
-                                    index.lexical, fusion.get("method", "dense"), fusion.get("weight", 0.5))
+        archive = retriever_archive(
+            encoder.model,
+            encoder.vectorizer,
+            index.vectors,
+            index.metadata["item_id"].tolist(),
+            k,
+            index.lexical,
+            fusion.get("method", "dense"),
+            fusion.get("weight", 0.5),
+        )
         models["retriever"] = _write("retriever", archive, root, version)
     return ServingExport(version, models, write_models_config(root))

@@ -34,7 +34,9 @@ class DevRetrieval(keras.callbacks.Callback):
         start = time.time()
         if self.prepared is None:  # decode the dev inputs once; later epochs only re-run the encoders
             self.prepared = prepare_split(self.model, **self.embed_kwargs)
-        report = evaluate_embeddings(embed_prepared(self.model, self.vectorizer, self.prepared), relevance=self.model.experiment.train.positives)
+        report = evaluate_embeddings(
+            embed_prepared(self.model, self.vectorizer, self.prepared), relevance=self.model.experiment.train.positives
+        )
         self.last_report = report
         if logs is not None:
             logs["dev_rsum"] = report["rsum"]
@@ -44,7 +46,11 @@ class DevRetrieval(keras.callbacks.Callback):
                         logs[metric_name(direction, key)] = values[key]
                 elif isinstance(values, dict) and "accuracy" in values:
                     logs[metric_name(direction, "accuracy")] = values["accuracy"]
-        parts = [f"{d} R@1 {v['R@1']:.1f}" for d, v in report.items() if isinstance(v, dict) and "R@1" in v and "subset" not in d]
+        parts = [
+            f"{d} R@1 {v['R@1']:.1f}"
+            for d, v in report.items()
+            if isinstance(v, dict) and "R@1" in v and "subset" not in d
+        ]
         self.summary = f"dev rsum {report['rsum']:.1f} | " + " | ".join(parts[:4])
         log.debug("epoch %d dev: %s (%.0f s)", epoch + 1, self.summary, time.time() - start)
 
@@ -72,8 +78,15 @@ class EpochLine(keras.callbacks.Callback):
         logs = logs or {}
         losses = [f"{k} {logs[k]:.3f}" for k in sorted(logs) if k.startswith("loss") and not k.startswith("val")]
         rate = f" | lr {logs['learning_rate']:.2e}" if "learning_rate" in logs else ""
-        log.info("epoch %d/%d: %s | %s%s (%.0f s)", epoch + 1, self.total_epochs, ", ".join(losses),
-                 getattr(self.dev, "summary", "no dev figures"), rate, time.time() - self.started)
+        log.info(
+            "epoch %d/%d: %s | %s%s (%.0f s)",
+            epoch + 1,
+            self.total_epochs,
+            ", ".join(losses),
+            getattr(self.dev, "summary", "no dev figures"),
+            rate,
+            time.time() - self.started,
+        )
 
 
 class LearningRateLogger(keras.callbacks.Callback):
@@ -101,7 +114,9 @@ def write_projector(log_dir: Path, vectors: np.ndarray, labels: list[str], name:
 
     folder = Path(log_dir) / "projector"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metadata.tsv").write_text("\n".join(label.replace("\t", " ").replace("\n", " ") or "(no caption)" for label in labels) + "\n")
+    (folder / "metadata.tsv").write_text(
+        "\n".join(label.replace("\t", " ").replace("\n", " ") or "(no caption)" for label in labels) + "\n"
+    )
     variable = tf.Variable(vectors, name=name)
     checkpoint = tf.train.Checkpoint(embedding=variable)
     checkpoint.save(str(folder / "embedding.ckpt"))

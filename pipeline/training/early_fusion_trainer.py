@@ -70,21 +70,40 @@ def train_early_fusion(config: ExperimentConfig, hidden: int = 512, verbose: int
     modalities = ("text", "image", "audio")
     train_items = select_items(manifest, config.data.train_split, modalities)
     captions = [t for texts in train_items.frame["text"] for t in texts]
-    vectorizer = text_ops.build_vectorizer(captions, config.text.max_tokens, config.text.sequence_length, config.text.min_count)
+    vectorizer = text_ops.build_vectorizer(
+        captions, config.text.max_tokens, config.text.sequence_length, config.text.min_count
+    )
     labels = sorted({v for v in train_items.frame["label"] if v})
     input_config = dataclasses.replace(input_config_for(config), modalities=modalities)
-    train_ds = make_dataset(manifest, config.data.train_split, input_config, training=True, vectorizer=vectorizer, selection=train_items,
-                            by_item=True, label_vocabulary=labels, keep_groups=False)
+    train_ds = make_dataset(
+        manifest,
+        config.data.train_split,
+        input_config,
+        training=True,
+        vectorizer=vectorizer,
+        selection=train_items,
+        by_item=True,
+        label_vocabulary=labels,
+        keep_groups=False,
+    )
     image_shape = (config.image.image_size, config.image.image_size, 3)
     audio_shape = (input_config.audio.frames, config.audio.n_mels)
     model = EarlyFusionRetrieval(
         build_text_encoder(config.text, len(vectorizer.get_vocabulary()), config.embedding_dim),
-        build_early_fusion_encoder(image_shape, audio_shape, config.embedding_dim, hidden=hidden, dropout=config.fusion.modality_dropout / 3),
-        temperature=config.train.temperature, positives=config.train.positives,
+        build_early_fusion_encoder(
+            image_shape, audio_shape, config.embedding_dim, hidden=hidden, dropout=config.fusion.modality_dropout / 3
+        ),
+        temperature=config.train.temperature,
+        positives=config.train.positives,
     )
     steps = max(len(train_items.frame) // config.train.batch_size, 1)
-    schedule = keras.optimizers.schedules.CosineDecay(config.train.learning_rate, decay_steps=steps * config.train.epochs, alpha=0.05)
-    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.train.weight_decay, clipnorm=5.0), jit_compile=False)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        config.train.learning_rate, decay_steps=steps * config.train.epochs, alpha=0.05
+    )
+    model.compile(
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.train.weight_decay, clipnorm=5.0),
+        jit_compile=False,
+    )
 
     word_label = caption_labels(train_items.frame)
     words = sorted(word_label)
@@ -93,7 +112,9 @@ def train_early_fusion(config: ExperimentConfig, hidden: int = 512, verbose: int
     class KeepBest(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             items, item_labels = embed_items(model, manifest, input_config, config.data.dev_split)
-            score = class_retrieval_report(text_vectors(model, vectorizer, words), [word_label[w] for w in words], items, item_labels)["mAP"]
+            score = class_retrieval_report(
+                text_vectors(model, vectorizer, words), [word_label[w] for w in words], items, item_labels
+            )["mAP"]
             if logs is not None:
                 logs["dev_text_item_map"] = score
             log.info("early fusion, epoch %d: dev text->item mAP %.1f", epoch + 1, score)

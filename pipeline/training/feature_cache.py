@@ -78,12 +78,21 @@ def ensure_features(config) -> tuple[int, float, bool]:
     views = view_names(config.image)
     cached = all(cache_path(config.image, manifest, images, view).is_file() for view in views)
     start = time.time()
-    backbone_features(build_image_backbone(config.image), config.image, input_config_for(config), manifest, images, views=views)
+    backbone_features(
+        build_image_backbone(config.image), config.image, input_config_for(config), manifest, images, views=views
+    )
     return len(set(images)), time.time() - start, cached
 
 
-def backbone_features(backbone, image_config, input_config, manifest: Manifest, images: list[str], batch_size: int = 64,
-                      views: tuple[str, ...] = ("plain",)) -> tuple[list[str], np.ndarray]:
+def backbone_features(
+    backbone,
+    image_config,
+    input_config,
+    manifest: Manifest,
+    images: list[str],
+    batch_size: int = 64,
+    views: tuple[str, ...] = ("plain",),
+) -> tuple[list[str], np.ndarray]:
     """(images, features [len(images), dim]) from the cache, or computed and cached. With
     several ``views`` (see ``view_names``), features [len(images), len(views), dim]."""
     per_view = [_features(backbone, image_config, input_config, manifest, images, batch_size, view) for view in views]
@@ -93,7 +102,9 @@ def backbone_features(backbone, image_config, input_config, manifest: Manifest, 
     return images, np.stack([features for _, features in per_view], axis=1)
 
 
-def _features(backbone, image_config, input_config, manifest: Manifest, images: list[str], batch_size: int, view: str = "plain"):
+def _features(
+    backbone, image_config, input_config, manifest: Manifest, images: list[str], batch_size: int, view: str = "plain"
+):
     images = sorted(set(images), key=lambda image: _located(manifest.root, image))
     path = cache_path(image_config, manifest, images, view)
     if path.is_file():
@@ -102,10 +113,14 @@ def _features(backbone, image_config, input_config, manifest: Manifest, images: 
             return images, cached["features"]
     frame = pd.DataFrame({"item_id": images, "split": "all", "image": images, "text": ""})
     subset = Manifest(root=manifest.root, frame=frame, format=manifest.format)
-    config = dataclasses.replace(input_config, modalities=("image",), batch_size=batch_size, cache="none", check_files=False)
+    config = dataclasses.replace(
+        input_config, modalities=("image",), batch_size=batch_size, cache="none", check_files=False
+    )
     ds = make_dataset(subset, None, config, training=False)
     start = time.time()
-    bar = progress(total=len(images), desc=f"{image_config.backbone} features{'' if view == 'plain' else f' ({view})'}", unit="img")
+    bar = progress(
+        total=len(images), desc=f"{image_config.backbone} features{'' if view == 'plain' else f' ({view})'}", unit="img"
+    )
     chunks = []
     for batch in ds:
         chunks.append(backbone(view_pixels(batch["image"], view), training=False).numpy())

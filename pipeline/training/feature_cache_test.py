@@ -75,10 +75,21 @@ def test_crop_views_are_fixed_crops_resized_back():
     assert top_left.shape == (2, 10, 10, 3)
     # crop0 spans rows and columns 0 .. 0.8·(10-1) = 7.2: its first pixel is the image's first.
     np.testing.assert_allclose(top_left[:, 0, 0], pixels.numpy()[:, 0, 0])
-    np.testing.assert_allclose(top_left[:, -1, -1], pixels.numpy()[:, 7, 7] + 0.2 * (pixels.numpy()[:, 8, 8] - pixels.numpy()[:, 7, 7]), rtol=1e-5)
+    np.testing.assert_allclose(
+        top_left[:, -1, -1],
+        pixels.numpy()[:, 7, 7] + 0.2 * (pixels.numpy()[:, 8, 8] - pixels.numpy()[:, 7, 7]),
+        rtol=1e-5,
+    )
     # crop1 (bottom right) is mirrored when flips are on, and the same crop otherwise.
-    np.testing.assert_allclose(view_pixels(pixels, "crop1-mirrored").numpy(), view_pixels(pixels, "crop1").numpy()[:, :, ::-1])
-    assert tf.data.Dataset.from_tensors(pixels).map(lambda p: view_pixels(p, "crop1")).get_single_element().shape == (2, 10, 10, 3)
+    np.testing.assert_allclose(
+        view_pixels(pixels, "crop1-mirrored").numpy(), view_pixels(pixels, "crop1").numpy()[:, :, ::-1]
+    )
+    assert tf.data.Dataset.from_tensors(pixels).map(lambda p: view_pixels(p, "crop1")).get_single_element().shape == (
+        2,
+        10,
+        10,
+        3,
+    )
 
 
 def test_the_weights_are_keyed_by_content_not_by_path_or_mtime(images, tmp_path):
@@ -90,7 +101,10 @@ def test_the_weights_are_keyed_by_content_not_by_path_or_mtime(images, tmp_path)
         path.parent.mkdir()
         path.write_bytes(b"same weights")
     os.utime(second, ns=(1, 1))
-    key = lambda path: cache_path(ImageConfig(backbone="mobilenet_v2", weights=str(path), image_size=8), manifest, names)
+
+    def key(path):
+        return cache_path(ImageConfig(backbone="mobilenet_v2", weights=str(path), image_size=8), manifest, names)
+
     assert key(first) == key(second)
     second.write_bytes(b"other weights")
     assert key(first) != key(second)

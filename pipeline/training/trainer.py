@@ -74,9 +74,17 @@ def ensure_digits_dataset() -> Path:
 
     root = paths.digits_dataset_dir()
     if spoken_digits.dataset_version(root) != spoken_digits.VERSION:
-        log.info("building the spoken-digits dataset (FSDD + MNIST + %d eSpeak NG voices) into %s", spoken_digits.TTS_VOICES, root)
-        spoken_digits.build_spoken_digits(root, paths.shared_dataset("fsdd"), paths.shared_dataset("mnist") / "mnist.npz",
-                                          tts_voices=spoken_digits.TTS_VOICES)
+        log.info(
+            "building the spoken-digits dataset (FSDD + MNIST + %d eSpeak NG voices) into %s",
+            spoken_digits.TTS_VOICES,
+            root,
+        )
+        spoken_digits.build_spoken_digits(
+            root,
+            paths.shared_dataset("fsdd"),
+            paths.shared_dataset("mnist") / "mnist.npz",
+            tts_voices=spoken_digits.TTS_VOICES,
+        )
     return root
 
 
@@ -88,7 +96,9 @@ def ensure_spoken_flickr8k() -> Path:
     root = paths.data_dir() / spoken_captions.DATASET_NAME
     if spoken_captions.dataset_version(root) != spoken_captions.DATASET_VERSION:
         log.info("building the spoken Flickr8k captions into %s", root)
-        spoken_captions.build_spoken_flickr8k(root, paths.shared_dataset("flickr8k"), spoken_captions.TtsCache.default())
+        spoken_captions.build_spoken_flickr8k(
+            root, paths.shared_dataset("flickr8k"), spoken_captions.TtsCache.default()
+        )
     return root
 
 
@@ -140,9 +150,14 @@ def model_summary(model: CrossModalModel) -> str:
             for layer in part._flatten_layers(include_self=False):
                 if isinstance(layer, keras.layers.Bidirectional):
                     inner = layer.forward_layer
-                    lines.append(f" {layer.name}: Bidirectional({type(inner).__name__}({inner.units})), outputs concatenated")
+                    lines.append(
+                        f" {layer.name}: Bidirectional({type(inner).__name__}({inner.units})), outputs concatenated"
+                    )
                 elif not isinstance(layer, keras.Model) and layer._layers:
-                    inside = [f"{sub.name} ({type(sub).__name__}{f' {sub.units}' if hasattr(sub, 'units') else ''})" for sub in layer._layers]
+                    inside = [
+                        f"{sub.name} ({type(sub).__name__}{f' {sub.units}' if hasattr(sub, 'units') else ''})"
+                        for sub in layer._layers
+                    ]
                     lines.append(f" {layer.name} ({type(layer).__name__}) holds: {', '.join(inside)}")
             lines.append("")
     return "\n".join(lines)
@@ -184,14 +199,22 @@ def training_phases(config: ExperimentConfig, modalities) -> list[TrainingPhase]
     if audio_epochs <= 0 or "audio" not in modalities:
         return [TrainingPhase("all", 0, epochs, tuple(modalities), t.batch_size)]
     others = tuple(m for m in modalities if m != "audio")
-    return [TrainingPhase("text-image", 0, epochs - audio_epochs, others, t.batch_size),
-            TrainingPhase("audio", epochs - audio_epochs, epochs, tuple(modalities), t.audio_phase_batch_size, freeze_text_image=True)]
+    return [
+        TrainingPhase("text-image", 0, epochs - audio_epochs, others, t.batch_size),
+        TrainingPhase(
+            "audio", epochs - audio_epochs, epochs, tuple(modalities), t.audio_phase_batch_size, freeze_text_image=True
+        ),
+    ]
 
 
 def audio_parts(model) -> list:
     """The audio encoder's own layers and its word heads (not the transcribing wrapper, which
     also holds the text tower)."""
-    names = ("pooled_audio_encoder" if hasattr(model, "pooled_audio_encoder") else "audio_encoder", "frame_word_head", "ctc_head")
+    names = (
+        "pooled_audio_encoder" if hasattr(model, "pooled_audio_encoder") else "audio_encoder",
+        "frame_word_head",
+        "ctc_head",
+    )
     return [getattr(model, name) for name in names if hasattr(model, name)]
 
 
@@ -238,7 +261,9 @@ def train(
     log.info("[1/5] data: %s (%s), training on %s", data_root, manifest.format, ", ".join(modalities))
     train_items, dev_items = training_selection(config, manifest)
     captions = [t for texts in train_items.frame["text"] for t in texts] if "text" in modalities else ["empty"]
-    vectorizer = text_ops.build_vectorizer(captions, config.text.max_tokens, config.text.sequence_length, config.text.min_count)
+    vectorizer = text_ops.build_vectorizer(
+        captions, config.text.max_tokens, config.text.sequence_length, config.text.min_count
+    )
     vocabulary = vectorizer.get_vocabulary()
     labels = sorted({v for v in train_items.frame["label"] if v})
     timed = any(any(clips) for clips in train_items.frame.get("audio_clip_words", []))
@@ -251,15 +276,24 @@ def train(
     if config.text.glove:
         embedding_matrix, coverage = text_ops.glove_matrix(vocabulary, seed=config.seed)
         log.info("GloVe initialisation: %.1f%% of the vocabulary found", 100 * coverage)
-    log.info("train: %d items, dev: %d items, vocabulary: %d words", len(train_items.frame), len(dev_items.frame), len(vocabulary))
+    log.info(
+        "train: %d items, dev: %d items, vocabulary: %d words",
+        len(train_items.frame),
+        len(dev_items.frame),
+        len(vocabulary),
+    )
 
     input_config = input_config_for(config)
     image_features = None
     strategy = make_strategy(config.strategy)
     with strategy.scope():
         model = CrossModalModel(
-            config, vocab_size=len(vocabulary), audio_frames=input_config.audio.frames,
-            image_feature_dim=None, label_count=len(labels), embedding_matrix=embedding_matrix,
+            config,
+            vocab_size=len(vocabulary),
+            audio_frames=input_config.audio.frames,
+            image_feature_dim=None,
+            label_count=len(labels),
+            embedding_matrix=embedding_matrix,
         )
     if uses_cached_image_features(config):
         from pipeline.preprocessing.image_ops import view_names
@@ -268,7 +302,9 @@ def train(
         backbone = model.image_encoder.get_layer("image_backbone")
         images = list(train_items.frame["image"]) + list(dev_items.frame["image"])
         log.info("[2/5] image features from the frozen %s (cached on disk)", config.image.backbone)
-        image_features = backbone_features(backbone, config.image, input_config, manifest, images, views=view_names(config.image))
+        image_features = backbone_features(
+            backbone, config.image, input_config, manifest, images, views=view_names(config.image)
+        )
         model.image_feature_dim = int(image_features[1].shape[-1])
     model(dummy_inputs(model))
     if config.audio.init_from and "audio" in modalities:
@@ -284,8 +320,13 @@ def train(
     write_text_atomic(run_dir / "model_summary.txt", model_summary(model))
     phases = training_phases(config, modalities)
     embed_kwargs = dict(
-        vectorizer=vectorizer, input_config=input_config, manifest=manifest, split=config.data.dev_split,
-        modalities=modalities, max_items=config.train.dev_items, image_features=image_features,
+        vectorizer=vectorizer,
+        input_config=input_config,
+        manifest=manifest,
+        split=config.data.dev_split,
+        modalities=modalities,
+        max_items=config.train.dev_items,
+        image_features=image_features,
     )
     best_path = run_dir / "checkpoints" / "best.weights.h5"
     best_path.parent.mkdir(parents=True, exist_ok=True)
@@ -293,13 +334,20 @@ def train(
     callbacks = [
         dev_retrieval,
         cb.LearningRateLogger(),
-        keras.callbacks.ModelCheckpoint(str(best_path), monitor="dev_rsum", mode="max", save_best_only=True, save_weights_only=True),
+        keras.callbacks.ModelCheckpoint(
+            str(best_path), monitor="dev_rsum", mode="max", save_best_only=True, save_weights_only=True
+        ),
         keras.callbacks.EarlyStopping(monitor="dev_rsum", mode="max", patience=config.train.early_stopping_patience),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), histogram_freq=0, write_graph=False),
         cb.EpochLine(config.train.epochs, dev_retrieval),
     ]
-    log.info("[3/5] training %s for up to %d epochs (TensorBoard: tensorboard --logdir %s)", config.name, config.train.epochs, run_dir / "logs")
+    log.info(
+        "[3/5] training %s for up to %d epochs (TensorBoard: tensorboard --logdir %s)",
+        config.name,
+        config.train.epochs,
+        run_dir / "logs",
+    )
     history = {}
     for phase in phases:
         done_path = run_dir / "checkpoints" / f"{phase.name}.weights.h5"
@@ -309,14 +357,29 @@ def train(
             continue
         phase_steps = max(len(train_items.frame) // phase.batch_size, 1)
         if len(phases) > 1:
-            log.info("phase '%s': epochs %d to %d, training %s, %d steps an epoch in batches of %d", phase.name, phase.first_epoch + 1,
-                     phase.last_epoch, phase.description, phase_steps, phase.batch_size)
+            log.info(
+                "phase '%s': epochs %d to %d, training %s, %d steps an epoch in batches of %d",
+                phase.name,
+                phase.first_epoch + 1,
+                phase.last_epoch,
+                phase.description,
+                phase_steps,
+                phase.batch_size,
+            )
         else:
             log.info("%d steps an epoch in batches of %d", phase_steps, phase.batch_size)
         phase_input = dataclasses.replace(input_config, modalities=phase.modalities, batch_size=phase.batch_size)
         train_ds = make_dataset(
-            manifest, config.data.train_split, phase_input, training=True, vectorizer=vectorizer, selection=train_items,
-            by_item=True, image_features=image_features, label_vocabulary=labels, keep_groups=config.train.keep_contrast_groups,
+            manifest,
+            config.data.train_split,
+            phase_input,
+            training=True,
+            vectorizer=vectorizer,
+            selection=train_items,
+            by_item=True,
+            image_features=image_features,
+            label_vocabulary=labels,
+            keep_groups=config.train.keep_contrast_groups,
             word_vocabulary=vocabulary if config.train.aux_frame_words > 0 and "audio" in phase.modalities else None,
         )
         set_phase_trainable(model, phase)
@@ -329,11 +392,21 @@ def train(
             # Each phase has its own cosine schedule: the audio phase starts from the full
             # learning rate, not from the tail the text-image phase left.
             schedule = keras.optimizers.schedules.CosineDecay(
-                config.train.learning_rate, decay_steps=phase_steps * (phase.last_epoch - phase.first_epoch), alpha=0.05)
+                config.train.learning_rate, decay_steps=phase_steps * (phase.last_epoch - phase.first_epoch), alpha=0.05
+            )
             # XLA off: with the recurrent layers it made a CPU step 16x slower (10.2 s vs 0.64 s, measured).
-            model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.train.weight_decay, clipnorm=5.0), jit_compile=False)
+            model.compile(
+                optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.train.weight_decay, clipnorm=5.0),
+                jit_compile=False,
+            )
         backup = keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase.name))
-        phase_history = model.fit(train_ds, initial_epoch=phase.first_epoch, epochs=phase.last_epoch, callbacks=[*callbacks, backup, *extra_callbacks], verbose=verbose)
+        phase_history = model.fit(
+            train_ds,
+            initial_epoch=phase.first_epoch,
+            epochs=phase.last_epoch,
+            callbacks=[*callbacks, backup, *extra_callbacks],
+            verbose=verbose,
+        )
         for key, values in phase_history.history.items():
             history.setdefault(key, []).extend(values)
         if len(phases) > 1:
@@ -354,16 +427,27 @@ def train(
         "pipeline_version": __version__,
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "config_name": config.name,
-        "data": {"root": str(data_root), "format": manifest.format, "train_items": len(train_items.frame), "dev_items": len(dev_items.frame),
-                 "skipped_train_rows": len(train_items.skipped)},
+        "data": {
+            "root": str(data_root),
+            "format": manifest.format,
+            "train_items": len(train_items.frame),
+            "dev_items": len(dev_items.frame),
+            "skipped_train_rows": len(train_items.skipped),
+        },
         "audio_frames": input_config.audio.frames,
         "image_feature_dim": model.image_feature_dim,
         "epochs_run": len(history.get("loss", [])),
         "train_seconds": round(seconds, 1),
     }
     # The selected epoch's full report on the dev items it was selected on (train.dev_items at most).
-    dev_report = evaluate_embeddings(embed_split(model, **embed_kwargs), with_curves=True, relevance=config.train.positives)
-    info["dev_report"] = write_reports(dev_report, run_dir / "eval" / f"{config.data.dev_split}.json", f"{config.name}: {manifest.root.name} / {config.data.dev_split}")
+    dev_report = evaluate_embeddings(
+        embed_split(model, **embed_kwargs), with_curves=True, relevance=config.train.positives
+    )
+    info["dev_report"] = write_reports(
+        dev_report,
+        run_dir / "eval" / f"{config.data.dev_split}.json",
+        f"{config.name}: {manifest.root.name} / {config.data.dev_split}",
+    )
     info["dev"] = dev_report
     write_json_atomic(run_dir / "run.json", info)
     log.info("[3/5] training done in %.0f s (dev rsum %.1f); run folder %s", seconds, dev_report["rsum"], run_dir)
@@ -371,7 +455,11 @@ def train(
         log.info("[4/5] evaluating on the %s split", config.data.test_split)
         embeddings = embed_split(model, **{**embed_kwargs, "split": config.data.test_split, "max_items": None})
         report = evaluate_embeddings(embeddings, with_curves=True, relevance=config.train.positives)
-        info["test_report"] = write_reports(report, run_dir / "eval" / f"{config.data.test_split}.json", f"{config.name}: {manifest.root.name} / {config.data.test_split}")
+        info["test_report"] = write_reports(
+            report,
+            run_dir / "eval" / f"{config.data.test_split}.json",
+            f"{config.name}: {manifest.root.name} / {config.data.test_split}",
+        )
         info["test"] = report
         write_json_atomic(run_dir / "run.json", info)
     if export:

@@ -50,7 +50,9 @@ def warm_start_audio_encoder(model, run: str) -> list[str]:
     copied = copy_matching_layers(source_encoder, target)
     total = sum(1 for layer in target.layers if layer.weights)
     if not copied:
-        raise WarmStartError(f"audio.init_from = {run}: no layer of its audio encoder matches this one's names and shapes "
-                             f"(compare audio.filters, n_mels, recurrent and embedding_dim)")
+        raise WarmStartError(
+            f"audio.init_from = {run}: no layer of its audio encoder matches this one's names and shapes "
+            f"(compare audio.filters, n_mels, recurrent and embedding_dim)"
+        )
     log.info("audio encoder: %d of %d layers initialised from %s (%s)", len(copied), total, run, ", ".join(copied))
     return copied

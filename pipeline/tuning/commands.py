@@ -12,13 +12,27 @@ class TuneCommandError(Exception):
 
 def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="default", help="base config: a shipped name or a .toml/.json path")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a base config key (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a base config key (repeatable)",
+    )
     parser.add_argument("--algorithm", default="random", choices=("random", "bayesian", "hyperband"))
     parser.add_argument("--max-trials", type=int, default=10, help="trials at most (random, bayesian; default 10)")
     parser.add_argument("--budget-minutes", type=float, default=None, help="start no trial after this many minutes")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per trial (default: the config's; hyperband: its maximum)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="epochs per trial (default: the config's; hyperband: its maximum)"
+    )
     parser.add_argument("--space", type=Path, default=None, help="search space TOML file (default: the built-in space)")
-    parser.add_argument("--dir", type=Path, default=None, help="tuner folder (default saved_models/tuning); the same folder resumes a search")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="tuner folder (default saved_models/tuning); the same folder resumes a search",
+    )
     parser.add_argument("--name", default=None, help="search name inside the folder (default: the config's name)")
     parser.add_argument("--seed", type=int, default=0)
 
@@ -33,8 +47,17 @@ def run_tune(args: argparse.Namespace) -> int:
         base = apply_overrides(read_config_file(args.config), args.overrides)
         name = args.name or from_dict(base).name
         space = read_space(args.space) if args.space else DEFAULT_SPACE
-        result = tune(base, space, args.dir or paths.models_dir() / "tuning", args.algorithm, args.max_trials,
-                      args.budget_minutes, args.epochs, args.seed, project_name=name)
+        result = tune(
+            base,
+            space,
+            args.dir or paths.models_dir() / "tuning",
+            args.algorithm,
+            args.max_trials,
+            args.budget_minutes,
+            args.epochs,
+            args.seed,
+            project_name=name,
+        )
     except (ConfigError, SearchSpaceError) as error:
         raise TuneCommandError(str(error)) from None
     print(f"{result.trials} trial(s) in {result.seconds / 60:.1f} min; best dev rsum {result.best_score:.1f}:")

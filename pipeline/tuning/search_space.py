@@ -104,7 +104,9 @@ def validate_space(space: tuple[Param, ...], base: dict) -> None:
             raise SearchSpaceError(f"{param.key}: give choices, or min and max")
         if not param.choices and not param.min < param.max:
             raise SearchSpaceError(f"{param.key}: min {param.min} is not below max {param.max}")
-        if param.sampling not in ("linear", "log") or (param.sampling == "log" and not param.choices and param.min <= 0):
+        if param.sampling not in ("linear", "log") or (
+            param.sampling == "log" and not param.choices and param.min <= 0
+        ):
             raise SearchSpaceError(f"{param.key}: sampling must be 'linear' or 'log' (log needs min > 0)")
         for value in param.corner_values():
             try:
@@ -124,7 +126,11 @@ def read_space(path: str | Path) -> tuple[Param, ...]:
     for key, spec in data.get("params", {}).items():
         unknown = set(spec) - {"choices", "min", "max", "step", "sampling"}
         if unknown:
-            raise SearchSpaceError(f"{key}: unknown setting(s) {', '.join(sorted(unknown))} (choices, min, max, step, sampling)")
+            raise SearchSpaceError(
+                f"{key}: unknown setting(s) {', '.join(sorted(unknown))} (choices, min, max, step, sampling)"
+            )
         choices = tuple(tuple(c) if isinstance(c, list) else c for c in spec.get("choices", ()))
-        params.append(Param(key, choices, spec.get("min"), spec.get("max"), spec.get("step"), spec.get("sampling", "linear")))
+        params.append(
+            Param(key, choices, spec.get("min"), spec.get("max"), spec.get("step"), spec.get("sampling", "linear"))
+        )
     return tuple(params)

@@ -87,14 +87,24 @@ def shortened_epochs(train_config, epochs: int) -> dict:
     return settings
 
 
-def make_oracle(algorithm: str, space: tuple[Param, ...], max_trials: int, seed: int, deadline: float | None, max_epochs: int,
-                first_values: dict | None = None):
+def make_oracle(
+    algorithm: str,
+    space: tuple[Param, ...],
+    max_trials: int,
+    seed: int,
+    deadline: float | None,
+    max_epochs: int,
+    first_values: dict | None = None,
+):
     """The KerasTuner oracle for ``algorithm``; it stops handing out trials after ``deadline``
     (a time.time() value), so a budget ends the search between trials. With ``first_values``
     (random and bayesian), the first trial uses them: the base config is measured under the
     same trial settings as the rest, so the search can only keep or beat it."""
-    bases = {"random": kt.oracles.RandomSearchOracle, "bayesian": kt.oracles.BayesianOptimizationOracle,
-             "hyperband": kt.oracles.HyperbandOracle}
+    bases = {
+        "random": kt.oracles.RandomSearchOracle,
+        "bayesian": kt.oracles.BayesianOptimizationOracle,
+        "hyperband": kt.oracles.HyperbandOracle,
+    }
     if algorithm not in bases:
         raise ValueError(f"unknown algorithm {algorithm!r}; choose {', '.join(ALGORITHMS)}")
 
@@ -128,8 +138,18 @@ class RetrievalTuner(kt.Tuner):
         epochs: epochs per trial (hyperband sets its own per trial).
     """
 
-    def __init__(self, oracle, base: dict, space: tuple[Param, ...], directory: Path, project_name: str, epochs: int | None = None):
-        super().__init__(oracle=oracle, hypermodel=None, directory=str(directory), project_name=project_name, overwrite=False)
+    def __init__(
+        self,
+        oracle,
+        base: dict,
+        space: tuple[Param, ...],
+        directory: Path,
+        project_name: str,
+        epochs: int | None = None,
+    ):
+        super().__init__(
+            oracle=oracle, hypermodel=None, directory=str(directory), project_name=project_name, overwrite=False
+        )
         self.base, self.space, self.epochs = base, space, epochs
         self.root = Path(directory) / project_name
 
@@ -144,7 +164,14 @@ class RetrievalTuner(kt.Tuner):
         config = from_dict(apply_overrides(self.base, overrides(settings)))
         log.info("trial %s: %s", trial.trial_id, ", ".join(f"{k}={v}" for k, v in values.items()))
         started = time.time()
-        result = train(config, run_dir=self.root / "trials" / trial.trial_id, evaluate_test=False, export=False, verbose=0, mark_latest=False)
+        result = train(
+            config,
+            run_dir=self.root / "trials" / trial.trial_id,
+            evaluate_test=False,
+            export=False,
+            verbose=0,
+            mark_latest=False,
+        )
         score = float(max(result.history.get("dev_rsum", [0.0])))
         self._log_hparams(trial.trial_id, values, score)
         self._record(trial.trial_id, values, score, time.time() - started, len(result.history.get("dev_rsum", [])))
@@ -153,8 +180,13 @@ class RetrievalTuner(kt.Tuner):
 
     def _record(self, trial_id: str, values: dict, score: float, seconds: float, epochs_run: int) -> None:
         """One JSON line per finished trial in ``trials.jsonl`` (read by ``write_summary``)."""
-        record = {"trial": trial_id, "dev_rsum": round(score, 2), "seconds": round(seconds, 1), "epochs_run": epochs_run,
-                  "values": {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}}
+        record = {
+            "trial": trial_id,
+            "dev_rsum": round(score, 2),
+            "seconds": round(seconds, 1),
+            "epochs_run": epochs_run,
+            "values": {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()},
+        }
         with open(self.root / "trials.jsonl", "a", encoding="utf-8") as out:
             out.write(json.dumps(record) + "\n")
 
@@ -176,8 +208,17 @@ class TuningResult:
     seconds: float
 
 
-def tune(base: dict, space: tuple[Param, ...], directory: Path, algorithm: str = "random", max_trials: int = 10,
-         budget_minutes: float | None = None, epochs: int | None = None, seed: int = 0, project_name: str = "tuning") -> TuningResult:
+def tune(
+    base: dict,
+    space: tuple[Param, ...],
+    directory: Path,
+    algorithm: str = "random",
+    max_trials: int = 10,
+    budget_minutes: float | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    project_name: str = "tuning",
+) -> TuningResult:
     """Validates the space, searches it, and writes the best trial's config as
     ``<directory>/<project_name>/best.toml`` (usable with ``train --config PATH``)."""
     validate_space(space, base)
@@ -220,12 +261,23 @@ def write_summary(root: Path, first_values: dict | None = None) -> Path:
     """``summary.md``: every finished trial, best first, with its values, time and epochs."""
     trials = sorted(read_trials(root), key=lambda r: -r["dev_rsum"])
     keys = list(trials[0]["values"]) if trials else []
-    lines = ["| trial | dev rsum | min | epochs run | " + " | ".join(keys) + " |",
-             "|---|---|---|---|" + "---|" * len(keys)]
+    lines = [
+        "| trial | dev rsum | min | epochs run | " + " | ".join(keys) + " |",
+        "|---|---|---|---|" + "---|" * len(keys),
+    ]
     for record in trials:
-        label = record["trial"] + (" (base)" if first_values is not None and record["trial"] == _first_id(trials) else "")
-        cells = [str(record["values"][k]) if not isinstance(record["values"][k], float) else f"{record['values'][k]:.3g}" for k in keys]
-        lines.append(f"| {label} | {record['dev_rsum']:.1f} | {record['seconds'] / 60:.1f} | {record['epochs_run']} | " + " | ".join(cells) + " |")
+        label = record["trial"] + (
+            " (base)" if first_values is not None and record["trial"] == _first_id(trials) else ""
+        )
+        cells = [
+            str(record["values"][k]) if not isinstance(record["values"][k], float) else f"{record['values'][k]:.3g}"
+            for k in keys
+        ]
+        lines.append(
+            f"| {label} | {record['dev_rsum']:.1f} | {record['seconds'] / 60:.1f} | {record['epochs_run']} | "
+            + " | ".join(cells)
+            + " |"
+        )
     path = Path(root) / "summary.md"
     write_text_atomic(path, "\n".join(lines) + "\n")
     return path

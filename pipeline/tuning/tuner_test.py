@@ -18,7 +18,10 @@ SPACE = (
 def test_base_values_are_the_configs_own_in_the_oracles_form():
     # smoke: serial, kernels (2, 3), lr 2e-3; list choices are stored as their string form.
     assert base_values(SPACE, read_config_file("smoke")) == {
-        "text.kind": "serial", "text.kernel_sizes": "[2, 3]", "train.learning_rate": 0.002}
+        "text.kind": "serial",
+        "text.kernel_sizes": "[2, 3]",
+        "train.learning_rate": 0.002,
+    }
 
 
 def test_a_base_outside_the_space_is_not_a_trial():
@@ -54,13 +57,16 @@ def test_trial_values_turn_list_and_boolean_choices_back():
     assert values["text.kernel_sizes"] == (2, 3, 4) and values["text.bidirectional"] is False
 
 
-@pytest.mark.parametrize("epochs,audio_epochs,trial_epochs,expected", [
-    (60, 20, 15, 5),  # a quarter of the run, a quarter of the audio phase: 20 * 15 / 60
-    (60, 20, 2, 1),  # 0.67 rounds to 1: each phase keeps an epoch
-    (60, 20, 1, 0),  # a one-epoch trial has no room for two phases
-    (10, 9, 5, 4),  # 4.5 rounds to 4 (Python's round), below the trial's 5 epochs
-    (60, 0, 15, None),  # no audio phase: left alone
-])
+@pytest.mark.parametrize(
+    "epochs,audio_epochs,trial_epochs,expected",
+    [
+        (60, 20, 15, 5),  # a quarter of the run, a quarter of the audio phase: 20 * 15 / 60
+        (60, 20, 2, 1),  # 0.67 rounds to 1: each phase keeps an epoch
+        (60, 20, 1, 0),  # a one-epoch trial has no room for two phases
+        (10, 9, 5, 4),  # 4.5 rounds to 4 (Python's round), below the trial's 5 epochs
+        (60, 0, 15, None),  # no audio phase: left alone
+    ],
+)
 def test_shortened_trials_keep_the_audio_phase_in_proportion(epochs, audio_epochs, trial_epochs, expected):
     from pipeline.config import TrainConfig
     from pipeline.tuning.tuner import shortened_epochs

@@ -28,7 +28,11 @@ def test_flickr8k_layouts_and_partial_splits(tmp_path, token_format):
     assert detect_format(root) == "flickr8k"
     m = load_dataset(root)
     assert len(m) == 6 and m.frame["item_id"].nunique() == 3
-    assert m.frame.groupby("item_id")["split"].first().to_dict() == {"1000_a": "train", "1001_b": "unassigned", "1002_c": "unassigned"}
+    assert m.frame.groupby("item_id")["split"].first().to_dict() == {
+        "1000_a": "train",
+        "1001_b": "unassigned",
+        "1002_c": "unassigned",
+    }
     assert m.frame["image"].iloc[0] == "Images/1000_a.jpg"
     if not token_format:
         assert m.frame["text"].iloc[0] == "1000 caption 0, with a comma"  # unquoted comma kept
@@ -55,7 +59,10 @@ def test_fsdd(tmp_path):
     assert detect_format(tmp_path) == "fsdd"
     m = load_dataset(tmp_path)
     assert m.frame[["text", "label", "speaker", "split"]].values.tolist() == [
-        ["three", "3", "alice", "test"], ["three", "3", "alice", "dev"], ["seven", "7", "bob", "train"]]
+        ["three", "3", "alice", "test"],
+        ["three", "3", "alice", "dev"],
+        ["seven", "7", "bob", "train"],
+    ]
     assert [p.kind for p in m.problems] == ["bad_name"]
 
 

@@ -17,21 +17,55 @@ from pipeline.data.manifest import Manifest, ManifestError, row_problems
 # A short description of each category, in words a user might type; queries that the
 # category names alone do not contain (benchmarks/bench_audio.py searches with both).
 DESCRIPTIONS = {
-    "dog": "a dog barking", "rooster": "a cock crowing at dawn", "pig": "a pig grunting", "cow": "a cow mooing",
-    "frog": "frogs croaking in a pond", "cat": "a cat meowing", "hen": "a chicken clucking", "insects": "bugs buzzing",
-    "sheep": "a sheep bleating", "crow": "a black bird cawing", "rain": "rain falling on the ground", "sea_waves": "waves breaking on a beach",
-    "crackling_fire": "wood burning in a fire", "crickets": "crickets chirping at night", "chirping_birds": "birds singing in the trees",
-    "water_drops": "water dripping", "wind": "strong wind blowing", "pouring_water": "water poured into a glass",
-    "toilet_flush": "a toilet being flushed", "thunderstorm": "thunder during a storm", "crying_baby": "a baby crying",
-    "sneezing": "a person sneezing", "clapping": "people clapping their hands", "breathing": "someone breathing heavily",
-    "coughing": "a person coughing", "footsteps": "someone walking", "laughing": "people laughing", "brushing_teeth": "a toothbrush on teeth",
-    "snoring": "a man snoring in his sleep", "drinking_sipping": "someone sipping a drink", "door_wood_knock": "knocking on a wooden door",
-    "mouse_click": "a computer mouse clicking", "keyboard_typing": "typing on a keyboard", "door_wood_creaks": "a wooden door creaking open",
-    "can_opening": "a soda can being opened", "washing_machine": "a washing machine running", "vacuum_cleaner": "a vacuum cleaner running",
-    "clock_alarm": "an alarm clock ringing", "clock_tick": "a clock ticking", "glass_breaking": "glass shattering",
-    "helicopter": "a helicopter flying overhead", "chainsaw": "a chainsaw cutting wood", "siren": "an ambulance siren",
-    "car_horn": "a car honking", "engine": "a motor running", "train": "a train passing on the tracks",
-    "church_bells": "church bells ringing", "airplane": "a plane flying over", "fireworks": "fireworks exploding",
+    "dog": "a dog barking",
+    "rooster": "a cock crowing at dawn",
+    "pig": "a pig grunting",
+    "cow": "a cow mooing",
+    "frog": "frogs croaking in a pond",
+    "cat": "a cat meowing",
+    "hen": "a chicken clucking",
+    "insects": "bugs buzzing",
+    "sheep": "a sheep bleating",
+    "crow": "a black bird cawing",
+    "rain": "rain falling on the ground",
+    "sea_waves": "waves breaking on a beach",
+    "crackling_fire": "wood burning in a fire",
+    "crickets": "crickets chirping at night",
+    "chirping_birds": "birds singing in the trees",
+    "water_drops": "water dripping",
+    "wind": "strong wind blowing",
+    "pouring_water": "water poured into a glass",
+    "toilet_flush": "a toilet being flushed",
+    "thunderstorm": "thunder during a storm",
+    "crying_baby": "a baby crying",
+    "sneezing": "a person sneezing",
+    "clapping": "people clapping their hands",
+    "breathing": "someone breathing heavily",
+    "coughing": "a person coughing",
+    "footsteps": "someone walking",
+    "laughing": "people laughing",
+    "brushing_teeth": "a toothbrush on teeth",
+    "snoring": "a man snoring in his sleep",
+    "drinking_sipping": "someone sipping a drink",
+    "door_wood_knock": "knocking on a wooden door",
+    "mouse_click": "a computer mouse clicking",
+    "keyboard_typing": "typing on a keyboard",
+    "door_wood_creaks": "a wooden door creaking open",
+    "can_opening": "a soda can being opened",
+    "washing_machine": "a washing machine running",
+    "vacuum_cleaner": "a vacuum cleaner running",
+    "clock_alarm": "an alarm clock ringing",
+    "clock_tick": "a clock ticking",
+    "glass_breaking": "glass shattering",
+    "helicopter": "a helicopter flying overhead",
+    "chainsaw": "a chainsaw cutting wood",
+    "siren": "an ambulance siren",
+    "car_horn": "a car honking",
+    "engine": "a motor running",
+    "train": "a train passing on the tracks",
+    "church_bells": "church bells ringing",
+    "airplane": "a plane flying over",
+    "fireworks": "fireworks exploding",
     "hand_saw": "sawing wood by hand",
 }
 
@@ -66,7 +100,9 @@ class Esc50Adapter:
         meta = pd.read_csv(meta_path, dtype=str, keep_default_na=False)
         missing = [c for c in REQUIRED if c not in meta.columns]
         if missing:
-            raise ManifestError(f"{meta_path}: missing column(s) {', '.join(missing)}; ESC-50's meta file has {', '.join(REQUIRED)}.")
+            raise ManifestError(
+                f"{meta_path}: missing column(s) {', '.join(missing)}; ESC-50's meta file has {', '.join(REQUIRED)}."
+            )
         frame = pd.DataFrame(
             {
                 "item_id": meta["filename"].str.replace(r"\.[^.]+$", "", regex=True),

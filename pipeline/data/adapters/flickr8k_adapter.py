@@ -17,7 +17,11 @@ from pipeline.data.manifest import Manifest, ManifestError, Problem, row_problem
 
 CAPTION_FILES = ("captions.txt", "Flickr8k.token.txt")
 IMAGE_FOLDERS = ("images", "Images", "Flicker8k_Dataset", "Flickr8k_Dataset")
-SPLIT_FILES = {"train": "Flickr_8k.trainImages.txt", "dev": "Flickr_8k.devImages.txt", "test": "Flickr_8k.testImages.txt"}
+SPLIT_FILES = {
+    "train": "Flickr_8k.trainImages.txt",
+    "dev": "Flickr_8k.devImages.txt",
+    "test": "Flickr_8k.testImages.txt",
+}
 
 
 def _find(root: Path, names) -> Path | None:
@@ -38,7 +42,9 @@ def _read_captions(path: Path) -> tuple[list[tuple[str, str, int]], list[Problem
                     continue
                 key, sep, caption = line.partition("\t")
                 if not sep:
-                    problems.append(Problem("bad_line", f"{path.name} line {number}: expected '<image>#<n><TAB><caption>'"))
+                    problems.append(
+                        Problem("bad_line", f"{path.name} line {number}: expected '<image>#<n><TAB><caption>'")
+                    )
                     continue
                 rows.append((key.split("#")[0].strip(), caption.strip(), number))
         else:
@@ -94,7 +100,12 @@ class Flickr8kAdapter:
         for row in manifest.frame.index[manifest.frame["text"] == ""]:
             line = frame.at[row, "source_line"]
             manifest.problems.append(
-                Problem("empty_caption", f"empty caption ({captions_path.name} line {line})", row=int(row), file=manifest.frame.at[row, "image"])
+                Problem(
+                    "empty_caption",
+                    f"empty caption ({captions_path.name} line {line})",
+                    row=int(row),
+                    file=manifest.frame.at[row, "image"],
+                )
             )
         manifest.problems.extend(problems)
         manifest.problems.extend(row_problems(manifest.frame))

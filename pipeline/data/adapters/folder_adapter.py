@@ -14,7 +14,15 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.data.item_ids import RULE, is_item_id
-from pipeline.data.manifest import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, SPLIT_ALIASES, Manifest, ManifestError, Problem, row_problems
+from pipeline.data.manifest import (
+    AUDIO_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    SPLIT_ALIASES,
+    Manifest,
+    ManifestError,
+    Problem,
+    row_problems,
+)
 
 SPLIT_FOLDERS = {"train", "dev", "test", *SPLIT_ALIASES}
 
@@ -43,7 +51,13 @@ class FolderAdapter:
             rel = path.relative_to(root).as_posix()
             if not path.is_file():
                 if suffix in IMAGE_EXTENSIONS + AUDIO_EXTENSIONS + (".txt",) and path.is_dir():
-                    problems.append(Problem("not_a_file", f"a folder named like a {suffix} file; skipped (rename it if it holds data)", file=rel))
+                    problems.append(
+                        Problem(
+                            "not_a_file",
+                            f"a folder named like a {suffix} file; skipped (rename it if it holds data)",
+                            file=rel,
+                        )
+                    )
                 continue
             key = path.with_suffix("")
             if suffix in IMAGE_EXTENSIONS + AUDIO_EXTENSIONS and not is_item_id(key.relative_to(root).as_posix()):
@@ -56,7 +70,9 @@ class FolderAdapter:
         if not groups:
             if problems:
                 raise ManifestError(f"{root}: no usable image or audio file; " + "; ".join(map(str, problems[:3])))
-            raise ManifestError(f"{root}: no image ({', '.join(IMAGE_EXTENSIONS)}) or audio ({', '.join(AUDIO_EXTENSIONS)}) files found.")
+            raise ManifestError(
+                f"{root}: no image ({', '.join(IMAGE_EXTENSIONS)}) or audio ({', '.join(AUDIO_EXTENSIONS)}) files found."
+            )
         records = []
         for key, files in groups.items():
             rel_key = key.relative_to(root)
@@ -67,14 +83,26 @@ class FolderAdapter:
             captions = []
             if caption_file.is_file():
                 try:
-                    captions = [line.strip() for line in caption_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+                    captions = [
+                        line.strip() for line in caption_file.read_text(encoding="utf-8").splitlines() if line.strip()
+                    ]
                 except (OSError, UnicodeDecodeError) as error:
-                    problems.append(Problem("unreadable_caption", f"cannot be read as UTF-8 text ({error}); the item has no caption",
-                                            file=caption_file.relative_to(root).as_posix()))
+                    problems.append(
+                        Problem(
+                            "unreadable_caption",
+                            f"cannot be read as UTF-8 text ({error}); the item has no caption",
+                            file=caption_file.relative_to(root).as_posix(),
+                        )
+                    )
                 else:
                     if not captions:
-                        problems.append(Problem("empty_caption_file", "the caption file has no caption; the item has none",
-                                                file=caption_file.relative_to(root).as_posix()))
+                        problems.append(
+                            Problem(
+                                "empty_caption_file",
+                                "the caption file has no caption; the item has none",
+                                file=caption_file.relative_to(root).as_posix(),
+                            )
+                        )
             base = {
                 "item_id": item_id,
                 "split": split,

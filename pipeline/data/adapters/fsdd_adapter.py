@@ -43,7 +43,9 @@ class FsddAdapter:
         for path in sorted(folder.glob("*.wav")):
             match = PATTERN.match(path.name)
             if not match:
-                problems.append(Problem("bad_name", "not named {digit}_{speaker}_{take}.wav; skipped", file=prefix + path.name))
+                problems.append(
+                    Problem("bad_name", "not named {digit}_{speaker}_{take}.wav; skipped", file=prefix + path.name)
+                )
                 continue
             digit, speaker, take = int(match[1]), match[2], int(match[3])
             records.append(

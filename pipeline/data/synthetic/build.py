@@ -163,7 +163,9 @@ def plan_split(split: str, count: int, config: DefaultDatasetConfig) -> list[Pla
             placed: list[PlannedItem] = []
             ok = True
             for s, caps in group:
-                if _conflicts(s, [m for _, m in caps], items + placed) or not all(grammar.satisfies(s, m) for _, m in caps):
+                if _conflicts(s, [m for _, m in caps], items + placed) or not all(
+                    grammar.satisfies(s, m) for _, m in caps
+                ):
                     ok = False
                     break
                 placed.append(PlannedItem("", split, s, caps, spoken))
@@ -239,7 +241,9 @@ def _render(task) -> tuple[str, dict[int, str]]:
     return item.item_id, timings
 
 
-def manifest_frame(items: list[PlannedItem], speech: bool, word_timings: dict[str, dict[int, str]] | None = None) -> pd.DataFrame:
+def manifest_frame(
+    items: list[PlannedItem], speech: bool, word_timings: dict[str, dict[int, str]] | None = None
+) -> pd.DataFrame:
     rows = []
     for item in items:
         for k, (text, _) in enumerate(item.captions):
@@ -275,7 +279,9 @@ def is_current(root: str | Path) -> bool:
     return dataset_version(root) == DATASET_VERSION
 
 
-def build_default_dataset(out: str | Path, config: DefaultDatasetConfig = DefaultDatasetConfig(), workers: int = 2) -> Path:
+def build_default_dataset(
+    out: str | Path, config: DefaultDatasetConfig = DefaultDatasetConfig(), workers: int = 2
+) -> Path:
     """Generates the dataset into ``out`` atomically (a half-built folder never replaces it)."""
     out = Path(out)
     start = time.time()

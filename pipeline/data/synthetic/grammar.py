@@ -100,7 +100,10 @@ def satisfies(scene: Scene, meaning: Meaning) -> bool:
         return False
     for assignment in itertools.permutations(range(len(scene.objects)), len(meaning.mentions)):
         objects = [scene.objects[i] for i in assignment]
-        if any(o.shape != s or o.colour != c or (z is not None and o.size != z) for o, (s, c, z) in zip(objects, meaning.mentions)):
+        if any(
+            o.shape != s or o.colour != c or (z is not None and o.size != z)
+            for o, (s, c, z) in zip(objects, meaning.mentions)
+        ):
             continue
         if meaning.region is not None and not _in_region(objects[0].x, objects[0].y, meaning.region):
             continue

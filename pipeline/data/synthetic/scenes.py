@@ -70,7 +70,10 @@ def _sample_background(rng: np.random.Generator, object_colours) -> tuple:
     for _ in range(100):
         base = rng.integers(60, 200, size=3)
         other = np.clip(base + rng.integers(-50, 50, size=3), 30, 225)
-        if all(np.abs(base - np.array(COLOURS[c])).sum() > 150 and np.abs(other - np.array(COLOURS[c])).sum() > 150 for c in object_colours):
+        if all(
+            np.abs(base - np.array(COLOURS[c])).sum() > 150 and np.abs(other - np.array(COLOURS[c])).sum() > 150
+            for c in object_colours
+        ):
             return tuple(int(v) for v in base), tuple(int(v) for v in other)
     return (128, 128, 128), (100, 100, 100)
 
@@ -112,7 +115,9 @@ def sample_scene(rng: np.random.Generator) -> Scene:
             specs.append(spec)
     radii = [SIZES[size] for _, _, size in specs]
     centres = _positions(layout, radii, rng)
-    objects = tuple(SceneObject(shape, colour, size, float(x), float(y)) for (shape, colour, size), (x, y) in zip(specs, centres))
+    objects = tuple(
+        SceneObject(shape, colour, size, float(x), float(y)) for (shape, colour, size), (x, y) in zip(specs, centres)
+    )
     background = str(rng.choice(BACKGROUNDS))
     return Scene(objects, layout, background, _sample_background(rng, [o.colour for o in objects]))
 
@@ -120,7 +125,10 @@ def sample_scene(rng: np.random.Generator) -> Scene:
 def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
     def ring(n, radius_fn, offset=0.0):
         return [
-            (cx + radius_fn(i) * math.cos(offset + angle + 2 * math.pi * i / n), cy + radius_fn(i) * math.sin(offset + angle + 2 * math.pi * i / n))
+            (
+                cx + radius_fn(i) * math.cos(offset + angle + 2 * math.pi * i / n),
+                cy + radius_fn(i) * math.sin(offset + angle + 2 * math.pi * i / n),
+            )
             for i in range(n)
         ]
 
@@ -136,8 +144,20 @@ def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[t
         return ring(10, lambda i: r * 1.3 if i % 2 == 0 else r * 0.55, -math.pi / 2)
     if shape == "cross":
         w, h = r * 0.38, r * 1.2
-        return [(cx - w, cy - h), (cx + w, cy - h), (cx + w, cy - w), (cx + h, cy - w), (cx + h, cy + w), (cx + w, cy + w),
-                (cx + w, cy + h), (cx - w, cy + h), (cx - w, cy + w), (cx - h, cy + w), (cx - h, cy - w), (cx - w, cy - w)]
+        return [
+            (cx - w, cy - h),
+            (cx + w, cy - h),
+            (cx + w, cy - w),
+            (cx + h, cy - w),
+            (cx + h, cy + w),
+            (cx + w, cy + w),
+            (cx + w, cy + h),
+            (cx - w, cy + h),
+            (cx - w, cy + w),
+            (cx - h, cy + w),
+            (cx - h, cy - w),
+            (cx - w, cy - w),
+        ]
     raise ValueError(shape)
 
 
@@ -148,7 +168,7 @@ def _background(scene: Scene, size: int, rng: np.random.Generator) -> np.ndarray
         mix = np.zeros((size, size))
     elif scene.background == "gradient":
         angle = rng.uniform(0, 2 * np.pi)
-        mix = (np.cos(angle) * xx + np.sin(angle) * yy)
+        mix = np.cos(angle) * xx + np.sin(angle) * yy
         mix = (mix - mix.min()) / (np.ptp(mix) + 1e-6)
     elif scene.background == "striped":
         period = rng.uniform(0.08, 0.2)

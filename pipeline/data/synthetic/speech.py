@@ -114,13 +114,19 @@ class Speaker:
             raise RuntimeError(f"eSpeak NG produced no audio for {text!r} (status {status})")
         return np.concatenate(self._chunks)
 
-    def say_with_words(self, text: str, voice: Voice = Voice(), seed: int | None = None) -> tuple[np.ndarray, list[WordTiming]]:
+    def say_with_words(
+        self, text: str, voice: Voice = Voice(), seed: int | None = None
+    ) -> tuple[np.ndarray, list[WordTiming]]:
         """Like ``say``, plus when each word is heard (eSpeak's word events). A word lasts until
         the next word or clause end; eSpeak sometimes folds a short word ("a") into its
         neighbour, so a word of the text may have no timing of its own."""
         samples = self.say(text, voice, seed)
         data = text.encode("utf-8")
-        marks = sorted((ms, kind, pos, length) for kind, pos, length, ms in self._events if kind in (EVENT_WORD, EVENT_END, EVENT_MSG_TERMINATED))
+        marks = sorted(
+            (ms, kind, pos, length)
+            for kind, pos, length, ms in self._events
+            if kind in (EVENT_WORD, EVENT_END, EVENT_MSG_TERMINATED)
+        )
         total_ms = 1000.0 * len(samples) / self.sample_rate
         words = []
         for k, (ms, kind, pos, length) in enumerate(marks):

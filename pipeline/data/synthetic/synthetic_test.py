@@ -13,8 +13,14 @@ from pipeline.data.synthetic.scenes import Scene, SceneObject
 
 def two_objects(top_colour="red", bottom_colour="blue"):
     return Scene(
-        (SceneObject("circle", top_colour, "small", 0.5, 0.25), SceneObject("square", bottom_colour, "large", 0.5, 0.75)),
-        "vertical", "plain", ((100, 100, 100), (90, 90, 90)))
+        (
+            SceneObject("circle", top_colour, "small", 0.5, 0.25),
+            SceneObject("square", bottom_colour, "large", 0.5, 0.75),
+        ),
+        "vertical",
+        "plain",
+        ((100, 100, 100), (90, 90, 90)),
+    )
 
 
 def twin_groups(items):
@@ -27,8 +33,12 @@ def twin_groups(items):
 
 def test_word_order_carries_meaning():
     scene = two_objects()
-    red_circle_above = grammar.Meaning((("circle", "red", None), ("square", "blue", None)), relations=((0, "above", 1),))
-    blue_circle_above = grammar.Meaning((("circle", "blue", None), ("square", "red", None)), relations=((0, "above", 1),))
+    red_circle_above = grammar.Meaning(
+        (("circle", "red", None), ("square", "blue", None)), relations=((0, "above", 1),)
+    )
+    blue_circle_above = grammar.Meaning(
+        (("circle", "blue", None), ("square", "red", None)), relations=((0, "above", 1),)
+    )
     square_above = grammar.Meaning((("square", "blue", None), ("circle", "red", None)), relations=((0, "above", 1),))
     assert grammar.satisfies(scene, red_circle_above)
     assert not grammar.satisfies(scene, blue_circle_above)
@@ -95,7 +105,9 @@ def test_built_dataset_layout_and_determinism(tiny_default_dataset, tmp_path):
     assert spoken["audio"].is_unique
     samples, rate = sf.read(tiny_default_dataset / spoken["audio"].iloc[0])
     assert rate == 16000 and samples.ndim == 1 and 0.5 < len(samples) / rate < 10
-    again = build_default_dataset(tmp_path / "again", DefaultDatasetConfig(seed=7, train=40, dev=16, test=16, speech=False))
+    again = build_default_dataset(
+        tmp_path / "again", DefaultDatasetConfig(seed=7, train=40, dev=16, test=16, speech=False)
+    )
     other = pd.read_csv(again / "manifest.csv", dtype=str, keep_default_na=False)
     assert other["text"].tolist() == m.frame["text"].tolist()
     first = m.frame["image"].iloc[0]
