@@ -68,7 +68,7 @@ def _command(config: str, overrides: list[str]) -> str:
 def _train(config_name: str, overrides: list[str]):
     start = time.time()
     config = load_config(config_name, overrides)
-    result = train(config, export=False, verbose=0)
+    result = train(config, verbose=0)
     return config, result, round(time.time() - start)
 
 

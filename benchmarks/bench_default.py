@@ -57,7 +57,7 @@ def main(argv=None) -> int:
             f"name=bench-{kind}",
         ]
         start = time.time()
-        result = train(load_config("default", overrides), export=False, verbose=0)
+        result = train(load_config("default", overrides), verbose=0)
         report = json.loads((result.run_dir / "run.json").read_text())["test"]
         rows.append(
             {
@@ -120,7 +120,7 @@ def repeat_run(index: int) -> dict:
     """The whole `default` config trained once more with its seed: its test figures and time."""
     run_dir = paths.runs_dir() / f"default-repeat{index + 1}-{time.strftime('%Y%m%d-%H%M%S')}"
     start = time.time()
-    result = train(load_config("default"), run_dir=run_dir, export=False, verbose=0, mark_latest=False)
+    result = train(load_config("default"), run_dir=run_dir, verbose=0, mark_latest=False)
     report = json.loads((result.run_dir / "run.json").read_text())["test"]
     return {
         "run": index + 1,

@@ -93,7 +93,7 @@ def train_row(name: str, overrides: list[str], run_dir: Path, seed: int) -> dict
 
     overrides = [*overrides, f"seed={seed}", f"name=flickr8k-{name}"]
     start = time.time()
-    result = train(load_config("flickr8k", overrides), run_dir=run_dir, evaluate_test=False, export=False, verbose=0)
+    result = train(load_config("flickr8k", overrides), run_dir=run_dir, evaluate_test=False, verbose=0)
     info = json.loads((result.run_dir / "run.json").read_text())
     return {
         "name": name,

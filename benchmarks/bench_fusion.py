@@ -74,7 +74,7 @@ def flickr8k_row(name: str, overrides: list[str]) -> dict:
     overrides = [*FLICKR8K_BASE, *overrides]
     config = load_config("flickr8k", [*overrides, f"name=fusion-{name.replace(' ', '-')}"])
     start = time.time()
-    result = train(config, evaluate_test=False, export=False, verbose=0, mark_latest=False)
+    result = train(config, evaluate_test=False, verbose=0, mark_latest=False)
     seconds = time.time() - start
     embeddings = embed_split(
         result.model,
@@ -98,7 +98,7 @@ def flickr8k_row(name: str, overrides: list[str]) -> dict:
 def default_row(run: str) -> dict:
     from pipeline.data.adapters import load_dataset
     from pipeline.inference import Encoder
-    from pipeline.training.trainer import resolve_data_path
+    from pipeline.data.named_datasets import resolve_data_path
 
     encoder = Encoder.from_run(run)
     config = encoder.config

@@ -67,7 +67,8 @@ def main(argv=None) -> int:
     from pipeline.preprocessing.image_ops import test_view_names, view_names
     from pipeline.run_artifacts import input_config_for
     from pipeline.training.feature_cache import backbone_features
-    from pipeline.training.trainer import resolve_data_path, training_selection
+    from pipeline.data.named_datasets import resolve_data_path
+    from pipeline.training.trainer import training_selection
 
     encoder = Encoder.from_run(args.run)
     config = encoder.config

@@ -37,7 +37,7 @@ def _value(config, key: str):
 
 def _full_run(config, name: str) -> dict:
     start = time.time()
-    result = train(config, export=False, verbose=0, mark_latest=False)
+    result = train(config, verbose=0, mark_latest=False)
     dev = json.loads((result.run_dir / "run.json").read_text())["dev"]
     return {
         "name": name,

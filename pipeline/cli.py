@@ -113,9 +113,10 @@ def _run_data(args: argparse.Namespace) -> int:
         return 0
     if args.data_command == "digits":
         from pipeline.data import spoken_digits
+        from pipeline.data.named_datasets import named_dataset
 
         out = args.out or paths.digits_dataset_dir()
-        if spoken_digits.dataset_version(out) == spoken_digits.VERSION and not args.force:
+        if named_dataset("digits").stale_reason(out) is None and not args.force:
             print(f"{out} already exists; use --force to rebuild it.")
             return 0
         try:
@@ -134,20 +135,16 @@ def _run_data(args: argparse.Namespace) -> int:
         print(f"spoken digits written to {out}")
         return 0
     if args.data_command == "build":
-        from pipeline.data.synthetic.build import (
-            DATASET_VERSION,
-            DefaultDatasetConfig,
-            build_default_dataset,
-            dataset_version,
-        )
+        from pipeline.data.named_datasets import named_dataset
+        from pipeline.data.synthetic.build import DefaultDatasetConfig, build_default_dataset
 
         out = args.out or paths.default_dataset_dir()
-        found = dataset_version(out)
-        if found == DATASET_VERSION and not args.force:
+        why = named_dataset("default").stale_reason(out)
+        if why is None and not args.force:
             print(f"{out} already exists; use --force to rebuild it.")
             return 0
-        if found is not None and found != DATASET_VERSION:
-            print(f"{out} holds version {found} of the default dataset; rebuilding it as version {DATASET_VERSION}.")
+        if why not in (None, "missing"):
+            print(f"{out} holds the default dataset at {why}; rebuilding it.")
         kwargs = {"seed": args.seed, "speech": not args.no_speech}
         if args.items:
             try:
@@ -210,16 +207,19 @@ def _run_train(args: argparse.Namespace) -> int:
     from pipeline.training.trainer import TrainingError, train
 
     try:
-        result = train(
-            config,
-            run_dir=args.run_dir,
-            evaluate_test=not args.no_eval,
-            export=not args.no_export,
-            verbose=0 if args.quiet else None,
-        )
+        result = train(config, run_dir=args.run_dir, evaluate_test=not args.no_eval, verbose=0 if args.quiet else None)
     except (TrainingError, ManifestError) as error:
         raise CommandError(str(error)) from None
     info = json.loads((result.run_dir / "run.json").read_text())
+    if not args.no_export:
+        # Exporting is the export command's work; `train` does it too unless --no-export.
+        from pipeline.io_utils import write_json_atomic
+        from pipeline.serving.export import export_encoders, write_models_config
+
+        log.info("[5/5] exporting the encoders as SavedModels")
+        info["exports"] = {k: str(v) for k, v in export_encoders(result.model, result.vectorizer, config).items()}
+        write_models_config()
+        write_json_atomic(result.run_dir / "run.json", info)
     print()
     shown = "test" if "test" in info else "dev"  # a dataset without a test split (Flickr8k here) shows dev
     if shown in info:

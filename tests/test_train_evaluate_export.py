@@ -159,11 +159,9 @@ def test_resume_after_interruption(tiny_default_dataset, tmp_path):
     config = load_config("smoke", [f"data.path={tiny_default_dataset}", "train.epochs=3"])
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        train(
-            config, run_dir=run_dir, extra_callbacks=[StopAfterEpochs(1)], evaluate_test=False, export=False, verbose=0
-        )
+        train(config, run_dir=run_dir, extra_callbacks=[StopAfterEpochs(1)], evaluate_test=False, verbose=0)
     assert not (run_dir / "run.json").exists()  # not finished, so not a usable run
-    result = train(config, run_dir=run_dir, evaluate_test=False, export=False, verbose=0)
+    result = train(config, run_dir=run_dir, evaluate_test=False, verbose=0)
     epochs = [line.split(",")[0] for line in (run_dir / "history.csv").read_text().splitlines()[1:]]
     assert epochs == ["0", "1", "2"]  # epoch 0 from the first attempt, 1 and 2 after resuming
     assert len(result.history["loss"]) == 2
@@ -177,8 +175,7 @@ def test_the_same_seed_gives_the_same_run(tiny_default_dataset, tmp_path):
 
     config = load_config("smoke", [f"data.path={tiny_default_dataset}", "train.epochs=2", "train.audio_epochs=1"])
     runs = [
-        train(config, run_dir=tmp_path / f"run{i}", evaluate_test=False, export=False, verbose=0, mark_latest=False)
-        for i in range(2)
+        train(config, run_dir=tmp_path / f"run{i}", evaluate_test=False, verbose=0, mark_latest=False) for i in range(2)
     ]
     for a, b in zip(runs[0].model.weights, runs[1].model.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
@@ -195,7 +192,7 @@ from pipeline.config import load_config
 from pipeline.training.trainer import make_strategy, train
 assert make_strategy("mirrored").num_replicas_in_sync == 2
 config = load_config("smoke", ["data.path={tiny_default_dataset}", "strategy=mirrored", "train.epochs=1"])
-result = train(config, run_dir=r"{tmp_path / "run"}", evaluate_test=False, export=False, verbose=0)
+result = train(config, run_dir=r"{tmp_path / "run"}", evaluate_test=False, verbose=0)
 print("REPLICAS", result.model.distribute_strategy.num_replicas_in_sync, "LOSS", result.history["loss"][-1])
 """
     env = {**os.environ, "PIPELINE_MODELS_DIR": str(tmp_path / "models"), "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -300,7 +297,7 @@ def test_audio_phase_trains_audio_last_against_frozen_text_and_image(tiny_defaul
     )
     run_dir = tmp_path / "run"
     snapshots = Snapshots()
-    result = train(config, run_dir=run_dir, extra_callbacks=[snapshots], evaluate_test=False, export=False, verbose=0)
+    result = train(config, run_dir=run_dir, extra_callbacks=[snapshots], evaluate_test=False, verbose=0)
     rows = (run_dir / "history.csv").read_text().splitlines()
     header = rows[0].split(",")
     assert [line.split(",")[0] for line in rows[1:]] == ["0", "1", "2"]
@@ -336,11 +333,9 @@ def test_resume_in_the_audio_phase_skips_the_finished_text_image_phase(tiny_defa
     config = load_config("smoke", [f"data.path={tiny_default_dataset}", "train.epochs=4", "train.audio_epochs=2"])
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):  # stops after epoch 3, the first audio epoch
-        train(
-            config, run_dir=run_dir, extra_callbacks=[StopAfterEpochs(3)], evaluate_test=False, export=False, verbose=0
-        )
+        train(config, run_dir=run_dir, extra_callbacks=[StopAfterEpochs(3)], evaluate_test=False, verbose=0)
     assert (run_dir / "checkpoints" / "text-image.weights.h5").exists()
-    result = train(config, run_dir=run_dir, evaluate_test=False, export=False, verbose=0)
+    result = train(config, run_dir=run_dir, evaluate_test=False, verbose=0)
     epochs = [line.split(",")[0] for line in (run_dir / "history.csv").read_text().splitlines()[1:]]
     assert epochs == ["0", "1", "2", "3"]  # only the last audio epoch ran after resuming
     assert len(result.history["loss"]) == 1
@@ -389,9 +384,7 @@ def test_a_model_without_text_trains_all_together_and_refuses_phases(tiny_defaul
         == 2
     )
     assert "has no pair without audio" in capsys.readouterr().err
-    result = train(
-        load_config("smoke", image_audio), run_dir=tmp_path / "run", evaluate_test=False, export=False, verbose=0
-    )
+    result = train(load_config("smoke", image_audio), run_dir=tmp_path / "run", evaluate_test=False, verbose=0)
     assert (
         len(result.history["loss"]) == 2 and result.model.image_encoder.trainable
     )  # the model has no text encoder to unfreeze

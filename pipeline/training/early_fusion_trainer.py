@@ -22,7 +22,7 @@ from pipeline.models.early_fusion import EarlyFusionRetrieval, build_early_fusio
 from pipeline.models.text_encoder import build_text_encoder
 from pipeline.preprocessing import text_ops
 from pipeline.run_artifacts import input_config_for
-from pipeline.training.trainer import resolve_data_path
+from pipeline.data.named_datasets import resolve_data_path
 
 log = logging.getLogger(__name__)
 

@@ -70,7 +70,8 @@ def ensure_features(config) -> tuple[int, float, bool]:
     from pipeline.data.adapters import load_dataset
     from pipeline.models.image_encoder import build_image_backbone
     from pipeline.run_artifacts import input_config_for
-    from pipeline.training.trainer import resolve_data_path, training_selection
+    from pipeline.data.named_datasets import resolve_data_path
+    from pipeline.training.trainer import training_selection
 
     manifest = load_dataset(resolve_data_path(config.data.path), config.data.format or None)
     train_items, dev_items = training_selection(config, manifest)

@@ -1,4 +1,10 @@
-"""Trains a CrossModalModel from an ExperimentConfig and writes a run folder."""
+"""Trains a CrossModalModel from an ExperimentConfig and writes a run folder.
+
+``train`` runs four steps, each usable on its own: ``prepare_data`` (manifest, selection,
+vocabulary, GloVe), ``build_model`` (towers, cached image features, warm start),
+``run_phases`` (the training phases with their callbacks) and ``write_run`` (weights, run.json,
+dev and test reports). Exporting for TF Serving is not part of training: ``pipeline export``.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from pipeline.config import CONFIG_FORMAT_VERSION, ExperimentConfig, to_toml
 from pipeline.data.adapters import load_dataset
 from pipeline.data.input_pipeline import make_dataset, select_items
 from pipeline.data.manifest import Manifest
+from pipeline.data.named_datasets import resolve_data_path
 from pipeline.evaluation.embedder import embed_split
 from pipeline.evaluation.evaluator import evaluate_embeddings, write_reports
 from pipeline.io_utils import atomic_path, write_json_atomic, write_text_atomic
@@ -32,6 +39,24 @@ class TrainingError(ValueError):
     """A training run that cannot start; the message says why."""
 
 
+@dataclasses.dataclass(frozen=True)
+class PreparedData:
+    """What ``prepare_data`` reads and derives from the dataset before a model exists."""
+
+    root: Path
+    manifest: Manifest
+    train_items: object  # input_pipeline.Selection
+    dev_items: object
+    vectorizer: object
+    labels: list[str]
+    embedding_matrix: object  # [vocabulary, 50] GloVe rows, or None
+    input_config: object  # input_pipeline.InputConfig
+
+    @property
+    def vocabulary(self) -> list[str]:
+        return self.vectorizer.get_vocabulary()
+
+
 @dataclasses.dataclass
 class TrainResult:
     run_dir: Path
@@ -41,65 +66,6 @@ class TrainResult:
     history: dict
     seconds: float
     image_features: tuple | None
-
-
-def resolve_data_path(path: str) -> Path:
-    """'default' → data/default (built on first use); 'digits' → data/digits (built on first use
-    from the shared FSDD and MNIST); 'flickr8k-spoken' → data/flickr8k-spoken (Flickr8k with
-    eSpeak spoken captions, built on first use); 'shared:NAME' → the shared dataset NAME
-    (a clear error where it is absent); anything else is a folder or file path."""
-    if path.startswith("shared:"):
-        return paths.shared_dataset(path.split(":", 1)[1])
-    if path == "default":
-        from pipeline.data.synthetic.build import DATASET_VERSION, build_default_dataset, dataset_version
-
-        root = paths.default_dataset_dir()
-        found = dataset_version(root)
-        if found != DATASET_VERSION:
-            why = "missing" if found is None else f"version {found}, not {DATASET_VERSION}"
-            log.info("the default dataset is %s: building it into %s", why, root)
-            build_default_dataset(root)
-        return root
-    if path == "digits":
-        return ensure_digits_dataset()
-    if path == "flickr8k-spoken":
-        return ensure_spoken_flickr8k()
-    return Path(path)
-
-
-def ensure_digits_dataset() -> Path:
-    """data/digits, built from the shared FSDD and MNIST on first use (a clear error without
-    them), with the default number of synthetic eSpeak NG speakers in training."""
-    from pipeline.data import spoken_digits
-
-    root = paths.digits_dataset_dir()
-    if spoken_digits.dataset_version(root) != spoken_digits.VERSION:
-        log.info(
-            "building the spoken-digits dataset (FSDD + MNIST + %d eSpeak NG voices) into %s",
-            spoken_digits.TTS_VOICES,
-            root,
-        )
-        spoken_digits.build_spoken_digits(
-            root,
-            paths.shared_dataset("fsdd"),
-            paths.shared_dataset("mnist") / "mnist.npz",
-            tts_voices=spoken_digits.TTS_VOICES,
-        )
-    return root
-
-
-def ensure_spoken_flickr8k() -> Path:
-    """data/flickr8k-spoken, built on first use: eSpeak speech for Flickr8k captions (cached in
-    saved_models/cache/tts, so a rebuild synthesises nothing new)."""
-    from pipeline.data import spoken_captions
-
-    root = paths.data_dir() / spoken_captions.DATASET_NAME
-    if spoken_captions.dataset_version(root) != spoken_captions.DATASET_VERSION:
-        log.info("building the spoken Flickr8k captions into %s", root)
-        spoken_captions.build_spoken_flickr8k(
-            root, paths.shared_dataset("flickr8k"), spoken_captions.TtsCache.default()
-        )
-    return root
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -237,23 +203,9 @@ def save_weights_atomic(model, path: Path) -> None:
         tmp.with_suffix(".weights.h5").rename(tmp)
 
 
-def train(
-    config: ExperimentConfig,
-    run_dir: Path | None = None,
-    extra_callbacks=(),
-    evaluate_test: bool = True,
-    export: bool = True,
-    verbose: int | None = None,
-    mark_latest: bool = True,
-) -> TrainResult:
-    """Trains, selects the epoch with the best dev rsum, saves the run, evaluates and exports.
-    ``mark_latest=False`` leaves saved_models/runs/latest alone (tuning trials). ``verbose``:
-    Keras's progress output (None: its progress bar on a terminal, nothing otherwise); every
-    epoch also logs one line (``callbacks.EpochLine``)."""
-    start = time.time()
-    if verbose is None:
-        verbose = 1 if sys.stdout.isatty() else 0
-    keras.utils.set_random_seed(config.seed)
+def prepare_data(config: ExperimentConfig) -> PreparedData:
+    """Step 1: the dataset (built first where it is a named one), its training and dev items,
+    the vocabulary of the training captions, the label list and GloVe rows."""
     data_root = resolve_data_path(config.data.path)
     manifest = load_dataset(data_root, config.data.format or None)
     check_modalities(manifest, config)
@@ -282,55 +234,84 @@ def train(
         len(dev_items.frame),
         len(vocabulary),
     )
+    return PreparedData(
+        data_root,
+        manifest,
+        train_items,
+        dev_items,
+        vectorizer,
+        labels,
+        embedding_matrix,
+        input_config_for(config),
+    )
 
-    input_config = input_config_for(config)
-    image_features = None
-    strategy = make_strategy(config.strategy)
+
+def build_model(config: ExperimentConfig, data: PreparedData, strategy) -> tuple[CrossModalModel, tuple | None]:
+    """Step 2: the model, built; with a frozen cached backbone, the image features it reads
+    (computed once, cached on disk); the audio encoder warm-started where the config says."""
     with strategy.scope():
         model = CrossModalModel(
             config,
-            vocab_size=len(vocabulary),
-            audio_frames=input_config.audio.frames,
+            vocab_size=len(data.vocabulary),
+            audio_frames=data.input_config.audio.frames,
             image_feature_dim=None,
-            label_count=len(labels),
-            embedding_matrix=embedding_matrix,
+            label_count=len(data.labels),
+            embedding_matrix=data.embedding_matrix,
         )
+    image_features = None
     if uses_cached_image_features(config):
         from pipeline.preprocessing.image_ops import view_names
         from pipeline.training.feature_cache import backbone_features
 
         backbone = model.image_encoder.get_layer("image_backbone")
-        images = list(train_items.frame["image"]) + list(dev_items.frame["image"])
+        images = list(data.train_items.frame["image"]) + list(data.dev_items.frame["image"])
         log.info("[2/5] image features from the frozen %s (cached on disk)", config.image.backbone)
         image_features = backbone_features(
-            backbone, config.image, input_config, manifest, images, views=view_names(config.image)
+            backbone, config.image, data.input_config, data.manifest, images, views=view_names(config.image)
         )
         model.image_feature_dim = int(image_features[1].shape[-1])
     model(dummy_inputs(model))
-    if config.audio.init_from and "audio" in modalities:
+    if config.audio.init_from and "audio" in config.data.modalities:
         from pipeline.training.warm_start import WarmStartError, warm_start_audio_encoder
 
         try:
             warm_start_audio_encoder(model, config.audio.init_from)
         except (WarmStartError, IncompatibleRun) as error:
             raise TrainingError(str(error)) from None
+    return model, image_features
 
-    run_dir = Path(run_dir) if run_dir else new_run_dir(config)
-    _write_run_files(run_dir, config, vectorizer, labels)
-    write_text_atomic(run_dir / "model_summary.txt", model_summary(model))
-    phases = training_phases(config, modalities)
-    embed_kwargs = dict(
-        vectorizer=vectorizer,
-        input_config=input_config,
-        manifest=manifest,
+
+def dev_embed_arguments(config: ExperimentConfig, data: PreparedData, image_features) -> dict:
+    """``embed_split`` arguments for the dev items scored each epoch and in the run's report."""
+    return dict(
+        vectorizer=data.vectorizer,
+        input_config=data.input_config,
+        manifest=data.manifest,
         split=config.data.dev_split,
-        modalities=modalities,
+        modalities=config.data.modalities,
         max_items=config.train.dev_items,
         image_features=image_features,
     )
+
+
+def run_phases(
+    model: CrossModalModel,
+    config: ExperimentConfig,
+    data: PreparedData,
+    run_dir: Path,
+    strategy,
+    image_features=None,
+    extra_callbacks=(),
+    verbose: int = 0,
+) -> dict:
+    """Step 3: trains every phase (``training_phases``), keeping the epoch with the best dev
+    rsum in checkpoints/best.weights.h5; a phase finished before an interruption is loaded, not
+    trained again. Returns the Keras history of all epochs."""
+    modalities = config.data.modalities
+    phases = training_phases(config, modalities)
     best_path = run_dir / "checkpoints" / "best.weights.h5"
     best_path.parent.mkdir(parents=True, exist_ok=True)
-    dev_retrieval = cb.DevRetrieval(embed_kwargs)
+    dev_retrieval = cb.DevRetrieval(dev_embed_arguments(config, data, image_features))
     callbacks = [
         dev_retrieval,
         cb.LearningRateLogger(),
@@ -348,14 +329,14 @@ def train(
         config.train.epochs,
         run_dir / "logs",
     )
-    history = {}
+    history: dict = {}
     for phase in phases:
         done_path = run_dir / "checkpoints" / f"{phase.name}.weights.h5"
         if len(phases) > 1 and done_path.exists():  # finished before an interruption
             model.load_weights(str(done_path))
             log.info("phase '%s' was finished before: its weights are loaded from %s", phase.name, done_path)
             continue
-        phase_steps = max(len(train_items.frame) // phase.batch_size, 1)
+        phase_steps = max(len(data.train_items.frame) // phase.batch_size, 1)
         if len(phases) > 1:
             log.info(
                 "phase '%s': epochs %d to %d, training %s, %d steps an epoch in batches of %d",
@@ -368,25 +349,25 @@ def train(
             )
         else:
             log.info("%d steps an epoch in batches of %d", phase_steps, phase.batch_size)
-        phase_input = dataclasses.replace(input_config, modalities=phase.modalities, batch_size=phase.batch_size)
+        phase_input = dataclasses.replace(data.input_config, modalities=phase.modalities, batch_size=phase.batch_size)
+        frame_words = config.train.aux_frame_words > 0 and "audio" in phase.modalities
         train_ds = make_dataset(
-            manifest,
+            data.manifest,
             config.data.train_split,
             phase_input,
             training=True,
-            vectorizer=vectorizer,
-            selection=train_items,
+            vectorizer=data.vectorizer,
+            selection=data.train_items,
             by_item=True,
             image_features=image_features,
-            label_vocabulary=labels,
+            label_vocabulary=data.labels,
             keep_groups=config.train.keep_contrast_groups,
-            word_vocabulary=vocabulary if config.train.aux_frame_words > 0 and "audio" in phase.modalities else None,
+            word_vocabulary=data.vocabulary if frame_words else None,
         )
         set_phase_trainable(model, phase)
         if phase.freeze_text_image:
-            # The temperature text and images ended at (scale 37 on the default dataset) gives an
-            # untrained audio encoder sharp, noisy gradients; from the starting one, audio learns
-            # as text and images did (test speech->image R@1 23.0 without the reset, 53.3 with it).
+            # The sharp temperature text and images ended at gives an untrained audio encoder
+            # noisy gradients; from the starting one, audio learns as text and images did.
             model.reset_temperature()
         with strategy.scope():
             # Each phase has its own cosine schedule: the audio phase starts from the full
@@ -394,7 +375,7 @@ def train(
             schedule = keras.optimizers.schedules.CosineDecay(
                 config.train.learning_rate, decay_steps=phase_steps * (phase.last_epoch - phase.first_epoch), alpha=0.05
             )
-            # XLA off: with the recurrent layers it made a CPU step 16x slower (10.2 s vs 0.64 s, measured).
+            # XLA off: with the recurrent layers it makes a CPU step many times slower.
             model.compile(
                 optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.train.weight_decay, clipnorm=5.0),
                 jit_compile=False,
@@ -416,25 +397,39 @@ def train(
     set_phase_trainable(model, None)
     if best_path.exists():
         model.load_weights(str(best_path))
-    save_weights_atomic(model, run_dir / "model.weights.h5")
+    return history
 
+
+def write_run(
+    model: CrossModalModel,
+    config: ExperimentConfig,
+    data: PreparedData,
+    run_dir: Path,
+    history: dict,
+    seconds: float,
+    image_features=None,
+    evaluate_test: bool = True,
+) -> dict:
+    """Step 4: the selected weights, the embedding projector, run.json with the dev report of
+    the selected epoch and, where the dataset has a test split, the test report."""
+    save_weights_atomic(model, run_dir / "model.weights.h5")
+    embed_kwargs = dev_embed_arguments(config, data, image_features)
     dev_embeddings = embed_split(model, **{**embed_kwargs, "max_items": config.train.projector_items})
     if "text" in dev_embeddings.vectors:
         cb.write_projector(run_dir / "logs", dev_embeddings.vectors["text"], dev_embeddings.captions)
-    seconds = time.time() - start
     info = {
         "run_format_version": RUN_FORMAT_VERSION,
         "pipeline_version": __version__,
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "config_name": config.name,
         "data": {
-            "root": str(data_root),
-            "format": manifest.format,
-            "train_items": len(train_items.frame),
-            "dev_items": len(dev_items.frame),
-            "skipped_train_rows": len(train_items.skipped),
+            "root": str(data.root),
+            "format": data.manifest.format,
+            "train_items": len(data.train_items.frame),
+            "dev_items": len(data.dev_items.frame),
+            "skipped_train_rows": len(data.train_items.skipped),
         },
-        "audio_frames": input_config.audio.frames,
+        "audio_frames": data.input_config.audio.frames,
         "image_feature_dim": model.image_feature_dim,
         "epochs_run": len(history.get("loss", [])),
         "train_seconds": round(seconds, 1),
@@ -446,29 +441,49 @@ def train(
     info["dev_report"] = write_reports(
         dev_report,
         run_dir / "eval" / f"{config.data.dev_split}.json",
-        f"{config.name}: {manifest.root.name} / {config.data.dev_split}",
+        f"{config.name}: {data.manifest.root.name} / {config.data.dev_split}",
     )
     info["dev"] = dev_report
     write_json_atomic(run_dir / "run.json", info)
     log.info("[3/5] training done in %.0f s (dev rsum %.1f); run folder %s", seconds, dev_report["rsum"], run_dir)
-    if evaluate_test and config.data.test_split in set(manifest.frame["split"]):
+    if evaluate_test and config.data.test_split in set(data.manifest.frame["split"]):
         log.info("[4/5] evaluating on the %s split", config.data.test_split)
         embeddings = embed_split(model, **{**embed_kwargs, "split": config.data.test_split, "max_items": None})
         report = evaluate_embeddings(embeddings, with_curves=True, relevance=config.train.positives)
         info["test_report"] = write_reports(
             report,
             run_dir / "eval" / f"{config.data.test_split}.json",
-            f"{config.name}: {manifest.root.name} / {config.data.test_split}",
+            f"{config.name}: {data.manifest.root.name} / {config.data.test_split}",
         )
         info["test"] = report
         write_json_atomic(run_dir / "run.json", info)
-    if export:
-        from pipeline.serving.export import export_encoders, write_models_config
+    return info
 
-        log.info("[5/5] exporting the encoders as SavedModels")
-        info["exports"] = {k: str(v) for k, v in export_encoders(model, vectorizer, config).items()}
-        write_models_config()
-        write_json_atomic(run_dir / "run.json", info)
+
+def train(
+    config: ExperimentConfig,
+    run_dir: Path | None = None,
+    extra_callbacks=(),
+    evaluate_test: bool = True,
+    verbose: int | None = None,
+    mark_latest: bool = True,
+) -> TrainResult:
+    """Trains, selects the epoch with the best dev rsum, saves the run and evaluates it.
+    ``mark_latest=False`` leaves saved_models/runs/latest alone (tuning trials). ``verbose``:
+    Keras's progress output (None: its progress bar on a terminal, nothing otherwise); every
+    epoch also logs one line (``callbacks.EpochLine``)."""
+    start = time.time()
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 0
+    keras.utils.set_random_seed(config.seed)
+    data = prepare_data(config)
+    strategy = make_strategy(config.strategy)
+    model, image_features = build_model(config, data, strategy)
+    run_dir = Path(run_dir) if run_dir else new_run_dir(config)
+    _write_run_files(run_dir, config, data.vectorizer, data.labels)
+    write_text_atomic(run_dir / "model_summary.txt", model_summary(model))
+    history = run_phases(model, config, data, run_dir, strategy, image_features, extra_callbacks, verbose)
+    write_run(model, config, data, run_dir, history, time.time() - start, image_features, evaluate_test)
     if mark_latest:
         point_latest(run_dir)
-    return TrainResult(run_dir, model, vectorizer, manifest, history, seconds, image_features)
+    return TrainResult(run_dir, model, data.vectorizer, data.manifest, history, time.time() - start, image_features)

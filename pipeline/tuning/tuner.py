@@ -168,7 +168,6 @@ class RetrievalTuner(kt.Tuner):
             config,
             run_dir=self.root / "trials" / trial.trial_id,
             evaluate_test=False,
-            export=False,
             verbose=0,
             mark_latest=False,
         )
