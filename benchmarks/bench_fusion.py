@@ -97,8 +97,8 @@ def flickr8k_row(name: str, overrides: list[str]) -> dict:
 
 def default_row(run: str) -> dict:
     from pipeline.data.adapters import load_dataset
-    from pipeline.inference import Encoder
     from pipeline.data.named_datasets import resolve_data_path
+    from pipeline.inference import Encoder
 
     encoder = Encoder.from_run(run)
     config = encoder.config

@@ -62,12 +62,12 @@ def main(argv=None) -> int:
     start = time.time()
     from pipeline.data.adapters import load_dataset
     from pipeline.data.input_pipeline import select_items
+    from pipeline.data.named_datasets import resolve_data_path
     from pipeline.inference import Encoder
     from pipeline.models.image_encoder import build_image_backbone
     from pipeline.preprocessing.image_ops import test_view_names, view_names
     from pipeline.run_artifacts import input_config_for
     from pipeline.training.feature_cache import backbone_features
-    from pipeline.data.named_datasets import resolve_data_path
     from pipeline.training.trainer import training_selection
 
     encoder = Encoder.from_run(args.run)

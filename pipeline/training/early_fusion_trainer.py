@@ -17,12 +17,12 @@ import numpy as np
 from pipeline.config import ExperimentConfig
 from pipeline.data.adapters import load_dataset
 from pipeline.data.input_pipeline import make_dataset, select_items
+from pipeline.data.named_datasets import resolve_data_path
 from pipeline.evaluation.retrieval_metrics import class_retrieval_report
 from pipeline.models.early_fusion import EarlyFusionRetrieval, build_early_fusion_encoder
 from pipeline.models.text_encoder import build_text_encoder
 from pipeline.preprocessing import text_ops
 from pipeline.run_artifacts import input_config_for
-from pipeline.data.named_datasets import resolve_data_path
 
 log = logging.getLogger(__name__)
 

@@ -68,9 +68,9 @@ def ensure_features(config) -> tuple[int, float, bool]:
     """Computes (or finds) the cached features a training run of ``config`` will use, so a
     benchmark can time that step apart. Returns (images, seconds, whether they were cached)."""
     from pipeline.data.adapters import load_dataset
+    from pipeline.data.named_datasets import resolve_data_path
     from pipeline.models.image_encoder import build_image_backbone
     from pipeline.run_artifacts import input_config_for
-    from pipeline.data.named_datasets import resolve_data_path
     from pipeline.training.trainer import training_selection
 
     manifest = load_dataset(resolve_data_path(config.data.path), config.data.format or None)
