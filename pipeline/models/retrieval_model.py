@@ -1,4 +1,4 @@
-"""The jointly trained cross-modal model: towers, fusion, temperature and the one ``compute_loss``."""
+"""The jointly trained cross-modal model: towers, fusion and temperature; its loss is the sum of its tasks."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 from keras import ops
 
 from pipeline.config import ExperimentConfig, content_modalities, fused_modalities, trains_items
+from pipeline.models import tasks as tasks_lib
 from pipeline.models.audio_encoder import build_audio_encoder, sequence_layer_name
 from pipeline.models.fusion import build_fusion
 from pipeline.models.image_encoder import (
@@ -114,6 +115,7 @@ class CrossModalModel(keras.Model):
             self.label_head = keras.layers.Dense(label_count, name="label_head")
             self.label_head.build((None, dim))
         self.seed_generator = keras.random.SeedGenerator(config.seed)
+        self.tasks = tasks_lib.tasks_for(config, self.label_count)
         self.pair_trackers = {p: keras.metrics.Mean(name=f"loss_{p.replace('-', '_')}") for p in t.pairs}
         self.aux_tracker = keras.metrics.Mean(name="loss_aux")
 
@@ -214,85 +216,31 @@ class CrossModalModel(keras.Model):
         return ops.where(self.optimizer.iterations < t.vse_warmup_steps, summed, hardest)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """Sum of the pair losses over ``train.pairs``, plus the weighted auxiliary losses."""
+        """The sum over the configured tasks (``models/tasks.py``): the pair losses of
+        ``train.pairs``, then the weighted auxiliary terms."""
         ids = x.get("item") if isinstance(x, dict) else None
         if ids is not None and self.experiment.train.positives == "label" and "label" in x:
             # Same class, same positive set; an unlabelled row (-1) keeps an id of its own.
             ids = ops.where(x["label"] >= 0, x["label"], -1 - ids)
-        total = 0.0
-        for pair, tracker in self.pair_trackers.items():
-            a, b = pair.split("-")
-            if a == "audio" and b == "text" and "audio_text" in y_pred:
-                b = "audio_text"
-            if a in y_pred and b in y_pred:
-                ea, eb = y_pred[a], y_pred[b]
-                if self.experiment.train.audio_follows and (a == "audio") != (b == "audio"):
-                    ea, eb = (ea, ops.stop_gradient(eb)) if a == "audio" else (ops.stop_gradient(ea), eb)
-                loss = self.pair_loss(ea, eb, ids)
-                tracker.update_state(loss)
-                total = total + loss
-        aux = 0.0
-        t = self.experiment.train
-        if t.aux_words > 0 and "text" in x:
-            for m in self.content:
-                if m in y_pred:
-                    tokens = x["audio_text"] if m == "audio" and "audio_text" in x else x["text"]
-                    logits = self.word_head(y_pred[m])
-                    aux = aux + t.aux_words * ops.mean(
-                        keras.losses.binary_crossentropy(self.word_targets(tokens), logits, from_logits=True)
-                    )
-        if t.aux_labels > 0 and self.label_count > 0 and "label" in x:
-            labels = x["label"]
-            known = ops.cast(labels >= 0, "float32")
-            for m in ("text", *self.content):
-                if m in y_pred:
-                    ce = keras.losses.sparse_categorical_crossentropy(
-                        ops.maximum(labels, 0), self.label_head(y_pred[m]), from_logits=True
-                    )
-                    aux = aux + t.aux_labels * ops.sum(ce * known) / ops.maximum(ops.sum(known), 1.0)
-        if t.aux_ctc > 0 and "audio_ctc_logits" in y_pred and "audio_text" in x:
-            aux = aux + t.aux_ctc * self.ctc_loss(x["audio_text"], y_pred["audio_ctc_logits"])
-        if t.aux_frame_words > 0 and "audio_frame_logits" in y_pred and "audio_words" in x:
-            aux = aux + t.aux_frame_words * self.frame_word_loss(
-                x["audio_words"], y_pred["audio_frame_logits"], x.get("audio_words_timed")
-            )
+        total, aux = 0.0, 0.0
+        for task in self.tasks:
+            terms = task.terms(self, x, y_pred, ids)
+            if task.auxiliary:
+                for term in terms:
+                    aux = aux + task.weight * term
+            elif terms:
+                self.pair_trackers[task.name].update_state(terms[0])
+                total = total + terms[0]
         self.aux_tracker.update_state(aux)
         return total + aux
 
-    @staticmethod
-    def ctc_loss(tokens, logits):
-        """Mean CTC loss per word of the transcripts ``tokens`` (ids, 0-padded) against frame
-        ``logits`` [batch, frames, vocab] with 0 as the blank. A transcript too long for the
-        frames (a clip cropped mid-sentence) contributes nothing rather than infinity."""
-        target_length = ops.sum(ops.cast(tokens != 0, "int32"), axis=1)
-        frames = ops.shape(logits)[1]
-        output_length = ops.full(ops.shape(target_length), frames, dtype="int32")
-        per_item = ops.ctc_loss(tokens, logits, target_length, output_length, mask_index=0)
-        # A path needs one frame per word plus a blank between two equal words in a row.
-        repeats = ops.sum(
-            ops.cast(ops.logical_and(tokens[:, 1:] == tokens[:, :-1], tokens[:, 1:] != 0), "int32"), axis=1
-        )
-        usable = ops.logical_and(target_length + repeats <= frames, target_length > 0)
-        per_item = ops.where(usable, per_item, 0.0) / ops.cast(ops.maximum(target_length, 1), "float32")
-        return ops.sum(per_item) / ops.maximum(ops.sum(ops.cast(usable, "float32")), 1.0)
-
-    @staticmethod
-    def frame_word_loss(labels, logits, timed=None):
-        """Cross-entropy of the word heard at each encoder step: ``labels`` [batch, frames]
-        (spectrogram frames, 0 = no word) are read at the centre of each of the ``logits``
-        [batch, steps, vocab] steps, which pool frames/steps frames each. Averaged over steps,
-        then over the items with timings (``timed`` = 1)."""
-        frames, steps = ops.shape(labels)[1], ops.shape(logits)[1]
-        centres = ops.cast((ops.cast(ops.arange(steps), "float32") + 0.5) * frames / steps, "int32")
-        step_labels = ops.take(labels, centres, axis=1)
-        per_item = ops.mean(keras.losses.sparse_categorical_crossentropy(step_labels, logits, from_logits=True), axis=1)
-        timed = ops.ones_like(per_item) if timed is None else ops.cast(timed, "float32")
-        return ops.sum(per_item * timed) / ops.maximum(ops.sum(timed), 1.0)
+    # Kept as the model's for callers that score outside training (tests, benchmarks).
+    ctc_loss = staticmethod(tasks_lib.ctc_loss)
+    frame_word_loss = staticmethod(tasks_lib.frame_word_loss)
 
     def word_targets(self, tokens):
         """Multi-hot [batch, vocab] of the words in token ids, padding and OOV left out."""
-        words = ops.sum(ops.one_hot(tokens, self.vocab_size), axis=1)
-        return ops.cast(words > 0, "float32") * ops.cast(ops.arange(self.vocab_size) > 1, "float32")[None, :]
+        return tasks_lib.word_targets(tokens, self.vocab_size)
 
     def get_config(self):
         return {
