@@ -17,10 +17,12 @@ export PYTHONHASHSEED ?= 0
 help: ## List every target with one line each
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	@echo "[setup] creating $(VENV) and installing requirements.txt (first run only)"
 	@test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@# The project itself, editable: the `.venv/bin/pipeline` command (no new packages, nothing built in isolation).
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@cp requirements.txt $(STAMP)
 
 venv: $(STAMP) ## Create .venv and install requirements (done automatically by other targets)

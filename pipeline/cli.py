@@ -7,7 +7,7 @@ one that runs them, so this module stays a thin dispatcher and imports nothing h
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import logging
 import os
 import sys
@@ -204,33 +204,34 @@ def _run_train(args: argparse.Namespace) -> int:
         raise CommandError(f"config: {error}") from None
     from pipeline.data.manifest import ManifestError
     from pipeline.evaluation.evaluator import markdown_table
+    from pipeline.records import RunRecord
     from pipeline.training.trainer import TrainingError, train
 
     try:
         result = train(config, run_dir=args.run_dir, evaluate_test=not args.no_eval, verbose=0 if args.quiet else None)
     except (TrainingError, ManifestError) as error:
         raise CommandError(str(error)) from None
-    info = json.loads((result.run_dir / "run.json").read_text())
+    record = RunRecord.read(result.run_dir)
     if not args.no_export:
         # Exporting is the export command's work; `train` does it too unless --no-export.
-        from pipeline.io_utils import write_json_atomic
         from pipeline.serving.export import export_encoders, write_models_config
 
         log.info("[5/5] exporting the encoders as SavedModels")
-        info["exports"] = {k: str(v) for k, v in export_encoders(result.model, result.vectorizer, config).items()}
+        exports = export_encoders(result.model, result.vectorizer, config)
         write_models_config()
-        write_json_atomic(result.run_dir / "run.json", info)
+        record = dataclasses.replace(record, exports={k: str(v) for k, v in exports.items()})
+        record.write(result.run_dir)
     print()
-    shown = "test" if "test" in info else "dev"  # a dataset without a test split (Flickr8k here) shows dev
-    if shown in info:
-        print(markdown_table(info[shown], f"{config.name}: {shown} split"))
-        print()
+    # A dataset without a test split (Flickr8k here) shows dev.
+    shown, report = ("test", record.test) if record.test is not None else ("dev", record.dev)
+    print(markdown_table(report.to_dict(), f"{config.name}: {shown} split"))
+    print()
     print(f"run folder:   {result.run_dir}")
     print(f"latest:       {paths.runs_dir() / 'latest'}")
-    for split in ("dev", "test"):
-        for kind, path in info.get(f"{split}_report", {}).items():
+    for split, files in (("dev", record.dev_report), ("test", record.test_report)):
+        for kind, path in files.items():
             print(f"{split + ' ' + kind + ':':14s}{path}")
-    for name, path in info.get("exports", {}).items():
+    for name, path in record.exports.items():
         print(f"{name + ':':14s}{path}")
     print(f"TensorBoard:  tensorboard --logdir {result.run_dir / 'logs'}")
     print(f"time:         {result.seconds:.0f} s")
@@ -261,11 +262,11 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from pipeline.evaluation.embedder import MissingModalities, embed_split
     from pipeline.evaluation.evaluator import evaluate_embeddings, markdown_table, write_reports
     from pipeline.inference import Encoder
-    from pipeline.run_artifacts import IncompatibleRun
+    from pipeline.run_artifacts import IncompatibleRun, read_run_info
 
     try:
         encoder = Encoder.from_run(args.run)
-        data = args.data or Path(json.loads((encoder.run_dir / "run.json").read_text())["data"]["root"])
+        data = args.data or Path(read_run_info(encoder.run_dir).data.root)
         manifest = load_dataset(data, args.format)
         if args.split != "all" and args.split not in set(manifest.frame["split"]):
             splits = ", ".join(sorted(set(manifest.frame["split"])))

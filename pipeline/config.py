@@ -14,10 +14,11 @@ import tomllib
 import typing
 from pathlib import Path
 
+from pipeline.modalities import modality_names
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 CONFIG_FORMAT_VERSION = 1
 FUSION_STRATEGIES = ("average", "weighted", "concat_dense", "gated")
-CONTENT_MODALITIES = ("image", "audio")  # an item's files; its text is its words
 
 
 class ConfigError(ValueError):
@@ -229,13 +230,14 @@ class ExperimentConfig:
         for key, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ConfigError(f"{key} = {value!r} is not one of {', '.join(map(repr, allowed))}")
+        known = modality_names()
         for modality in self.data.modalities:
-            if modality not in ("text", "image", "audio"):
-                raise ConfigError(f"data.modalities: unknown modality {modality!r} (text, image, audio)")
+            if modality not in known:
+                raise ConfigError(f"data.modalities: unknown modality {modality!r} ({', '.join(known)})")
         for pair in self.train.pairs:
             parts = pair.split("-")
-            if len(parts) != 2 or any(p not in ("text", "image", "audio", "item") for p in parts):
-                raise ConfigError(f"train.pairs: {pair!r} is not of the form 'text-image' (text, image, audio, item)")
+            if len(parts) != 2 or any(p not in (*known, "item") for p in parts):
+                raise ConfigError(f"train.pairs: {pair!r} is not of the form 'text-image' ({', '.join(known)}, item)")
             missing = [p for p in parts if p != "item" and p not in self.data.modalities]
             if missing:
                 raise ConfigError(
@@ -328,8 +330,9 @@ class ExperimentConfig:
 
 
 def content_modalities(config: ExperimentConfig) -> tuple[str, ...]:
-    """The modalities of an item's files that the model has (image, audio)."""
-    return tuple(m for m in CONTENT_MODALITIES if m in config.data.modalities)
+    """The modalities of an item's files that the model has (every registered one but text,
+    in the registry's order); an item's text is its words."""
+    return tuple(m for m in modality_names() if m != "text" and m in config.data.modalities)
 
 
 def fused_modalities(config: ExperimentConfig) -> tuple[str, ...]:

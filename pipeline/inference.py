@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from pipeline.preprocessing import audio_ops, image_ops, text_ops
-from pipeline.preprocessing.media_check import MediaLimits, MediaRejected, check_media
+from pipeline.modalities import modality as get_modality
+from pipeline.preprocessing import text_ops
+from pipeline.preprocessing.media_check import MediaLimits, MediaRejected
 from pipeline.run_artifacts import (
     RETRAIN,
     IncompatibleRun,
@@ -59,8 +60,8 @@ class Encoder:
         model = CrossModalModel(
             config,
             vocab_size=len(vectorizer.get_vocabulary()),
-            audio_frames=info.get("audio_frames"),
-            image_feature_dim=info.get("image_feature_dim"),
+            audio_frames=info.audio_frames,
+            image_feature_dim=info.image_feature_dim,
             label_count=len(labels),
         )
         model(dummy_inputs(model))
@@ -91,55 +92,59 @@ class Encoder:
         return embed
 
     @functools.cached_property
-    def _embed_audio(self):
-        """The audio encoder as one traced graph: with ``audio.readout`` words or both it reads
-        a transcript with the recurrent text tower, which costs several times as much eagerly."""
-        encoder = self.model.audio_encoder
+    def _traced(self) -> dict:
+        return {}
 
-        @tf.function(input_signature=[tf.TensorSpec([None, *encoder.input.shape[1:]], tf.float32)])
-        def embed(features):
-            return encoder(features, training=False)
+    def _compiled(self, name: str):
+        """Modality ``name``'s encoding of prepared inputs as one traced graph (traced once per
+        Encoder): the audio encoder that reads a transcript with the recurrent text tower costs
+        several times as much eagerly. Images go through ``encode_image`` (the mean over test views)."""
+        if name == "image":
+            return self.model.encode_image
+        if name not in self._traced:
+            model, tower = self.model, self.model.tower(name)
 
-        return embed
+            @tf.function(input_signature=[tf.TensorSpec([None, *tower.input.shape[1:]], tf.float32)])
+            def embed(inputs):
+                return model.encode_prepared(name, inputs)
+
+            self._traced[name] = embed
+        return self._traced[name]
 
     def encode_text(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
         out = [self._embed_text(tf.constant(list(chunk))).numpy() for chunk in self._batches(list(texts), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.config.embedding_dim), np.float32)
 
-    def image_pixels(self, data: tf.Tensor) -> tf.Tensor:
-        size, backbone = self.config.image.image_size, self.config.image.backbone
-        return image_ops.preprocess_for_backbone(image_ops.resize_image(image_ops.decode_image(data), size), backbone)
+    def encode_files(self, items, name: str, batch_size: int = 64) -> np.ndarray:
+        """Files of modality ``name``, as paths or encoded bytes → unit vectors. Each file's
+        header is checked (``MediaRejected`` names a refused one) before the modality's
+        ``prepare``, the preprocessing training and the export use, decodes it."""
+        reader = get_modality(name)
 
-    def audio_features(self, data: tf.Tensor) -> tf.Tensor:
-        c = self.input_config.audio
-        samples, rate = audio_ops.decode_audio(data)
-        samples = audio_ops.fixed_clip(samples, rate, c.clip_seconds, c.sample_rate)
-        return audio_ops.log_mel_spectrogram(samples, c.sample_rate, c.n_mels, c.window, c.stride)
-
-    def _encode_files(self, items, modality, prepare, encoder, batch_size):
         def load(item) -> bytes:
-            # Read and checked in Python: no decoder sees a header that media_check refuses.
+            # Read and checked in Python: no decoder sees a header that the check refuses.
             data = Path(item).read_bytes() if isinstance(item, (str, Path)) else bytes(item)
             try:
-                check_media(data, modality, self.limits)
+                reader.check(data, self.limits)
             except MediaRejected as error:
                 if not isinstance(item, (str, Path)):
                     raise  # bytes: the caller names them
                 raise MediaRejected(f"{item}: {error}", error.unsupported) from None
             return data
 
+        input_config = self.input_config
         data = [load(i) for i in items]
         ds = tf.data.Dataset.from_tensor_slices(tf.constant(data, tf.string) if data else tf.constant([], tf.string))
-        ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
-        out = [np.asarray(encoder(batch)) for batch in ds]
+        ds = ds.map(lambda d: reader.prepare(d, input_config), num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+        out = [np.asarray(self._compiled(name)(batch)) for batch in ds]
         return np.concatenate(out) if out else np.zeros((0, self.config.embedding_dim), np.float32)
 
     def encode_image(self, images, batch_size: int = 64) -> np.ndarray:
         """Images as file paths or encoded bytes → unit vectors; ``MediaRejected`` for a file
         ``media_check`` refuses."""
-        return self._encode_files(images, "image", self.image_pixels, self.model.encode_image, batch_size)
+        return self.encode_files(images, "image", batch_size)
 
     def encode_audio(self, clips, batch_size: int = 64) -> np.ndarray:
         """Audio as file paths or encoded bytes (WAV/FLAC/OGG) → unit vectors; ``MediaRejected``
         for a file ``media_check`` refuses."""
-        return self._encode_files(clips, "audio", self.audio_features, self._embed_audio, batch_size)
+        return self.encode_files(clips, "audio", batch_size)

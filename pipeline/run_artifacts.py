@@ -23,6 +23,7 @@ from pipeline.config import (
     read_config_file,
     trains_items,
 )
+from pipeline.records import RunRecord
 
 RETRAIN = "train again, or pass another --run"  # what to do about a run file that cannot be read
 RUN_FORMAT_VERSION = 3  # 2: the scratch image CNN adds a global max pool; 3: text enters the fusion network
@@ -88,7 +89,9 @@ def run_from_reference(reference: str) -> Path:
     return path if path.is_absolute() else paths.runs_dir() / path
 
 
-def read_run_info(run_dir: Path) -> dict:
+def read_run_info(run_dir: Path) -> RunRecord:
+    """The run's ``run.json`` as a record, after checking the run folder is complete and of
+    this version's format; ``IncompatibleRun`` says what is wrong and what to do."""
     info_path = run_dir / "run.json"
     if not info_path.is_file():
         raise IncompatibleRun(
@@ -109,7 +112,10 @@ def read_run_info(run_dir: Path) -> dict:
     for name in ("config.toml", "vocab.txt", "model.weights.h5"):
         if not (run_dir / name).is_file():
             raise IncompatibleRun(f"{run_dir} is missing {name}; the run is incomplete")
-    return info
+    try:
+        return RunRecord.from_dict(info)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise IncompatibleRun(damaged_message(info_path, f"{type(error).__name__}: {error}", RETRAIN)) from None
 
 
 def damaged_message(path: Path, error, remedy: str) -> str:

@@ -18,55 +18,28 @@ from pathlib import Path
 import tensorflow as tf
 
 from pipeline import paths
-from pipeline.data.manifest import FILE_MODALITIES, Manifest, Problem
+from pipeline.data.manifest import Manifest, Problem
 from pipeline.io_utils import write_json_atomic
-from pipeline.preprocessing.media_check import MediaLimits, MediaRejected, check_media
+from pipeline.modalities import file_modalities
+from pipeline.modalities import modality as get_modality
+from pipeline.preprocessing.media_check import MediaLimits, MediaRejected
 from pipeline.progress import progress
 
 log = logging.getLogger(__name__)
 
 
-def _first_line(error: Exception) -> str:
-    text = getattr(error, "message", None) or str(error)
-    return text.strip().split("\n")[0].strip().rstrip(".") or type(error).__name__
-
-
-@functools.lru_cache(maxsize=None)
-def _decoders():
-    """The pipeline's decoders, traced once (eager tf.switch_case would retrace per file)."""
-    from pipeline.preprocessing import audio_ops, image_ops
-
-    spec = tf.TensorSpec([], tf.string)
-    return {
-        "image": tf.function(image_ops.decode_image, input_signature=[spec]),
-        "audio": tf.function(audio_ops.decode_audio, input_signature=[spec]),
-    }
-
-
 def probe_file(path: Path, modality: str, limits: MediaLimits = MediaLimits()) -> str | None:
     """None when ``path`` decodes as ``modality``, else a short reason. The header is checked
-    (``media_check``) before any decoder sees the file."""
+    (the modality's ``check``, ``media_check`` for images and sounds) before any decoder sees it."""
+    reader = get_modality(modality)
     try:
         data = Path(path).read_bytes()
-        check_media(data, modality, limits)
+        reader.check(data, limits)
     except OSError as error:
         return f"cannot be read ({error.strerror or error})"
     except MediaRejected as error:
         return f"cannot be decoded as {modality}: {error}"
-    try:
-        if modality == "image":
-            image = _decoders()["image"](data)
-            if int(tf.size(image)) == 0:
-                return "the image is empty"
-        else:
-            samples, rate = _decoders()["audio"](data)
-            if int(tf.size(samples)) == 0:
-                return "the audio file has no samples"
-            if int(rate) <= 0:
-                return "the audio header has no valid sample rate"
-    except (tf.errors.OpError, ValueError) as error:
-        return f"cannot be decoded as {modality} ({_first_line(error)})"
-    return None
+    return reader.probe(data)
 
 
 CHECK_VERSION = 2  # 2: media headers checked first (media_check); results of version 1 are redone
@@ -78,10 +51,12 @@ def _cache_file(root: Path) -> Path:
 
 
 def check_files(
-    manifest: Manifest, modalities=FILE_MODALITIES, workers: int = 4, show_progress: bool = True
+    manifest: Manifest, modalities=None, workers: int = 4, show_progress: bool = True
 ) -> list[Problem]:
-    """Returns one problem per manifest row whose image or audio file is missing or unreadable."""
+    """Returns one problem per manifest row whose file (of ``modalities``, default every file
+    modality) is missing or unreadable."""
     frame = manifest.frame
+    modalities = [m.name for m in file_modalities()] if modalities is None else modalities
     wanted: dict[tuple[str, str], list[int]] = {}
     for modality in modalities:
         column = frame[modality]

@@ -21,8 +21,10 @@ import pandas as pd
 import tensorflow as tf
 
 from pipeline.data.file_check import check_files
-from pipeline.data.manifest import FILE_MODALITIES, MODALITIES, Manifest, Problem
+from pipeline.data.manifest import Manifest, Problem
+from pipeline.modalities import file_modalities, modalities, modality_names
 from pipeline.preprocessing import audio_ops, image_ops, text_ops
+from pipeline.records import CachedImageFeatures
 
 log = logging.getLogger(__name__)
 AUTOTUNE = tf.data.AUTOTUNE
@@ -88,9 +90,9 @@ class InputConfig:
     item_text: bool = False
 
     def __post_init__(self):
-        unknown = [m for m in self.modalities if m not in MODALITIES]
+        unknown = [m for m in self.modalities if m not in modality_names()]
         if unknown or not self.modalities:
-            raise ValueError(f"modalities must be some of {MODALITIES}, got {self.modalities}")
+            raise ValueError(f"modalities must be some of {modality_names()}, got {self.modalities}")
 
 
 @dataclasses.dataclass
@@ -104,13 +106,11 @@ class RowSelection:
 
 def _file_problems(manifest: Manifest, frame: pd.DataFrame, modalities) -> list[Problem]:
     """check_files on some rows of a manifest, with problems naming the manifest's row numbers."""
-    file_modalities = [m for m in modalities if m in FILE_MODALITIES]
-    if not file_modalities or not len(frame):
+    files = [m.name for m in file_modalities() if m.name in modalities]
+    if not files or not len(frame):
         return []
     subset = Manifest(root=manifest.root, frame=frame, format=manifest.format)  # renumbers rows 0..n-1
-    return [
-        dataclasses.replace(p, row=int(frame.index[p.row])) for p in check_files(subset, modalities=file_modalities)
-    ]
+    return [dataclasses.replace(p, row=int(frame.index[p.row])) for p in check_files(subset, modalities=files)]
 
 
 def _empty_captions(manifest: Manifest, frame: pd.DataFrame, modalities) -> list[Problem]:
@@ -164,14 +164,14 @@ def select_items(
     """
     frame = manifest.frame if split is None else manifest.split(split)
     total_items = frame["item_id"].nunique()
-    file_modalities = [m for m in modalities if m in FILE_MODALITIES]
+    files = [m.name for m in file_modalities() if m.name in modalities]
     skipped = _empty_captions(manifest, frame, modalities)  # left out of the item's caption list below; counted here
     if check:
         bad = _file_problems(manifest, frame, modalities)
         if bad:
             frame = frame.copy()
             for problem in bad:  # a bad file removes that modality from its row, not the whole item
-                for m in file_modalities:
+                for m in files:
                     if frame.at[problem.row, m] == problem.file:
                         frame.at[problem.row, m] = ""
         skipped += bad
@@ -181,8 +181,7 @@ def select_items(
         {
             "first_row": grouped.apply(lambda g: int(g.index[0]), include_groups=False),
             "text": grouped["text"].agg(lambda v: [t for t in v if t]),
-            "image": grouped["image"].agg(first),
-            "audio": grouped["audio"].agg(first),
+            **{m.name: grouped[m.name].agg(first) for m in file_modalities()},
             "label": grouped["label"].agg(first),
         }
     )
@@ -228,88 +227,22 @@ def select_items(
 
 
 def _load(element, config: InputConfig, training: bool):
-    """Reads and decodes files: the deterministic, cacheable part."""
-    out = {k: v for k, v in element.items() if k not in ("image", "audio")}
-    if "image" in config.modalities and "image_features" not in element:
-        image = image_ops.decode_image(tf.io.read_file(element["image"]))
-        out["image"] = image_ops.resize_image(image, config.image_size)
-    if "audio" in config.modalities:
-        # One file is decoded here, once; from a list of clips one is drawn per epoch later.
-        out["audio"] = (
-            _decode(element["audio"], config, crop=not training)
-            if element["audio"].shape.rank == 0
-            else element["audio"]
-        )
+    """Reads and decodes files: the deterministic, cacheable part (each modality's ``decode``)."""
+    files = [m for m in file_modalities() if m.name in config.modalities]
+    out = {k: v for k, v in element.items() if k not in {m.name for m in file_modalities()}}
+    for modality in files:
+        modality.load_element(element, out, config, training)
     return out
 
 
-def _decode(path, config: InputConfig, crop: bool):
-    samples, rate = audio_ops.decode_audio(tf.io.read_file(path))
-    if crop:
-        samples = audio_ops.fixed_clip(samples, rate, config.audio.clip_seconds, config.audio.sample_rate)
-    else:
-        samples = audio_ops.resample(samples, rate, config.audio.sample_rate)
-    return tf.ensure_shape(samples, [None])  # a known rank lets ragged_batch batch clips of any length
-
-
 def _augment(element, seed, config: InputConfig, training: bool):
-    """Training-time randomness (stateless, per-element seed) and the final feature steps."""
+    """Training-time randomness (stateless, per-element seed) and the final feature steps:
+    each modality's ``augment_element``, with the element's five seeds."""
     out = dict(element)
     seeds = tf.random.experimental.stateless_split(seed, num=5)
-    if "text" in element and element["text"].shape.rank == 1:
-        captions = element["text"]  # an item's captions: one per epoch at random in training, the first otherwise
-        count = tf.shape(captions, out_type=tf.int32)[0]
-        pick = tf.random.stateless_uniform([], seeds[3], 0, count, dtype=tf.int32) if training else 0
-        out["text"] = captions[pick]
-        if training and config.item_text:
-            # Any caption but the query's: pick + 1 + [0, count - 1) wraps around the others.
-            others = tf.maximum(count - 1, 1)
-            step = tf.random.stateless_uniform(
-                [], tf.random.experimental.stateless_split(seeds[3], 1)[0], 0, others, dtype=tf.int32
-            )
-            out["item_text"] = captions[(pick + 1 + step) % count]
-            out["item_text_mask"] = tf.cast(count > 1, tf.float32)
-    if "image_features" in element and element["image_features"].shape.rank == 2:
-        # Cached features of several views of the image (as is, mirrored, cropped): one per
-        # epoch at random in training; otherwise the first (as is), or the first test_views.
-        views = tf.shape(element["image_features"], out_type=tf.int32)[0]
-        if training or config.test_views <= 1:
-            pick = tf.random.stateless_uniform([], seeds[0], 0, views, dtype=tf.int32) if training else 0
-            out["image_features"] = element["image_features"][pick]
-        else:
-            out["image_features"] = element["image_features"][: config.test_views]
-    if "image" in config.modalities and "image" in element:
-        image = element["image"]
-        if training:
-            image = image_ops.augment_image(image, seeds[0], config.image_augment)
-        out["image"] = image_ops.preprocess_for_backbone(image, config.backbone)
-    if "audio" in config.modalities:
-        a = config.audio
-        if element["audio"].dtype == tf.string:  # an item's clips: one per epoch at random
-            count = tf.shape(element["audio"], out_type=tf.int32)[0]
-            pick = tf.random.stateless_uniform([], seeds[4], 0, count, dtype=tf.int32)
-            samples = _decode(element["audio"][pick], config, crop=False)
-            for key in ("audio_text", "audio_words"):
-                if key in element:
-                    out[key] = element[key][pick]
-        else:
-            samples = element["audio"]
-        start = audio_ops.crop_start(samples, a.clip_samples, seeds[1]) if training else 0
-        if training:
-            samples = audio_ops.crop_or_pad(samples, a.clip_samples, start=start)
-        if "audio_words" in out:
-            ids, starts, ends = _parse_id_timings(out["audio_words"])
-            offset = tf.cast(start, tf.float32) / a.sample_rate
-            out["audio_words"] = audio_ops.word_frame_labels(
-                ids, starts, ends, a.frames, a.stride / a.sample_rate, offset
-            )
-            out["audio_words_timed"] = tf.cast(tf.size(ids) > 0, tf.float32)
-        spec = audio_ops.log_mel_spectrogram(samples, a.sample_rate, a.n_mels, a.window, a.stride)
-        if training:
-            if a.mel_shift > 0:  # its own seed, derived, so runs without it draw exactly as before
-                spec = audio_ops.mel_shift(spec, tf.random.experimental.stateless_split(seeds[2], 1)[0], a.mel_shift)
-            spec = audio_ops.spec_augment(spec, seeds[2], a.time_masks, a.time_width, a.freq_masks, a.freq_width)
-        out["audio"] = tf.ensure_shape(spec, [a.frames, a.n_mels])
+    for modality in modalities():
+        if modality.name in config.modalities:
+            modality.augment_element(element, out, seeds, config, training)
     return out
 
 
@@ -339,16 +272,6 @@ def _id_timings(clip_words: pd.Series, vocabulary: list[str], where: str) -> lis
         [" ".join(f"{index.get(next(words), 1)}:{s}:{e}" for _, s, e in timings) for timings in clips]
         for clips in parsed
     ]
-
-
-def _parse_id_timings(text):
-    """ "id:start:end ..." → (int32 ids, float32 starts, float32 ends), inside tf.data."""
-    fields = tf.strings.split(tf.strings.split(text), ":").to_tensor(default_value="0", shape=[None, 3])
-    return (
-        tf.strings.to_number(fields[:, 0], tf.int32),
-        tf.strings.to_number(fields[:, 1]),
-        tf.strings.to_number(fields[:, 2]),
-    )
 
 
 def pair_order(groups: list[str], seed: int) -> list[int]:
@@ -418,9 +341,10 @@ def make_dataset(
                 columns["audio_text"] = tf.constant(frame["audio_text"].tolist(), tf.string)
         else:
             columns["text"] = tf.constant(frame["text"].tolist(), tf.string)
-    for modality in FILE_MODALITIES:
-        if modality in config.modalities and not (modality == "image" and image_features is not None):
-            columns[modality] = tf.constant([str(manifest.resolve(p)) for p in frame[modality]], tf.string)
+    for modality in file_modalities():
+        name = modality.name
+        if name in config.modalities and not (name == "image" and image_features is not None):
+            columns[name] = tf.constant([str(manifest.resolve(p)) for p in frame[name]], tf.string)
     if clip_lists:
         ragged = lambda values: tf.ragged.constant(values, dtype=tf.string, ragged_rank=1)  # noqa: E731
         columns["audio"] = ragged([[str(manifest.resolve(p)) for p in clips] for clips in frame["audio_clips"]])
@@ -431,11 +355,12 @@ def make_dataset(
                 _id_timings(frame["audio_clip_words"], word_vocabulary, f"{manifest.root.name}/{split or 'all'}")
             )
     if image_features is not None and "image" in config.modalities:
-        position = {p: i for i, p in enumerate(image_features[0])}
-        missing = [p for p in frame["image"] if p not in position]
-        if missing:
-            raise ValueError(f"no cached features for {len(missing)} image(s), e.g. {missing[0]}")
-        columns["image_features"] = tf.constant(image_features[1][[position[p] for p in frame["image"]]])
+        cached = CachedImageFeatures(*image_features)
+        try:
+            rows = cached.rows_of(frame["image"])
+        except KeyError as error:
+            raise ValueError(error.args[0]) from None
+        columns["image_features"] = tf.constant(cached.features[rows])
     if label_vocabulary is not None:
         label_ids = {label: i for i, label in enumerate(label_vocabulary)}
         columns["label"] = tf.constant([label_ids.get(v, -1) for v in frame["label"]], tf.int64)

@@ -18,16 +18,25 @@ import pandas as pd
 
 from pipeline.data.item_ids import RULE, item_id_problem
 from pipeline.io_utils import atomic_path
+from pipeline.modalities import modality_names
 
-CORE_COLUMNS = ("item_id", "split", "text", "image", "audio", "label")
 # Columns any manifest may carry, read by training where present.
 OPTIONAL_COLUMNS = {
     "contrast_group": "items sharing a group (e.g. colour-swapped twins) are batched together as hard negatives",
     "audio_words": "when each word of the row's text is heard in its audio: 'word:start:end ...' in seconds",
     "speaker": "who speaks in the row's audio (kept for speaker-split reports)",
 }
-MODALITIES = ("text", "image", "audio")
-FILE_MODALITIES = ("image", "audio")
+
+
+def modality_columns() -> tuple[str, ...]:
+    """One column per registered modality (``pipeline.modalities``): text, image, audio, ..."""
+    return modality_names()
+
+
+def core_columns() -> tuple[str, ...]:
+    """The columns every manifest has once read (a modality's may be empty)."""
+    return ("item_id", "split", *modality_columns(), "label")
+
 SPLITS = ("train", "dev", "test", "unassigned")
 SPLIT_ALIASES = {"val": "dev", "valid": "dev", "validation": "dev", "training": "train", "testing": "test"}
 
@@ -57,8 +66,6 @@ COLUMN_SYNONYMS = {
     "fold": "split",
 }
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 
 
 class ManifestError(ValueError):
@@ -102,13 +109,13 @@ class Manifest:
 
     @property
     def metadata_columns(self) -> list[str]:
-        return [c for c in self.frame.columns if c not in CORE_COLUMNS]
+        return [c for c in self.frame.columns if c not in core_columns()]
 
     def split(self, name: str) -> pd.DataFrame:
         return self.frame[self.frame["split"] == name]
 
     def modalities(self) -> list[str]:
-        return [m for m in MODALITIES if (self.frame[m] != "").any()]
+        return [m for m in modality_columns() if (self.frame[m] != "").any()]
 
     def resolve(self, relative: str) -> Path:
         return self.root / relative
@@ -150,19 +157,19 @@ def check_columns(columns, source: str, allowed_extra=()) -> None:
     unknown = [
         c
         for c in columns
-        if c not in CORE_COLUMNS and c not in OPTIONAL_COLUMNS and c not in allowed_extra and not c.startswith("meta_")
+        if c not in core_columns() and c not in OPTIONAL_COLUMNS and c not in allowed_extra and not c.startswith("meta_")
     ]
     if not unknown:
         return
     hints = []
     for column in unknown:
         guess = COLUMN_SYNONYMS.get(column.lower()) or next(
-            iter(difflib.get_close_matches(column.lower(), CORE_COLUMNS, n=1)), None
+            iter(difflib.get_close_matches(column.lower(), core_columns(), n=1)), None
         )
         hints.append(f"'{column}'" + (f" (did you mean '{guess}'?)" if guess else ""))
     raise ManifestError(
         f"{source}: unknown column(s) {', '.join(hints)}. A manifest has the columns "
-        f"{', '.join(CORE_COLUMNS)} (any modality may be empty), optionally {', '.join(OPTIONAL_COLUMNS)}; "
+        f"{', '.join(core_columns())} (any modality may be empty), optionally {', '.join(OPTIONAL_COLUMNS)}; "
         f"extra metadata columns must be named meta_<something>."
     )
 
@@ -170,17 +177,17 @@ def check_columns(columns, source: str, allowed_extra=()) -> None:
 def normalize_frame(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     """Fills in the defaults of a manifest and checks that it can be used at all."""
     frame = frame.copy()
-    present = [m for m in MODALITIES if m in frame.columns]
+    present = [m for m in modality_columns() if m in frame.columns]
     if not present:
         raise ManifestError(
-            f"{source}: no modality column. Expected at least one of {', '.join(MODALITIES)} "
+            f"{source}: no modality column. Expected at least one of {', '.join(modality_columns())} "
             f"(found columns: {', '.join(map(str, frame.columns)) or 'none'})."
         )
-    for column in CORE_COLUMNS:
+    for column in core_columns():
         if column not in frame.columns:
             frame[column] = ""
     frame = frame.fillna("")
-    for column in CORE_COLUMNS:
+    for column in core_columns():
         frame[column] = frame[column].astype(str).str.strip()
     frame.loc[frame["item_id"] == "", "item_id"] = [f"row{i}" for i in frame.index[frame["item_id"] == ""]]
     bad_ids = [(row, str(error)) for row, value in frame["item_id"].items() if (error := item_id_problem(value))]
@@ -195,20 +202,20 @@ def normalize_frame(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     frame.loc[frame["split"] == "", "split"] = "unassigned"
     if len(frame) == 0:
         raise ManifestError(f"{source}: the manifest has no rows.")
-    usable = (frame[list(MODALITIES)] != "").any(axis=1)
+    usable = (frame[list(modality_columns())] != "").any(axis=1)
     if not usable.any():
         raise ManifestError(
             f"{source}: none of the {len(frame)} rows has a text, image or audio value, so there "
             f"is nothing to train or search on."
         )
-    ordered = list(CORE_COLUMNS) + [c for c in frame.columns if c not in CORE_COLUMNS]
+    ordered = list(core_columns()) + [c for c in frame.columns if c not in core_columns()]
     return frame[ordered].reset_index(drop=True)
 
 
 def row_problems(frame: pd.DataFrame) -> list[Problem]:
     """Problems visible in the table alone (no file access)."""
     problems = []
-    no_modality = (frame[list(MODALITIES)] == "").all(axis=1)
+    no_modality = (frame[list(modality_columns())] == "").all(axis=1)
     for row in frame.index[no_modality]:
         problems.append(Problem("no_modality", "no text, image or audio in this row", row=int(row)))
     unknown_split = ~frame["split"].isin(SPLITS)

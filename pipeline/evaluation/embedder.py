@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from pipeline.data.input_pipeline import make_dataset, select_items
 from pipeline.data.manifest import Manifest
+from pipeline.modalities import file_modalities
 
 
 class MissingModalities(ValueError):
@@ -23,16 +24,6 @@ class SplitEmbeddings:
     vectors: dict[str, np.ndarray]  # modality → [n, dim]; "text" has one row per caption
     owners: dict[str, np.ndarray]  # modality → item index of each row
     captions: list[str]
-
-
-def _encode(model, name: str, batch) -> np.ndarray:
-    if name == "image":
-        if "image_features" in batch:
-            return np.asarray(model.encode_image_features(batch["image_features"]))
-        return np.asarray(model.encode_image(batch["image"]))
-    # predict runs the encoder as one compiled function: an eager call of the audio encoder that
-    # reads its transcript with a recurrent text tower costs several times as much.
-    return model.audio_encoder.predict(batch["audio"], batch_size=len(batch["audio"]), verbose=0)
 
 
 @dataclasses.dataclass
@@ -83,7 +74,7 @@ def prepare_split(
             captions.extend(texts)
             owner.extend([i] * len(texts))
     batches = {}
-    for name in ("image", "audio"):
+    for name in (m.name for m in file_modalities()):
         if name not in modalities:
             continue
         config = dataclasses.replace(
@@ -96,12 +87,12 @@ def prepare_split(
             training=False,
             selection=selection,
             by_item=True,
-            image_features=image_features if name == "image" else None,
+            image_features=image_features,  # used where the modality is the image
         )
         batches[name] = [
             (
                 np.array([index_of_row[r] for r in batch["row"].numpy()]),
-                {k: v for k, v in batch.items() if k in ("image", "image_features", "audio")},
+                {k: v for k, v in batch.items() if k in (name, f"{name}_features")},
             )
             for batch in ds
         ]
@@ -126,7 +117,7 @@ def embed_prepared(model, vectorizer, prepared: PreparedSplit) -> SplitEmbedding
             prepared.caption_owner,
         )
     for name, batches in prepared.batches.items():
-        vectors[name] = np.concatenate([_encode(model, name, inputs) for _, inputs in batches])
+        vectors[name] = np.concatenate([model.encode_batch(name, inputs) for _, inputs in batches])
         owners[name] = np.concatenate([index for index, _ in batches])
     content = [m for m in model.content if m in vectors]
     if len(content) > 1:

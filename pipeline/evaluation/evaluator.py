@@ -10,6 +10,7 @@ import numpy as np
 from pipeline.evaluation.embedder import SplitEmbeddings
 from pipeline.evaluation.retrieval_metrics import KS, recall_curve, retrieval_report, rsum
 from pipeline.io_utils import atomic_path, write_json_atomic, write_text_atomic
+from pipeline.modalities import modality_names
 
 WORD_ORDER_SUBSET = "text->image (word-order subset)"
 TWIN_CHOICE = "text->image (twin choice)"
@@ -36,7 +37,7 @@ def evaluate_embeddings(emb: SplitEmbeddings, with_curves: bool = False, relevan
     if relevance not in ("item", "label"):
         raise ValueError(f"relevance must be 'item' or 'label', not {relevance!r}")
     report, curves = {}, {}
-    modalities = [m for m in ("text", "image", "audio") if m in emb.vectors]
+    modalities = [m for m in modality_names() if m in emb.vectors]
     for query, gallery in itertools.permutations(modalities, 2):
         similarity = emb.vectors[query] @ emb.vectors[gallery].T
         same_item, same_label = _relevance(emb, query, gallery)

@@ -9,6 +9,10 @@ import numpy as np
 from keras import ops
 
 from pipeline.config import ExperimentConfig, content_modalities, fused_modalities, trains_items
+from pipeline.modalities import TowerContext
+from pipeline.modalities import modalities as registered_modalities
+from pipeline.modalities import modality as get_modality
+from pipeline.modalities.base import BUILT_IN
 from pipeline.models import tasks as tasks_lib
 from pipeline.models.audio_encoder import build_audio_encoder, sequence_layer_name
 from pipeline.models.fusion import build_fusion
@@ -95,6 +99,13 @@ class CrossModalModel(keras.Model):
                 # contrastive losses, and/or the text tower reading what the frame head hears.
                 self.pooled_audio_encoder = self.audio_encoder
                 self.audio_encoder = self._transcribing_audio_encoder(config)
+        # Any other registered modality (pipeline.modalities): its tower, built by the modality.
+        context = TowerContext(self.vocab_size, embedding_matrix, audio_frames)
+        self.other_modalities = tuple(
+            m.name for m in registered_modalities() if m.name not in BUILT_IN and m.name in modalities
+        )
+        for name in self.other_modalities:
+            setattr(self, f"{name}_encoder", get_modality(name).build_encoder(config, dim, context))
         self.content = content_modalities(config)
         self.fused = fused_modalities(config)
         if self.fused:
@@ -134,6 +145,27 @@ class CrossModalModel(keras.Model):
         first ``image.test_views`` views (test-time augmentation)."""
         return embed_image_views(self.image_encoder, pixels, test_view_names(self.experiment.image))
 
+    def tower(self, name: str) -> keras.Model:
+        """The encoder of modality ``name`` (``<name>_encoder``)."""
+        return getattr(self, f"{name}_encoder")
+
+    def encode_prepared(self, name: str, inputs):
+        """One modality's prepared inputs → unit vectors, inside a graph (search, export)."""
+        if name == "image":
+            return self.encode_image(inputs)  # averaged over test views
+        return self.tower(name)(inputs, training=False)
+
+    def encode_batch(self, name: str, batch: dict) -> np.ndarray:
+        """One modality's batch of model inputs (its ``prepare`` output, or cached image
+        features) → unit vectors, as evaluation and search embed them."""
+        if "image_features" in batch:
+            return np.asarray(self.encode_image_features(batch["image_features"]))
+        if name == "image":
+            return np.asarray(self.encode_image(batch["image"]))  # averaged over test views
+        # predict runs the encoder as one compiled function: an eager call of the audio encoder
+        # that reads its transcript with a recurrent text tower costs several times as much.
+        return self.tower(name).predict(batch[name], batch_size=len(batch[name]), verbose=0)
+
     def encode_image_features(self, features):
         """Cached backbone features [batch, dim], or [batch, views, dim] (averaged) → unit vectors."""
         return embed_image_features(self.image_head, features)
@@ -170,6 +202,9 @@ class CrossModalModel(keras.Model):
                     out["audio_frame_logits"] = self.frame_word_head(sequence)
             else:
                 out["audio"] = self.audio_encoder(inputs["audio"], training=training)
+        for name in self.other_modalities:
+            if name in inputs:
+                out[name] = self.tower(name)(inputs[name], training=training)
         if any(m in out for m in self.content):
             out["item"] = self.fuse(out, inputs, training)
         return out
@@ -273,4 +308,7 @@ def dummy_inputs(model: CrossModalModel, batch: int = 2) -> dict:
             x["image"] = np.zeros((batch, c.image.image_size, c.image.image_size, 3), "float32")
     if "audio" in c.data.modalities:
         x["audio"] = np.zeros((batch, model.audio_frames, c.audio.n_mels), "float32")
+    context = TowerContext(model.vocab_size, None, model.audio_frames)
+    for name in model.other_modalities:
+        x[name] = get_modality(name).dummy_input(c, context, batch)
     return x

@@ -69,12 +69,12 @@ def run_index(args: argparse.Namespace) -> int:
     from pipeline.inference import Encoder
     from pipeline.retrieval.index_builder import add_to_index, build_index
     from pipeline.retrieval.index_store import IndexProblem, SearchIndex
-    from pipeline.run_artifacts import IncompatibleRun
+    from pipeline.run_artifacts import IncompatibleRun, read_run_info
 
     try:
         if args.action == "build":
             encoder = Encoder.from_run(args.run)
-            data = args.data or Path(json.loads((encoder.run_dir / "run.json").read_text())["data"]["root"])
+            data = args.data or Path(read_run_info(encoder.run_dir).data.root)
             manifest = load_dataset(data, args.format)
             index = build_index(
                 encoder,
@@ -111,14 +111,12 @@ def run_index(args: argparse.Namespace) -> int:
     counts = index.metadata["modality"].value_counts().to_dict()
     print(f"index:    {index.folder}")
     print(f"items:    {len(index)} ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))})")
-    ranking = index.info["fusion"]
-    weight = "" if ranking["method"] in ("dense", "nb") else f" (dense weight {ranking['weight']:.2f})"
-    print(
-        f"kind:     {index.info['kind']}   dimension: {index.dim}   ranking of text queries: {ranking['method']}{weight}"
-    )
-    if index.info["fusion"].get("why"):
-        print(f"          ({index.info['fusion']['why']})")
-    print(f"run:      {index.info['model']['run']}")
+    ranking = index.record.ranking
+    weight = "" if ranking.method in ("dense", "nb") else f" (dense weight {ranking.weight:.2f})"
+    print(f"kind:     {index.record.kind}   dimension: {index.dim}   ranking of text queries: {ranking.method}{weight}")
+    if ranking.why:
+        print(f"          ({ranking.why})")
+    print(f"run:      {index.record.model.run}")
     print(
         f"words:    {len(index.lexical.vocabulary)} in the Naive Bayes vocabulary; "
         f"{(index.metadata['words_from'] == 'predicted').sum()} item(s) have predicted words"
@@ -131,11 +129,15 @@ def run_index(args: argparse.Namespace) -> int:
 
 
 def add_search_arguments(parser: argparse.ArgumentParser) -> None:
+    from pipeline.modalities import file_modalities
+
     parser.add_argument("query", nargs="?", default=None, help="the words to search for")
     parser.add_argument("--index", default="default", help="index name or folder (default: default)")
     parser.add_argument("-k", type=int, default=10, help="results to show (default: 10)")
-    parser.add_argument("--image", type=Path, default=None, help="search with this image instead of words")
-    parser.add_argument("--audio", type=Path, default=None, help="search with this sound instead of words")
+    for m in file_modalities():  # --image PATH, --audio PATH, and one per registered file modality
+        parser.add_argument(
+            f"--{m.name}", type=Path, default=None, metavar="PATH", help=f"search with {m.noun} instead of words"
+        )
     parser.add_argument(
         "--where",
         action="append",
@@ -154,21 +156,21 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    from pipeline.modalities import file_modalities
     from pipeline.retrieval.index_store import IndexProblem
     from pipeline.retrieval.searcher import QueryError, Searcher, format_response
 
-    given = [q for q in (args.query, args.image, args.audio) if q is not None]
+    files = {m.name: getattr(args, m.name, None) for m in file_modalities()}
+    given = [q for q in (args.query, *files.values()) if q is not None]
     if len(given) != 1:
-        raise RetrievalCommandError(
-            'give exactly one query: words ("a dog on the beach"), --image PATH or --audio PATH'
-        )
+        flags = " or ".join(f"--{name} PATH" for name in files)
+        raise RetrievalCommandError(f'give exactly one query: words ("a dog on the beach"), {flags}')
     try:
         searcher = Searcher.open(args.index)
         filters = _filters(args.where)
-        if args.image is not None:
-            response = searcher.search_file(args.image, "image", args.k, filters)
-        elif args.audio is not None:
-            response = searcher.search_file(args.audio, "audio", args.k, filters)
+        by_file = next(((name, path) for name, path in files.items() if path is not None), None)
+        if by_file is not None:
+            response = searcher.search_file(by_file[1], by_file[0], args.k, filters)
         else:
             response = searcher.search_text(args.query, args.k, filters, args.ranking, args.weight)
     except (IndexProblem, QueryError) as error:

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from pipeline.records import IndexModel, IndexRecord, RankingChoice
 from pipeline.retrieval.graph_ranking import HybridRanker, NaiveBayesGraph, tokenize_graph
 from pipeline.retrieval.hybrid import FUSIONS
 from pipeline.retrieval.index_store import SearchIndex
@@ -129,8 +130,8 @@ def large_index(tmp_path_factory):
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     metadata = pd.DataFrame({"item_id": [f"item-{i}" for i in range(items)], "caption": captions})
     folder = tmp_path_factory.mktemp("graph") / "idx"
-    info = {"name": "idx", "model": {"run": "none"}, "fusion": {"method": "dense"}}
-    return SearchIndex.write(folder, info, vectors, metadata, scorer, None, "exact", {})
+    record = IndexRecord("idx", IndexModel("none", "", "test"), "", "all", False, RankingChoice("dense"), 1.0)
+    return SearchIndex.write(folder, record, vectors, metadata, scorer, None)
 
 
 @pytest.mark.parametrize("ranking", FUSIONS)

@@ -19,7 +19,9 @@ from scipy import sparse
 
 from pipeline.data.input_pipeline import select_items
 from pipeline.data.manifest import Manifest
+from pipeline.modalities import file_modalities
 from pipeline.progress import progress
+from pipeline.records import IndexModel, IndexRecord, RankingChoice
 from pipeline.retrieval.lexical import QueryLikelihoodScorer
 from pipeline.retrieval.word_head import WordHead
 from pipeline.run_artifacts import run_reference
@@ -40,7 +42,7 @@ class EmbeddedItems:
     """The items of a dataset as an index holds them."""
 
     vectors: np.ndarray  # [items, dim]
-    metadata: pd.DataFrame  # METADATA_COLUMNS
+    metadata: pd.DataFrame  # index_store.metadata_columns()
     texts: list[str]  # all of an item's captions joined ("" when none)
     caption_vectors: np.ndarray  # [captions, dim], for training the word head
     caption_owner: np.ndarray  # item index of each caption vector
@@ -83,11 +85,10 @@ def embed_items(
         files = [manifest.resolve(p) for p in items[m][has]]
         vectors = np.zeros((n, dim), np.float32)
         if files:
-            encode = encoder.encode_image if m == "image" else encoder.encode_audio
             bar = progress(total=len(files), desc=f"embedding {m}", unit=m)
             chunks = []
             for start in range(0, len(files), 512):
-                chunks.append(encode(files[start : start + 512], batch_size=batch_size))
+                chunks.append(encoder.encode_files(files[start : start + 512], m, batch_size=batch_size))
                 bar.update(len(chunks[-1]))
             bar.close()
             vectors[has] = np.concatenate(chunks)
@@ -137,8 +138,7 @@ def embed_items(
             "split": items["item_id"].map(split_of).fillna("").to_numpy(),
             "label": items["label"].fillna("").astype(str).to_numpy(),
             "path": path,
-            "image_path": file_of.get("image", [""] * n),
-            "audio_path": file_of.get("audio", [""] * n),
+            **{f"{m.name}_path": file_of.get(m.name, [""] * n) for m in file_modalities()},
             "caption": [texts[0] if texts else "" for texts in captions],
             "words_from": ["captions" if texts else "" for texts in captions],
         }
@@ -308,31 +308,30 @@ def build_index(
     )
     metadata = embedded.metadata.assign(words_from=source)
     if ranking is None:
-        fusion = choose_ranking(embedded, encoder.vectorizer.get_vocabulary(), alpha, encoder.config.seed, head_split)
+        chosen = choose_ranking(embedded, encoder.vectorizer.get_vocabulary(), alpha, encoder.config.seed, head_split)
+        choice = RankingChoice(chosen["method"], float(chosen.get("weight", 0.5)), chosen.get("why", ""))
     else:
-        fusion = {"method": ranking, "weight": 0.5 if weight is None else weight, "why": "given"}
-    info = {
-        "name": Path(name).name,
-        "model": {
-            "run": run_reference(encoder.run_dir),
-            "weights_sha1": weights_fingerprint(encoder.run_dir),
-            "config": encoder.config.name,
-        },
-        "data": str(manifest.root),
-        "split": split or "all",
-        "withhold_captions": withhold_captions,
-        "fusion": fusion,
-        "nb_alpha": alpha,
-    }
+        choice = RankingChoice(ranking, 0.5 if weight is None else weight, "given")
+    record = IndexRecord(
+        name=Path(name).name,
+        model=IndexModel(run_reference(encoder.run_dir), weights_fingerprint(encoder.run_dir), encoder.config.name),
+        data=str(manifest.root),
+        split=split or "all",
+        withhold_captions=withhold_captions,
+        ranking=choice,
+        nb_alpha=alpha,
+        kind=kind,
+        params=dict(params or {}),
+    )
     folder = Path(name) if ("/" in str(name) or Path(name).is_absolute()) else paths.index_dir(str(name))
-    return SearchIndex.write(folder, info, embedded.vectors, metadata, scorer, head, kind, params or {})
+    return SearchIndex.write(folder, record, embedded.vectors, metadata, scorer, head)
 
 
 def add_to_index(index, encoder, manifest: Manifest, split: str | None = None):
     """Embeds the items of ``manifest`` and appends them to ``index`` (new version, atomically)."""
-    embedded = embed_items(encoder, manifest, split, fuse_text=not index.info.get("withhold_captions"))
+    embedded = embed_items(encoder, manifest, split, fuse_text=not index.record.withhold_captions)
     lexical = index.lexical
-    texts = ["" if index.info.get("withhold_captions") else t for t in embedded.texts]
+    texts = ["" if index.record.withhold_captions else t for t in embedded.texts]
     scorer = QueryLikelihoodScorer(list(lexical.vocabulary), lexical.alpha)
     scorer.extend_vocabulary(texts)
     counts, source = item_word_counts(dataclasses.replace(embedded, texts=texts), scorer, index.word_head)

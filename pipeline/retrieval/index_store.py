@@ -31,6 +31,8 @@ import pyarrow.parquet as pq
 
 from pipeline import paths
 from pipeline.io_utils import atomic_path
+from pipeline.modalities import file_modalities
+from pipeline.records import IndexRecord
 from pipeline.retrieval.lexical import QueryLikelihoodScorer
 from pipeline.retrieval.vector_index import VectorIndex, build_vector_index, index_kind, index_kinds, load_vector_index
 from pipeline.retrieval.word_head import WordHead
@@ -40,17 +42,14 @@ log = logging.getLogger(__name__)
 
 INDEX_FORMAT_VERSION = 3  # 2: image_path and audio_path beside path; 3: metadata.parquet instead of metadata.csv
 # path: the item's first file (its image, else its sound); image_path, audio_path: each file it has.
-METADATA_COLUMNS = (
-    "item_id",
-    "modality",
-    "split",
-    "label",
-    "path",
-    "image_path",
-    "audio_path",
-    "caption",
-    "words_from",
-)
+
+
+def metadata_columns() -> tuple[str, ...]:
+    """The metadata.parquet columns: ``<modality>_path`` for each file modality of the registry."""
+    files = tuple(f"{m.name}_path" for m in file_modalities())
+    return ("item_id", "modality", "split", "label", "path", *files, "caption", "words_from")
+
+
 COPY_CHUNK_ROWS = 262_144
 
 
@@ -95,7 +94,7 @@ class SearchIndex:
     """An index opened for search: vectors (memory-mapped), metadata, the NB stage, the backend."""
 
     folder: Path
-    info: dict
+    record: IndexRecord
     vectors: np.ndarray
     metadata: pd.DataFrame
     lexical: QueryLikelihoodScorer
@@ -108,7 +107,7 @@ class SearchIndex:
 
     @property
     def dim(self) -> int:
-        return int(self.info["dim"])
+        return self.record.dim
 
     def __len__(self) -> int:
         return len(self.metadata)
@@ -155,25 +154,31 @@ class SearchIndex:
                 f"Rebuild it: {rebuild}"
             )
         try:
+            record = IndexRecord.from_dict(info)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise damaged("index.json", f"{type(error).__name__}: {error}") from None
+        try:
             vectors = np.load(folder / "embeddings.npy", mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as error:
             raise damaged("embeddings.npy", error) from None
-        if vectors.ndim != 2 or vectors.dtype != np.float32 or vectors.shape[1] != info.get("dim"):
+        if vectors.ndim != 2 or vectors.dtype != np.float32 or vectors.shape[1] != record.dim:
             raise damaged(
                 "embeddings.npy",
-                f"shape {vectors.shape} {vectors.dtype}, index.json says [items, {info.get('dim')}] float32",
+                f"shape {vectors.shape} {vectors.dtype}, index.json says [items, {record.dim}] float32",
             )
         try:
             table = pq.read_table(folder / "metadata.parquet")
         except Exception as error:  # noqa: BLE001 - pyarrow raises many kinds for a damaged file
             raise damaged("metadata.parquet", error) from None
         text = (pa.types.is_string, pa.types.is_large_string) + ((pa.types.is_null,) if table.num_rows == 0 else ())
-        if table.schema.names != list(METADATA_COLUMNS) or not all(any(t(f.type) for t in text) for f in table.schema):
-            raise damaged("metadata.parquet", f"its columns are not {', '.join(METADATA_COLUMNS)} as text")
+        if table.schema.names != list(metadata_columns()) or not all(
+            any(t(f.type) for t in text) for f in table.schema
+        ):
+            raise damaged("metadata.parquet", f"its columns are not {', '.join(metadata_columns())} as text")
         metadata = (
             table.to_pandas().astype(str)
             if table.num_rows
-            else pd.DataFrame({c: pd.Series([], dtype=object) for c in METADATA_COLUMNS})
+            else pd.DataFrame({c: pd.Series([], dtype=object) for c in metadata_columns()})
         )
         try:
             lexical = QueryLikelihoodScorer.load(folder / "lexical.npz")
@@ -186,9 +191,9 @@ class SearchIndex:
             except Exception as error:  # noqa: BLE001
                 raise damaged("word_head.npz", error) from None
         try:
-            backend = load_vector_index(info["kind"], folder, vectors, **info.get("params", {}))
+            backend = load_vector_index(record.kind, folder, vectors, **record.params)
         except Exception as error:  # noqa: BLE001 - FAISS raises RuntimeError with C++ text
-            files = index_kinds()[info["kind"]].files if info.get("kind") in index_kinds() else ()
+            files = index_kinds()[record.kind].files if record.kind in index_kinds() else ()
             raise damaged(files[0] if files else "index.json", error) from None
         if not (len(vectors) == len(metadata) == lexical.items):
             raise IndexProblem(
@@ -199,23 +204,22 @@ class SearchIndex:
             raise IndexProblem(
                 f"index {name} holds item id {metadata['item_id'][metadata['item_id'].duplicated()].iloc[0]!r} twice; rebuild it"
             )
-        return cls(folder, info, vectors, metadata, lexical, head, backend)
+        return cls(folder, record, vectors, metadata, lexical, head, backend)
 
     @staticmethod
     def write(
         folder: Path,
-        info: dict,
+        record: IndexRecord,
         vectors,
         metadata: pd.DataFrame,
         lexical: QueryLikelihoodScorer,
         word_head: WordHead | None,
-        kind: str,
-        params: dict,
         make_backend=None,
     ) -> SearchIndex:
-        """Writes a complete index to ``folder`` atomically and opens it. ``vectors`` may be an
-        array or a callable that writes ``embeddings.npy`` into the folder it is given;
-        ``make_backend(stored vectors)`` gives the search structure (default: built anew)."""
+        """Writes a complete index to ``folder`` atomically and opens it: ``record`` says what
+        built it and its kind and parameters (its size and version are filled in here).
+        ``vectors`` may be an array or a callable that writes ``embeddings.npy`` into the folder
+        it is given; ``make_backend(stored vectors)`` gives the search structure (default: built anew)."""
         folder = Path(folder)
         with atomic_path(folder) as tmp:
             tmp.mkdir(parents=True)
@@ -225,25 +229,23 @@ class SearchIndex:
                 np.save(tmp / "embeddings.npy", np.ascontiguousarray(vectors, np.float32))
             stored = np.load(tmp / "embeddings.npy", mmap_mode="r")
             metadata = (
-                metadata.reindex(columns=list(METADATA_COLUMNS), fill_value="").astype(str).reset_index(drop=True)
+                metadata.reindex(columns=list(metadata_columns()), fill_value="").astype(str).reset_index(drop=True)
             )
             metadata.to_parquet(tmp / "metadata.parquet", index=False)
             lexical.save(tmp / "lexical.npz")
             if word_head is not None:
                 word_head.save(tmp / "word_head.npz")
-            backend = make_backend(stored) if make_backend else build_vector_index(kind, stored, **params)
+            backend = make_backend(stored) if make_backend else build_vector_index(record.kind, stored, **record.params)
             backend.save(tmp)
-            saved_params = {k: v for k, v in backend.params.items() if k != "kind" and v is not None}
-            info = {
-                **info,
-                "format_version": INDEX_FORMAT_VERSION,
-                "kind": kind,
-                "params": saved_params,
-                "dim": int(stored.shape[1]),
-                "items": int(stored.shape[0]),
-                "updated": datetime.datetime.now().isoformat(timespec="seconds"),
-            }
-            (tmp / "index.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+            record = dataclasses.replace(
+                record,
+                format_version=INDEX_FORMAT_VERSION,
+                params={k: v for k, v in backend.params.items() if k != "kind" and v is not None},
+                dim=int(stored.shape[1]),
+                items=int(stored.shape[0]),
+                updated=datetime.datetime.now().isoformat(timespec="seconds"),
+            )
+            (tmp / "index.json").write_text(json.dumps(record.to_dict(), indent=2, sort_keys=True) + "\n")
             del stored, backend
             written = SearchIndex.read(tmp)
             if not written.metadata.equals(
@@ -265,8 +267,8 @@ class SearchIndex:
         """A new version with items appended (written atomically; this object stays valid).
         ``item_counts`` has a column per word of ``new_vocabulary`` (the index's vocabulary,
         possibly extended at its end with the new items' words)."""
-        if not index_kind(self.info["kind"]).supports_add:
-            raise IndexProblem(f"index {self.name} is of kind {self.info['kind']}, which cannot add items; rebuild it")
+        if not index_kind(self.record.kind).supports_add:
+            raise IndexProblem(f"index {self.name} is of kind {self.record.kind}, which cannot add items; rebuild it")
         vectors = np.ascontiguousarray(vectors, np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise IndexProblem(
@@ -295,28 +297,26 @@ class SearchIndex:
             out.flush()
 
         def extend_backend(stored):
-            return index_kind(self.info["kind"]).extended(self.folder, stored, vectors, **self.info.get("params", {}))
+            return index_kind(self.record.kind).extended(self.folder, stored, vectors, **self.record.params)
 
         merged = pd.concat(
-            [self.metadata, metadata.reindex(columns=list(METADATA_COLUMNS), fill_value="")], ignore_index=True
+            [self.metadata, metadata.reindex(columns=list(metadata_columns()), fill_value="")], ignore_index=True
         )
         return self.write(
             self.folder,
-            self.info,
+            self.record,
             write_vectors,
             merged,
             lexical,
             self.word_head,
-            self.info["kind"],
-            self.info.get("params", {}),
             make_backend=extend_backend,
         )
 
     def removed(self, item_ids: list[str]) -> SearchIndex:
         """A new version without ``item_ids`` (every id must be in the index)."""
-        if not index_kind(self.info["kind"]).supports_remove:
+        if not index_kind(self.record.kind).supports_remove:
             raise IndexProblem(
-                f"index {self.name} is of kind {self.info['kind']}, which cannot remove items; rebuild it"
+                f"index {self.name} is of kind {self.record.kind}, which cannot remove items; rebuild it"
             )
         missing = sorted(set(item_ids) - set(self.metadata["item_id"]))
         if missing:
@@ -334,13 +334,11 @@ class SearchIndex:
 
         return self.write(
             self.folder,
-            self.info,
+            self.record,
             write_vectors,
             self.metadata[keep].reset_index(drop=True),
             lexical,
             self.word_head,
-            self.info["kind"],
-            self.info.get("params", {}),
         )
 
     def feedback(self, queries: list[str], item_ids: list[str]) -> None:

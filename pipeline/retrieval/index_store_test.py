@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.retrieval.index_store import METADATA_COLUMNS, IndexProblem, SearchIndex
+from pipeline.records import IndexModel, IndexRecord, RankingChoice
+from pipeline.retrieval.index_store import IndexProblem, SearchIndex, metadata_columns
 from pipeline.retrieval.lexical import QueryLikelihoodScorer
 
 CAPTIONS = ["a lone \r return", "two\nlines", "a NUL \x00 inside", 'quotes " and, commas', "émoji 🦓", "plain"]
@@ -15,15 +16,17 @@ def write_small_index(folder, kind="exact"):
     metadata = pd.DataFrame({"item_id": [f"item-{i}" for i in range(len(CAPTIONS))], "caption": CAPTIONS})
     scorer = QueryLikelihoodScorer(["return", "lines", "plain"])
     scorer.fit(scorer.count_matrix(CAPTIONS))
-    info = {"name": folder.name, "model": {"run": "none"}, "fusion": {"method": "dense"}}
-    return SearchIndex.write(folder, info, vectors, metadata, scorer, None, kind, {})
+    record = IndexRecord(
+        folder.name, IndexModel("none", "", "test"), "", "all", False, RankingChoice("dense"), 1.0, kind
+    )
+    return SearchIndex.write(folder, record, vectors, metadata, scorer, None)
 
 
 def test_any_caption_reads_back_exactly(tmp_path):
     index = write_small_index(tmp_path / "idx")
     reopened = SearchIndex.open(tmp_path / "idx")
     assert reopened.metadata["caption"].tolist() == CAPTIONS and list(reopened.metadata.columns) == list(
-        METADATA_COLUMNS
+        metadata_columns()
     )
     assert reopened.metadata["path"].tolist() == [""] * len(CAPTIONS) and len(index) == len(CAPTIONS)
 

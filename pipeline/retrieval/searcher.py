@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.modalities import file_modalities
+from pipeline.modalities import modality as get_modality
 from pipeline.preprocessing.media_check import MediaRejected
 from pipeline.retrieval.hybrid import fuse
 from pipeline.retrieval.index_store import IndexProblem, SearchIndex, weights_fingerprint
@@ -34,8 +36,7 @@ class SearchHit:
     caption: str
     path: str
     label: str
-    image_path: str  # the item's files ("" where it has none)
-    audio_path: str
+    files: dict[str, str]  # the item's file of each file modality ("" where it has none)
     score: float  # the ranking score (the fused one under a hybrid ranking)
     dense_score: float  # cosine similarity in the shared space
     nb_log_proba: float | None  # log p(item | query) of the Naive Bayes stage (text queries)
@@ -43,9 +44,11 @@ class SearchHit:
 
     def to_dict(self) -> dict:
         # By hand: dataclasses.asdict deep-copies every field, and this runs for every hit served.
-        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)} | {
-            "nb_words": [list(w) for w in self.nb_words]
-        }
+        out = {field.name: getattr(self, field.name) for field in dataclasses.fields(self) if field.name != "files"}
+        return out | {f"{m}_path": p for m, p in self.files.items()} | {"nb_words": [list(w) for w in self.nb_words]}
+
+    def file_of(self, modality: str) -> str:
+        return self.files.get(modality, "")
 
 
 @dataclasses.dataclass
@@ -91,18 +94,18 @@ class Searcher:
         from pipeline.inference import Encoder
 
         index = SearchIndex.open(name)
-        model = index.info.get("model", {})
-        run = run_from_reference(model.get("run", ""))
+        model = index.record.model
+        run = run_from_reference(model.run)
         if not (run / "model.weights.h5").is_file():
             raise IndexProblem(
                 f"index {index.name} was built by the run {run}, which is no longer there; rebuild the index with "
-                f"python -m pipeline index --run RUN --data {index.info.get('data', 'PATH')} --name {index.name}"
+                f"python -m pipeline index --run RUN --data {index.record.data} --name {index.name}"
             )
-        if weights_fingerprint(run) != model.get("weights_sha1"):
+        if weights_fingerprint(run) != model.weights_sha1:
             raise IndexProblem(
                 f"index {index.name} was built by an earlier version of {run} (its weights have changed since); its "
                 f"vectors do not match the model. Rebuild it: python -m pipeline index --run {run} "
-                f"--data {index.info.get('data', 'PATH')} --name {index.name}"
+                f"--data {index.record.data} --name {index.name}"
             )
         encoder = Encoder.from_run(run)
         if encoder.config.embedding_dim != index.dim:
@@ -154,11 +157,11 @@ class Searcher:
         known = [len(words) > len(u) for words, u in zip(tokens, unknown)]
         with_words = [t for t, has in zip(texts, known) if has]
         nb_rows = iter(lexical.log_proba(with_words)) if with_words else iter(())
-        fusion = index.info.get("fusion", {})
+        default_ranking = index.record.ranking
         for j, i in enumerate(valid):
             q = queries[i]
-            ranking = q.ranking or fusion.get("method", "dense")
-            weight = fusion.get("weight", 0.5) if q.weight is None else q.weight
+            ranking = q.ranking or default_ranking.method
+            weight = default_ranking.weight if q.weight is None else q.weight
             notes = [f"not in the index's vocabulary: {', '.join(unknown[j])}"] if unknown[j] else []
             nb = next(nb_rows) if known[j] else None
             if not known[j]:
@@ -206,14 +209,13 @@ class Searcher:
                 f"this index's model was not trained on {modality}; it searches with "
                 f"{', '.join(['text', *self.encoder.model.content])}"
             )
-        encode = self.encoder.encode_image if modality == "image" else self.encoder.encode_audio
         try:
-            return encode([bytes(data)])
+            return self.encoder.encode_files([bytes(data)], modality)
         except MediaRejected as error:
             raise QueryError(f"{name}: cannot be decoded as {modality}: {error}") from None
         except (tf.errors.OpError, ValueError) as error:
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            kinds = "JPEG, PNG, GIF or BMP" if modality == "image" else "WAV, FLAC or OGG"
+            kinds = get_modality(modality).formats
             raise QueryError(f"{name}: cannot be decoded as {modality} ({first[:200]}); give a {kinds} file") from None
 
     def search_vector(self, vector, k: int = 10, filters: dict | None = None) -> SearchResponse:
@@ -255,10 +257,8 @@ class Searcher:
         columns = index.columns
         for rank, at in enumerate(order, start=1):
             row = int(rows[at])
-            meta = {
-                name: columns[name][row]
-                for name in ("item_id", "modality", "caption", "path", "label", "image_path", "audio_path")
-            }
+            meta = {name: columns[name][row] for name in ("item_id", "modality", "caption", "path", "label")}
+            files = {m.name: columns[f"{m.name}_path"][row] for m in file_modalities()}
             hits.append(
                 SearchHit(
                     rank=rank,
@@ -267,8 +267,7 @@ class Searcher:
                     caption=meta["caption"],
                     path=meta["path"],
                     label=meta["label"],
-                    image_path=meta["image_path"],
-                    audio_path=meta["audio_path"],
+                    files=files,
                     score=float(scores[at]),
                     dense_score=float(dense[at]),
                     nb_log_proba=None if nb is None else float(nb[row]),

@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
+from pipeline.modalities import file_modalities
 from pipeline.retrieval.index_store import IndexProblem
 from pipeline.retrieval.searcher import QueryError
 from pipeline.service.metrics import ServiceMetrics
@@ -385,23 +386,26 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
     return app
 
 
-SERVER_PATHS = ("path", "image_path", "audio_path")
+def server_paths() -> tuple[str, ...]:
+    """The fields that hold the server's file paths: the first file and each file modality's."""
+    return ("path", *(f"{m.name}_path" for m in file_modalities()))
 
 
 def media_urls(item: dict) -> dict:
-    """Where a client fetches an item's files: its first (``media_url``), image and sound. The
-    id is percent-encoded whole, so '?', '#', '/' and spaces in it survive the trip."""
+    """Where a client fetches an item's files: its first (``media_url``), and each modality's
+    (``image_url``, ``audio_url``, ...). The id is percent-encoded whole, so '?', '#', '/' and
+    spaces in it survive the trip."""
     base = f"/items/{urllib.parse.quote(item['item_id'], safe='')}/media"
-    return {
-        "media_url": base if item.get("path") else None,
-        "image_url": f"{base}?modality=image" if item.get("image_path") else None,
-        "audio_url": f"{base}?modality=audio" if item.get("audio_path") else None,
-    }
+    urls = {"media_url": base if item.get("path") else None}
+    for m in file_modalities():
+        urls[f"{m.name}_url"] = f"{base}?modality={m.name}" if item.get(f"{m.name}_path") else None
+    return urls
 
 
 def public_item(item: dict) -> dict:
     """An item or hit as clients see it: its media URLs instead of the server's file paths."""
-    return {key: value for key, value in item.items() if key not in SERVER_PATHS} | media_urls(item)
+    hidden = server_paths()
+    return {key: value for key, value in item.items() if key not in hidden} | media_urls(item)
 
 
 def _int_field(value, name: str, default: int) -> int:

@@ -20,6 +20,7 @@ import pandas as pd
 from pipeline import paths
 from pipeline.data.item_ids import item_id_problem
 from pipeline.io_utils import atomic_path
+from pipeline.modalities import file_modalities
 from pipeline.preprocessing.media_check import (
     AUDIO_KINDS,
     IMAGE_KINDS,
@@ -241,7 +242,7 @@ class ServiceState:
             return
         referenced = {
             Path(p).name
-            for column in ("image_path", "audio_path")
+            for column in (f"{m.name}_path" for m in file_modalities())
             for p in self.index.columns[column]
             if p and Path(p).parent.resolve() == folder
         }

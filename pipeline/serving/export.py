@@ -31,7 +31,8 @@ import tensorflow as tf
 
 from pipeline import paths
 from pipeline.io_utils import atomic_path, write_text_atomic
-from pipeline.preprocessing import audio_ops, image_ops
+from pipeline.modalities import file_modalities
+from pipeline.modalities import modality as get_modality
 
 log = logging.getLogger(__name__)
 
@@ -73,43 +74,24 @@ def text_archive(model, vectorizer) -> keras.export.ExportArchive:
     return archive
 
 
-def image_archive(model, config) -> keras.export.ExportArchive:
+def file_archive(model, name: str, input_config) -> keras.export.ExportArchive:
+    """Encoded files of modality ``name`` in (``<name>_bytes``), unit vectors out, through the
+    modality's own ``prepare`` in its serving form: core ops only, which the stock server has
+    (audio: WAV decoding and an FFT resampler, not tensorflow-io; the client converts FLAC or
+    OGG clips to WAV, ``pipeline.serving.client``)."""
+    reader = get_modality(name)
     archive = keras.export.ExportArchive()
-    archive.track(model.image_encoder)
-    size, backbone = config.image.image_size, config.image.backbone
+    archive.track(model.tower(name))
+    spec = reader.input_spec(input_config)
 
-    def prepare(data):
-        return image_ops.preprocess_for_backbone(image_ops.resize_image(image_ops.decode_image(data), size), backbone)
-
-    def serve(image_bytes):
-        pixels = tf.map_fn(prepare, image_bytes, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
-        return {"embedding": model.encode_image(pixels)}
+    def serve(file_bytes):
+        inputs = tf.map_fn(
+            lambda data: reader.prepare(data, input_config, serving=True), file_bytes, fn_output_signature=spec
+        )
+        return {"embedding": model.encode_prepared(name, inputs)}
 
     archive.add_endpoint(
-        "serving_default", serve, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")]
-    )
-    return archive
-
-
-def audio_archive(model, input_config) -> keras.export.ExportArchive:
-    """WAV bytes in: decoding and resampling use core ops (``decode_wav_core``,
-    ``resample_fft``), not tensorflow-io, which the stock server lacks. FLAC or OGG clips are
-    converted to WAV by the client (``pipeline.serving.client``)."""
-    archive = keras.export.ExportArchive()
-    archive.track(model.audio_encoder)
-    a = input_config.audio
-
-    def prepare(data):
-        samples, rate = audio_ops.decode_wav_core(data)
-        samples = audio_ops.fixed_clip(samples, rate, a.clip_seconds, a.sample_rate, resampler=audio_ops.resample_fft)
-        return audio_ops.log_mel_spectrogram(samples, a.sample_rate, a.n_mels, a.window, a.stride)
-
-    def serve(audio_bytes):
-        spec = tf.map_fn(prepare, audio_bytes, fn_output_signature=tf.TensorSpec([a.frames, a.n_mels], tf.float32))
-        return {"embedding": model.audio_encoder(spec, training=False)}
-
-    archive.add_endpoint(
-        "serving_default", serve, input_signature=[tf.TensorSpec([None], tf.string, name="audio_bytes")]
+        "serving_default", serve, input_signature=[tf.TensorSpec([None], tf.string, name=reader.export_input)]
     )
     return archive
 
@@ -159,10 +141,10 @@ def export_encoders(model, vectorizer, config, root: Path | None = None, version
     modalities = config.data.modalities
     if "text" in modalities:
         out["text_encoder"] = _write("text_encoder", text_archive(model, vectorizer), root, version)
-    if "image" in modalities:
-        out["image_encoder"] = _write("image_encoder", image_archive(model, config), root, version)
-    if "audio" in modalities:
-        out["audio_encoder"] = _write("audio_encoder", audio_archive(model, input_config_for(config)), root, version)
+    for reader in file_modalities():
+        if reader.name in modalities:
+            archive = file_archive(model, reader.name, input_config_for(config))
+            out[f"{reader.name}_encoder"] = _write(f"{reader.name}_encoder", archive, root, version)
     return out
 
 
@@ -223,7 +205,7 @@ def export_for_serving(run=None, index: str | None = None, root: Path | None = N
     models = export_encoders(encoder.model, encoder.vectorizer, encoder.config, root, version)
     if searcher is not None:
         index = searcher.index
-        fusion = index.info.get("fusion", {})
+        ranking = index.record.ranking
         archive = retriever_archive(
             encoder.model,
             encoder.vectorizer,
@@ -231,8 +213,8 @@ def export_for_serving(run=None, index: str | None = None, root: Path | None = N
             index.metadata["item_id"].tolist(),
             k,
             index.lexical,
-            fusion.get("method", "dense"),
-            fusion.get("weight", 0.5),
+            ranking.method,
+            ranking.weight,
         )
         models["retriever"] = _write("retriever", archive, root, version)
     return ServingExport(version, models, write_models_config(root))

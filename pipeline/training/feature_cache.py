@@ -27,6 +27,7 @@ from pipeline.io_utils import atomic_path
 from pipeline.models.image_encoder import resolve_weights
 from pipeline.preprocessing.image_ops import view_names, view_pixels
 from pipeline.progress import progress
+from pipeline.records import CachedImageFeatures
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +94,14 @@ def backbone_features(
     images: list[str],
     batch_size: int = 64,
     views: tuple[str, ...] = ("plain",),
-) -> tuple[list[str], np.ndarray]:
+) -> CachedImageFeatures:
     """(images, features [len(images), dim]) from the cache, or computed and cached. With
     several ``views`` (see ``view_names``), features [len(images), len(views), dim]."""
     per_view = [_features(backbone, image_config, input_config, manifest, images, batch_size, view) for view in views]
     images = per_view[0][0]
     if len(views) == 1:
-        return images, per_view[0][1]
-    return images, np.stack([features for _, features in per_view], axis=1)
+        return CachedImageFeatures(images, per_view[0][1])
+    return CachedImageFeatures(images, np.stack([features for _, features in per_view], axis=1))
 
 
 def _features(

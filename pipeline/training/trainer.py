@@ -26,9 +26,10 @@ from pipeline.data.manifest import Manifest
 from pipeline.data.named_datasets import resolve_data_path
 from pipeline.evaluation.embedder import embed_split
 from pipeline.evaluation.evaluator import evaluate_embeddings, write_reports
-from pipeline.io_utils import atomic_path, write_json_atomic, write_text_atomic
+from pipeline.io_utils import atomic_path, write_text_atomic
 from pipeline.models.retrieval_model import CrossModalModel, dummy_inputs, uses_cached_image_features
 from pipeline.preprocessing import text_ops
+from pipeline.records import EvaluationReport, RunData, RunRecord
 from pipeline.run_artifacts import RUN_FORMAT_VERSION, IncompatibleRun, input_config_for, point_latest
 from pipeline.training import callbacks as cb
 
@@ -269,7 +270,7 @@ def build_model(config: ExperimentConfig, data: PreparedData, strategy) -> tuple
         image_features = backbone_features(
             backbone, config.image, data.input_config, data.manifest, images, views=view_names(config.image)
         )
-        model.image_feature_dim = int(image_features[1].shape[-1])
+        model.image_feature_dim = image_features.dim
     model(dummy_inputs(model))
     if config.audio.init_from and "audio" in config.data.modalities:
         from pipeline.training.warm_start import WarmStartError, warm_start_audio_encoder
@@ -409,7 +410,7 @@ def write_run(
     seconds: float,
     image_features=None,
     evaluate_test: bool = True,
-) -> dict:
+) -> RunRecord:
     """Step 4: the selected weights, the embedding projector, run.json with the dev report of
     the selected epoch and, where the dataset has a test split, the test report."""
     save_weights_atomic(model, run_dir / "model.weights.h5")
@@ -417,47 +418,52 @@ def write_run(
     dev_embeddings = embed_split(model, **{**embed_kwargs, "max_items": config.train.projector_items})
     if "text" in dev_embeddings.vectors:
         cb.write_projector(run_dir / "logs", dev_embeddings.vectors["text"], dev_embeddings.captions)
-    info = {
-        "run_format_version": RUN_FORMAT_VERSION,
-        "pipeline_version": __version__,
-        "created": datetime.datetime.now().isoformat(timespec="seconds"),
-        "config_name": config.name,
-        "data": {
-            "root": str(data.root),
-            "format": data.manifest.format,
-            "train_items": len(data.train_items.frame),
-            "dev_items": len(data.dev_items.frame),
-            "skipped_train_rows": len(data.train_items.skipped),
-        },
-        "audio_frames": data.input_config.audio.frames,
-        "image_feature_dim": model.image_feature_dim,
-        "epochs_run": len(history.get("loss", [])),
-        "train_seconds": round(seconds, 1),
-    }
     # The selected epoch's full report on the dev items it was selected on (train.dev_items at most).
     dev_report = evaluate_embeddings(
         embed_split(model, **embed_kwargs), with_curves=True, relevance=config.train.positives
     )
-    info["dev_report"] = write_reports(
+    dev_files = write_reports(
         dev_report,
         run_dir / "eval" / f"{config.data.dev_split}.json",
         f"{config.name}: {data.manifest.root.name} / {config.data.dev_split}",
     )
-    info["dev"] = dev_report
-    write_json_atomic(run_dir / "run.json", info)
-    log.info("[3/5] training done in %.0f s (dev rsum %.1f); run folder %s", seconds, dev_report["rsum"], run_dir)
+    record = RunRecord(
+        run_format_version=RUN_FORMAT_VERSION,
+        pipeline_version=__version__,
+        created=datetime.datetime.now().isoformat(timespec="seconds"),
+        config_name=config.name,
+        data=RunData(
+            root=str(data.root),
+            format=data.manifest.format,
+            train_items=len(data.train_items.frame),
+            dev_items=len(data.dev_items.frame),
+            skipped_train_rows=len(data.train_items.skipped),
+        ),
+        audio_frames=data.input_config.audio.frames,
+        image_feature_dim=model.image_feature_dim,
+        epochs_run=len(history.get("loss", [])),
+        train_seconds=round(seconds, 1),
+        dev=EvaluationReport.from_dict(dev_report),
+        dev_report={k: str(v) for k, v in dev_files.items()},
+    )
+    record.write(run_dir)
+    log.info("[3/5] training done in %.0f s (dev rsum %.1f); run folder %s", seconds, record.dev.rsum, run_dir)
     if evaluate_test and config.data.test_split in set(data.manifest.frame["split"]):
         log.info("[4/5] evaluating on the %s split", config.data.test_split)
-        embeddings = embed_split(model, **{**embed_kwargs, "split": config.data.test_split, "max_items": None})
+        # From pixels, as `evaluate` and search see them: the feature cache holds training and dev images only.
+        test_kwargs = {**embed_kwargs, "split": config.data.test_split, "max_items": None, "image_features": None}
+        embeddings = embed_split(model, **test_kwargs)
         report = evaluate_embeddings(embeddings, with_curves=True, relevance=config.train.positives)
-        info["test_report"] = write_reports(
+        test_files = write_reports(
             report,
             run_dir / "eval" / f"{config.data.test_split}.json",
             f"{config.name}: {data.manifest.root.name} / {config.data.test_split}",
         )
-        info["test"] = report
-        write_json_atomic(run_dir / "run.json", info)
-    return info
+        record = dataclasses.replace(
+            record, test=EvaluationReport.from_dict(report), test_report={k: str(v) for k, v in test_files.items()}
+        )
+        record.write(run_dir)
+    return record
 
 
 def train(

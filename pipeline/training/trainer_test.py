@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from pipeline.config import load_config
+from pipeline.records import RunRecord
 from pipeline.training import trainer
 
 
@@ -51,9 +52,10 @@ def test_run_phases_then_write_run(config, prepared, tmp_path):
     history = trainer.run_phases(model, config, prepared, tmp_path, strategy, features)
     assert len(history["loss"]) == 1 and np.isfinite(history["loss"][0])
     assert (tmp_path / "checkpoints" / "best.weights.h5").is_file()
-    info = trainer.write_run(model, config, prepared, tmp_path, history, 1.0, features, evaluate_test=False)
-    assert json.loads((tmp_path / "run.json").read_text())["dev"]["rsum"] == pytest.approx(info["dev"]["rsum"])
-    assert info["epochs_run"] == 1 and "test" not in info
+    record = trainer.write_run(model, config, prepared, tmp_path, history, 1.0, features, evaluate_test=False)
+    assert json.loads((tmp_path / "run.json").read_text())["dev"]["rsum"] == pytest.approx(record.dev.rsum)
+    assert RunRecord.read(tmp_path) == record
+    assert record.epochs_run == 1 and record.test is None
     assert (tmp_path / "model.weights.h5").is_file()
 
 

@@ -14,15 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.data.item_ids import RULE, is_item_id
-from pipeline.data.manifest import (
-    AUDIO_EXTENSIONS,
-    IMAGE_EXTENSIONS,
-    SPLIT_ALIASES,
-    Manifest,
-    ManifestError,
-    Problem,
-    row_problems,
-)
+from pipeline.data.manifest import SPLIT_ALIASES, Manifest, ManifestError, Problem, row_problems
+from pipeline.modalities import file_modalities
 
 SPLIT_FOLDERS = {"train", "dev", "test", *SPLIT_ALIASES}
 
@@ -32,6 +25,11 @@ def hashed_split(item_id: str) -> str:
     return "test" if bucket == 0 else "dev" if bucket == 1 else "train"
 
 
+def extension_owners() -> dict[str, str]:
+    """File name ending → the modality that reads it (from the modality registry)."""
+    return {extension: m.name for m in file_modalities() for extension in m.extensions}
+
+
 class FolderAdapter:
     name = "folder"
     description = "a folder of images/audio files with optional sidecar .txt captions"
@@ -39,9 +37,11 @@ class FolderAdapter:
     def detect(self, root: Path) -> bool:
         if not root.is_dir():
             return False
-        return any(p.suffix.lower() in IMAGE_EXTENSIONS + AUDIO_EXTENSIONS for p in root.rglob("*") if p.is_file())
+        owners = extension_owners()
+        return any(p.suffix.lower() in owners for p in root.rglob("*") if p.is_file())
 
     def load(self, root: Path) -> Manifest:
+        owners = extension_owners()
         groups: dict[Path, dict] = {}
         problems: list[Problem] = []
         for path in sorted(root.rglob("*")):
@@ -50,7 +50,7 @@ class FolderAdapter:
             suffix = path.suffix.lower()
             rel = path.relative_to(root).as_posix()
             if not path.is_file():
-                if suffix in IMAGE_EXTENSIONS + AUDIO_EXTENSIONS + (".txt",) and path.is_dir():
+                if (suffix in owners or suffix == ".txt") and path.is_dir():
                     problems.append(
                         Problem(
                             "not_a_file",
@@ -60,19 +60,16 @@ class FolderAdapter:
                     )
                 continue
             key = path.with_suffix("")
-            if suffix in IMAGE_EXTENSIONS + AUDIO_EXTENSIONS and not is_item_id(key.relative_to(root).as_posix()):
+            if suffix in owners and not is_item_id(key.relative_to(root).as_posix()):
                 problems.append(Problem("bad_name", f"its name cannot be an item id; skipped ({RULE})", file=rel))
                 continue
-            if suffix in IMAGE_EXTENSIONS:
-                groups.setdefault(key, {})["image"] = path
-            elif suffix in AUDIO_EXTENSIONS:
-                groups.setdefault(key, {})["audio"] = path
+            if suffix in owners:
+                groups.setdefault(key, {})[owners[suffix]] = path
         if not groups:
             if problems:
-                raise ManifestError(f"{root}: no usable image or audio file; " + "; ".join(map(str, problems[:3])))
-            raise ManifestError(
-                f"{root}: no image ({', '.join(IMAGE_EXTENSIONS)}) or audio ({', '.join(AUDIO_EXTENSIONS)}) files found."
-            )
+                raise ManifestError(f"{root}: no usable media file; " + "; ".join(map(str, problems[:3])))
+            kinds = " or ".join(f"{m.name} ({', '.join(m.extensions)})" for m in file_modalities())
+            raise ManifestError(f"{root}: no {kinds} files found.")
         records = []
         for key, files in groups.items():
             rel_key = key.relative_to(root)
@@ -106,8 +103,7 @@ class FolderAdapter:
             base = {
                 "item_id": item_id,
                 "split": split,
-                "image": files["image"].relative_to(root).as_posix() if "image" in files else "",
-                "audio": files["audio"].relative_to(root).as_posix() if "audio" in files else "",
+                **{m.name: files[m.name].relative_to(root).as_posix() if m.name in files else "" for m in file_modalities()},
                 "label": "",
             }
             for caption in captions or [""]:
