@@ -25,8 +25,8 @@ import numpy as np
 
 from benchmarks.results_io import write_results
 from pipeline.cli import setup_logging
-from pipeline.retrieval.fusion_tuning import TUNE_CAPTIONS, WEIGHTS, compare_rankings
 from pipeline.retrieval.index_builder import NB_ALPHA, PREDICTED_TOTAL, PREDICTED_WORDS, EmbeddedItems
+from pipeline.retrieval.ranking_choice import TUNE_CAPTIONS, WEIGHTS, compare_rankings
 
 log = logging.getLogger("bench_hybrid")
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from pipeline import paths
 from pipeline.retrieval import commands as retrieval
-from pipeline.service import commands as service
-from pipeline.serving import commands as serving
+from pipeline.search_service import commands as service
+from pipeline.tf_serving import commands as serving
 from pipeline.tuning import commands as tuning
 
 log = logging.getLogger("pipeline")
@@ -214,7 +214,7 @@ def _run_train(args: argparse.Namespace) -> int:
     record = RunRecord.read(result.run_dir)
     if not args.no_export:
         # Exporting is the export command's work; `train` does it too unless --no-export.
-        from pipeline.serving.export import export_encoders, write_models_config
+        from pipeline.tf_serving.export import export_encoders, write_models_config
 
         log.info("[5/5] exporting the encoders as SavedModels")
         exports = export_encoders(result.model, result.vectorizer, config)

@@ -279,13 +279,13 @@ def test_row_6_feedback_adds_and_searches_at_once_never_fail(writable):
 
 
 def test_a_scorer_being_cloned_while_it_explains_is_never_changed_underneath(searcher):
-    lexical = searcher.index.lexical
+    naive_bayes = searcher.index.naive_bayes
     errors, stop = [], time.time() + 2
 
     def explain():
         while time.time() < stop:
             try:
-                lexical.explain("a red circle", 0)
+                naive_bayes.explain("a red circle", 0)
             except Exception as error:  # noqa: BLE001 - collected
                 errors.append(repr(error))
 
@@ -293,13 +293,13 @@ def test_a_scorer_being_cloned_while_it_explains_is_never_changed_underneath(sea
     thread.start()
     clones = 0
     while time.time() < stop:
-        twin = lexical.clone()
+        twin = naive_bayes.clone()
         clones += 1
     thread.join()
     assert not errors and clones > 1
-    np.testing.assert_array_equal(twin.state()[0].toarray(), lexical.state()[0].toarray())
+    np.testing.assert_array_equal(twin.state()[0].toarray(), naive_bayes.state()[0].toarray())
     twin.partial_fit(["zebra"], [0])
-    assert twin.state()[1][0] == lexical.state()[1][0] + 1  # the copy learned; the original did not
+    assert twin.state()[1][0] == naive_bayes.state()[1][0] + 1  # the copy learned; the original did not
 
 
 # ---------------------------------------------------------------- rows 7, 9, 10, 11, 15
@@ -315,7 +315,7 @@ def test_row_9_a_failed_add_leaves_no_upload_behind_and_strays_are_swept_at_star
     client, folder, uploads = writable
     import pipeline.retrieval.index_builder as index_builder
     from pipeline.retrieval.index_store import IndexProblem
-    from pipeline.service.state import upload_name
+    from pipeline.search_service.state import upload_name
 
     def failing(*args, **kwargs):
         raise IndexProblem("the disk is full")

@@ -41,7 +41,7 @@ def test_index_folder_holds_vectors_metadata_and_the_lexical_model(smoke_index, 
     assert set(index.metadata["modality"]) <= {"image", "image+audio"} and "image+audio" in set(
         index.metadata["modality"]
     )
-    assert index.lexical.items == len(index)
+    assert index.naive_bayes.items == len(index)
     assert not any(p.suffix == ".pkl" for p in smoke_index.iterdir())
     assert not Path(info["model"]["run"]).is_absolute()  # named relative to saved_models/runs
 
@@ -152,9 +152,9 @@ def test_add_and_remove_without_rebuilding(smoke_index, smoke_run, tmp_path, cap
     )
     assert main(["index", "add", "--name", str(tmp_path / "copy"), "--data", str(extra)]) == 0
     after = SearchIndex.open(tmp_path / "copy")
-    assert len(after) == n + 2 and after.lexical.items == n + 2
+    assert len(after) == n + 2 and after.naive_bayes.items == n + 2
     np.testing.assert_array_equal(np.asarray(after.vectors[:n]), np.asarray(before.vectors))  # old rows untouched
-    assert "zebra" in after.lexical.word_index  # a word new to the index's vocabulary
+    assert "zebra" in after.naive_bayes.word_index  # a word new to the index's vocabulary
     out = search_json(capsys, "--index", str(tmp_path / "copy"), "zebra", "-k", "1", "--ranking", "nb")
     assert out["hits"][0]["item_id"] == "zebra"
 
@@ -174,10 +174,10 @@ def test_feedback_teaches_the_nb_stage_online(smoke_index, tmp_path):
     shutil.copytree(smoke_index, tmp_path / "fb")
     index = SearchIndex.open(tmp_path / "fb")
     target = index.metadata["item_id"].iloc[7]
-    before = index.lexical.log_proba(["circle"])[0][7]
+    before = index.naive_bayes.log_proba(["circle"])[0][7]
     index.feedback(["circle circle circle"], [target])
     reopened = SearchIndex.open(tmp_path / "fb")  # saved
-    assert reopened.lexical.log_proba(["circle"])[0][7] > before
+    assert reopened.naive_bayes.log_proba(["circle"])[0][7] > before
     with pytest.raises(ValueError, match="no item"):
         reopened.feedback(["x"], ["nope"])
 
@@ -189,12 +189,12 @@ def test_interrupted_build_leaves_the_old_index_searchable(
     digest = folder_digest(tmp_path / "idx")
     expected = search_json(capsys, "--index", str(tmp_path / "idx"), "a blue square", "-k", "5")
 
-    from pipeline.retrieval import lexical
+    from pipeline.retrieval import naive_bayes
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt("killed halfway through writing")
 
-    monkeypatch.setattr(lexical.QueryLikelihoodScorer, "save", killed)
+    monkeypatch.setattr(naive_bayes.NaiveBayesScorer, "save", killed)
     with pytest.raises(KeyboardInterrupt):
         main(
             [
@@ -235,12 +235,12 @@ def test_a_build_process_killed_halfway_leaves_the_old_index(
     # minutes there), killed with SIGKILL: no exception handler or finally clause runs.
     script = (
         "import sys, time\n"
-        "from pipeline.retrieval import lexical\n"
-        "save = lexical.QueryLikelihoodScorer.save\n"
+        "from pipeline.retrieval import naive_bayes\n"
+        "save = naive_bayes.NaiveBayesScorer.save\n"
         "def slow(self, path):\n"
         "    save(self, path)\n"
         "    time.sleep(600)\n"
-        "lexical.QueryLikelihoodScorer.save = slow\n"
+        "naive_bayes.NaiveBayesScorer.save = slow\n"
         "from pipeline.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
@@ -341,7 +341,7 @@ def test_items_without_text_get_predicted_words(smoke_run, tiny_default_dataset,
     )
     index = SearchIndex.open(tmp_path / "pics")
     assert (index.metadata["words_from"] == "predicted").all()
-    counts, _ = index.lexical.state()
+    counts, _ = index.naive_bayes.state()
     totals = np.asarray(counts.sum(axis=1)).ravel()
     np.testing.assert_allclose(totals, 10.0, rtol=1e-5)  # ten predicted words' worth per photo
     assert index.word_head is not None

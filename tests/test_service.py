@@ -27,8 +27,8 @@ def shared_searcher(smoke_index):
 def make_client(index, searcher=None, token=TOKEN, uploads=None, limit=LIMIT):
     from fastapi.testclient import TestClient
 
-    from pipeline.service.app import create_app
-    from pipeline.service.state import ServiceConfig, ServiceState
+    from pipeline.search_service.app import create_app
+    from pipeline.search_service.state import ServiceConfig, ServiceState
 
     config = ServiceConfig(index=str(index), api_token=token, max_upload_bytes=limit, max_k=50, uploads_dir=uploads)
     return TestClient(create_app(state=ServiceState(config, searcher)), raise_server_exceptions=False)

@@ -18,7 +18,7 @@ from benchmarks.hostile_media import hostile_uploads, image_bytes, png_of_zeros,
 from benchmarks.service_client import ServiceClient
 from benchmarks.service_runner import ServiceProcess
 from pipeline.retrieval.index_store import SearchIndex
-from pipeline.retrieval.lexical import QueryLikelihoodScorer
+from pipeline.retrieval.naive_bayes import NaiveBayesScorer
 
 pytestmark = pytest.mark.slow
 TOKEN = "durable-t0ken"
@@ -92,7 +92,7 @@ class MixedLoad:
 
 
 def class_count_total(folder) -> float:
-    return float(QueryLikelihoodScorer.load(folder / "lexical.npz").state()[1].sum())
+    return float(NaiveBayesScorer.load(folder / "lexical.npz").state()[1].sum())
 
 
 def test_mixed_load_then_sigterm_and_sigkill_restarts_keep_every_acknowledged_write(

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from pipeline.cli import main
-from pipeline.serving.client import ServingClient
+from pipeline.tf_serving.client import ServingClient
 from tests.fake_tf_serving import FakeTFServing
 from tests.helpers import tone, write_audio
 
@@ -234,7 +234,7 @@ def test_the_retriever_ranks_as_search_does_for_every_ranking(smoke_index, encod
     its scores."""
     from pipeline.retrieval.hybrid import FUSIONS
     from pipeline.retrieval.searcher import Searcher
-    from pipeline.serving.export import retriever_archive
+    from pipeline.tf_serving.export import retriever_archive
 
     searcher = Searcher.open(smoke_index)
     index = searcher.index
@@ -248,7 +248,7 @@ def test_the_retriever_ranks_as_search_does_for_every_ranking(smoke_index, encod
             index.vectors,
             index.metadata["item_id"].tolist(),
             K,
-            index.lexical,
+            index.naive_bayes,
             ranking,
             weight,
         )
@@ -284,7 +284,7 @@ print(json.dumps(out))
 
 
 def test_the_retriever_keeps_ids_that_are_not_ascii(encoder, tmp_path):
-    from pipeline.serving.export import retriever_archive
+    from pipeline.tf_serving.export import retriever_archive
 
     vectors = encoder.encode_text(["a red circle", "a blue square"])
     archive = retriever_archive(encoder.model, encoder.vectorizer, vectors, ["café-1", "日本-2"], k=2)

@@ -65,7 +65,7 @@ def test_exports_reload_and_match_in_memory_encoder(smoke_run, isolated_models_d
 
 def test_export_versions_count_up(smoke_run, isolated_models_dir):
     from pipeline.inference import Encoder
-    from pipeline.serving.export import export_encoders
+    from pipeline.tf_serving.export import export_encoders
 
     encoder = Encoder.from_run(smoke_run)
     before = sorted(int(p.name) for p in (isolated_models_dir / "text_encoder").iterdir() if p.name.isdigit())

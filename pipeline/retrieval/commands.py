@@ -118,7 +118,7 @@ def run_index(args: argparse.Namespace) -> int:
         print(f"          ({ranking.why})")
     print(f"run:      {index.record.model.run}")
     print(
-        f"words:    {len(index.lexical.vocabulary)} in the Naive Bayes vocabulary; "
+        f"words:    {len(index.naive_bayes.vocabulary)} in the Naive Bayes vocabulary; "
         f"{(index.metadata['words_from'] == 'predicted').sum()} item(s) have predicted words"
     )
     print(f'search:   python -m pipeline search --index {index.name} "your words" -k 10')

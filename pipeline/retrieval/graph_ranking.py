@@ -3,7 +3,7 @@
 TF Serving runs no Python, so what ``Searcher.search_texts`` does for a text query on an
 exact index is written again here as graph ops, step for step:
 
-1. words: ``lexical.tokenize`` (lower-cased, letters and digits, inner apostrophes kept) as
+1. words: ``naive_bayes.tokenize`` (lower-cased, letters and digits, inner apostrophes kept) as
    ``tf.strings`` ops (``tokenize_graph``);
 2. the Naive Bayes stage: the query's word counts against the items' log p(w | item), plus
    the log prior, normalised over items: ``MultinomialNB.predict_log_proba``
@@ -25,13 +25,13 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.retrieval.hybrid import FUSIONS, RRF_K0
-from pipeline.retrieval.lexical import LOG_PROBA_DECIMALS, QueryLikelihoodScorer
+from pipeline.retrieval.naive_bayes import LOG_PROBA_DECIMALS, NaiveBayesScorer
 
 _LETTER_OR_DIGIT = r"\p{L}\p{N}"  # Python's [^\W_] (str.isalnum) in RE2, whose \w is ASCII only
 
 
 def tokenize_graph(texts: tf.Tensor) -> tf.RaggedTensor:
-    """``lexical.tokenize`` for a batch of strings [batch] → words [batch, (words)].
+    """``naive_bayes.tokenize`` for a batch of strings [batch] → words [batch, (words)].
 
     RE2 has no lookaround, so the words are not found but everything else is blanked out:
     characters that are neither letters, digits nor apostrophes, then apostrophes that do not
@@ -46,7 +46,7 @@ def tokenize_graph(texts: tf.Tensor) -> tf.RaggedTensor:
 
 
 class NaiveBayesGraph(tf.Module):
-    """``QueryLikelihoodScorer.log_proba`` as graph ops, from the scorer's counts.
+    """``NaiveBayesScorer.log_proba`` as graph ops, from the scorer's counts.
 
     MultinomialNB's log p(w | item) is log(c + alpha) - log(N_item + alpha |V|) for a word
     counted c times in the item (N_item words in all). Split as
@@ -59,13 +59,13 @@ class NaiveBayesGraph(tf.Module):
         jll[q, item] = sum_w n(w, q) seen[item, w] + |q| unseen[item] + log prior[item]
 
     and log p(item | q) = jll - logsumexp over items, all in float64 as scikit-learn does,
-    rounded as ``QueryLikelihoodScorer.log_proba`` rounds it.
+    rounded as ``NaiveBayesScorer.log_proba`` rounds it.
 
     Args:
-        scorer: a fitted ``QueryLikelihoodScorer`` (an index's ``lexical``).
+        scorer: a fitted ``NaiveBayesScorer`` (an index's ``naive_bayes``).
     """
 
-    def __init__(self, scorer: QueryLikelihoodScorer, name: str = "naive_bayes"):
+    def __init__(self, scorer: NaiveBayesScorer, name: str = "naive_bayes"):
         super().__init__(name=name)
         counts, class_counts = scorer.state()
         counts = counts.tocoo()
@@ -156,7 +156,7 @@ class HybridRanker(tf.Module):
         self,
         vectors: np.ndarray,
         item_ids: list[str],
-        scorer: QueryLikelihoodScorer | None,
+        scorer: NaiveBayesScorer | None,
         ranking: str,
         weight: float,
         k: int,

@@ -9,7 +9,7 @@ from pipeline.records import IndexModel, IndexRecord, RankingChoice
 from pipeline.retrieval.graph_ranking import HybridRanker, NaiveBayesGraph, tokenize_graph
 from pipeline.retrieval.hybrid import FUSIONS
 from pipeline.retrieval.index_store import SearchIndex
-from pipeline.retrieval.lexical import QueryLikelihoodScorer, tokenize
+from pipeline.retrieval.naive_bayes import NaiveBayesScorer, tokenize
 from pipeline.retrieval.searcher import MIN_CANDIDATES, Searcher
 
 HARD_TEXTS = [
@@ -58,13 +58,13 @@ def test_graph_words_equal_tokenize_eagerly_and_in_a_graph():
     assert [w for batch in mapped for w in words_of(batch)] == expected
 
 
-def random_scorer(items: int, seed: int = 0) -> tuple[QueryLikelihoodScorer, list[str]]:
+def random_scorer(items: int, seed: int = 0) -> tuple[NaiveBayesScorer, list[str]]:
     """A scorer over ``items`` random captions, then taught a few feedback pairs (so the class
     counts, hence priors, differ from item to item)."""
     rng = np.random.default_rng(seed)
     vocabulary = [f"w{i}" for i in range(60)] + ["café", "don't"]
     captions = [" ".join(rng.choice(vocabulary, size=rng.integers(1, 9))) for _ in range(items)]
-    scorer = QueryLikelihoodScorer(vocabulary, alpha=0.1)
+    scorer = NaiveBayesScorer(vocabulary, alpha=0.1)
     scorer.fit(scorer.count_matrix(captions))
     scorer.partial_fit(["w1 w2", "café", "w3 w3 w3"], [0, 5 % items, 7 % items])
     return scorer, captions
@@ -99,7 +99,7 @@ def test_naive_bayes_by_hand():
     # Two items: "a a b" and "c"; alpha 1, vocabulary {a, b, c}; one query "a".
     # p(a | item0) = (2 + 1) / (3 + 3) = 1/2, p(a | item1) = (0 + 1) / (1 + 3) = 1/4; priors 1/2 each.
     # log p(item0 | "a") = log(1/2 * 1/2) - log(1/4 + 1/8) = log(2/3); item1: log(1/3).
-    scorer = QueryLikelihoodScorer(["a", "b", "c"], alpha=1.0)
+    scorer = NaiveBayesScorer(["a", "b", "c"], alpha=1.0)
     scorer.fit(scorer.count_matrix(["a a b", "c"]))
     graph = NaiveBayesGraph(scorer)
     got = graph.log_proba(graph.word_counts(tokenize_graph(tf.constant(["A"])))).numpy()
@@ -139,11 +139,11 @@ def large_index(tmp_path_factory):
 def test_the_ranker_ranks_as_the_searcher(large_index, ranking, k):
     encoder = FixedTextEncoder(large_index.dim)
     searcher = Searcher(large_index, encoder)
-    queries = random_queries(large_index.lexical.vocabulary, 200)
+    queries = random_queries(large_index.naive_bayes.vocabulary, 200)
     ranker = HybridRanker(
         large_index.vectors,
         large_index.metadata["item_id"].tolist(),
-        large_index.lexical,
+        large_index.naive_bayes,
         ranking,
         0.3,
         k,
@@ -159,7 +159,8 @@ def test_the_ranker_ranks_as_the_searcher(large_index, ranking, k):
 def test_a_dense_ranker_holds_no_naive_bayes_and_unknown_rankings_are_refused(large_index):
     ids = large_index.metadata["item_id"].tolist()
     assert (
-        HybridRanker(large_index.vectors, ids, large_index.lexical, "dense", 0.5, 5, MIN_CANDIDATES).naive_bayes is None
+        HybridRanker(large_index.vectors, ids, large_index.naive_bayes, "dense", 0.5, 5, MIN_CANDIDATES).naive_bayes
+        is None
     )
     with pytest.raises(ValueError, match="unknown ranking 'bm25'"):
-        HybridRanker(large_index.vectors, ids, large_index.lexical, "bm25", 0.5, 5, MIN_CANDIDATES)
+        HybridRanker(large_index.vectors, ids, large_index.naive_bayes, "bm25", 0.5, 5, MIN_CANDIDATES)

@@ -22,7 +22,7 @@ from pipeline.data.manifest import Manifest
 from pipeline.modalities import file_modalities
 from pipeline.progress import progress
 from pipeline.records import IndexModel, IndexRecord, RankingChoice
-from pipeline.retrieval.lexical import QueryLikelihoodScorer
+from pipeline.retrieval.naive_bayes import NaiveBayesScorer
 from pipeline.retrieval.word_head import WordHead
 from pipeline.run_artifacts import run_reference
 
@@ -158,16 +158,16 @@ def embed_items(
     )
 
 
-def lexical_scorer(run_vocabulary: list[str], texts: list[str], alpha: float) -> QueryLikelihoodScorer:
+def lexical_scorer(run_vocabulary: list[str], texts: list[str], alpha: float) -> NaiveBayesScorer:
     """An unfitted NB stage over the run's words (padding and OOV left out), then any new
     words of the indexed texts."""
-    scorer = QueryLikelihoodScorer([w for w in run_vocabulary if w and w != "[UNK]"], alpha)
+    scorer = NaiveBayesScorer([w for w in run_vocabulary if w and w != "[UNK]"], alpha)
     scorer.extend_vocabulary(texts)
     return scorer
 
 
 def train_word_head(
-    embedded: EmbeddedItems, scorer: QueryLikelihoodScorer, train_mask: np.ndarray, seed: int = 0
+    embedded: EmbeddedItems, scorer: NaiveBayesScorer, train_mask: np.ndarray, seed: int = 0
 ) -> WordHead | None:
     """The head that predicts an item's words from its vector, trained on the items of
     ``train_mask`` that have captions: their content vectors and their caption vectors both
@@ -186,7 +186,7 @@ def train_word_head(
 
 def item_word_counts(
     embedded: EmbeddedItems,
-    scorer: QueryLikelihoodScorer,
+    scorer: NaiveBayesScorer,
     head: WordHead | None,
     withhold_captions: bool = False,
     top: int = PREDICTED_WORDS,
@@ -246,7 +246,7 @@ def choose_ranking(
     dev_split: str = "dev",
 ) -> dict:
     """The default ranking of text queries for this data: dense, unless a hybrid measures
-    better on the dev items' held-out captions (fusion_tuning); with the figures."""
+    better on the dev items' held-out captions (ranking_choice); with the figures."""
     split = embedded.metadata["split"].to_numpy()
     has_content = (embedded.metadata["modality"] != "text").to_numpy()
     has_captions = np.bincount(embedded.caption_owner, minlength=len(split)) > 0
@@ -257,7 +257,7 @@ def choose_ranking(
             "weight": 1.0,
             "why": f"no {train_split} and {dev_split} items with captions to measure a hybrid on",
         }
-    from pipeline.retrieval.fusion_tuning import compare_rankings
+    from pipeline.retrieval.ranking_choice import compare_rankings
 
     try:
         result = compare_rankings(
@@ -330,9 +330,9 @@ def build_index(
 def add_to_index(index, encoder, manifest: Manifest, split: str | None = None):
     """Embeds the items of ``manifest`` and appends them to ``index`` (new version, atomically)."""
     embedded = embed_items(encoder, manifest, split, fuse_text=not index.record.withhold_captions)
-    lexical = index.lexical
+    naive_bayes = index.naive_bayes
     texts = ["" if index.record.withhold_captions else t for t in embedded.texts]
-    scorer = QueryLikelihoodScorer(list(lexical.vocabulary), lexical.alpha)
+    scorer = NaiveBayesScorer(list(naive_bayes.vocabulary), naive_bayes.alpha)
     scorer.extend_vocabulary(texts)
     counts, source = item_word_counts(dataclasses.replace(embedded, texts=texts), scorer, index.word_head)
     metadata = embedded.metadata.assign(words_from=source)

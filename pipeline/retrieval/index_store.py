@@ -33,7 +33,7 @@ from pipeline import paths
 from pipeline.io_utils import atomic_path
 from pipeline.modalities import file_modalities
 from pipeline.records import IndexRecord
-from pipeline.retrieval.lexical import QueryLikelihoodScorer
+from pipeline.retrieval.naive_bayes import NaiveBayesScorer
 from pipeline.retrieval.vector_index import VectorIndex, build_vector_index, index_kind, index_kinds, load_vector_index
 from pipeline.retrieval.word_head import WordHead
 from pipeline.run_artifacts import damaged_message
@@ -97,7 +97,7 @@ class SearchIndex:
     record: IndexRecord
     vectors: np.ndarray
     metadata: pd.DataFrame
-    lexical: QueryLikelihoodScorer
+    naive_bayes: NaiveBayesScorer
     word_head: WordHead | None
     backend: VectorIndex
 
@@ -181,7 +181,7 @@ class SearchIndex:
             else pd.DataFrame({c: pd.Series([], dtype=object) for c in metadata_columns()})
         )
         try:
-            lexical = QueryLikelihoodScorer.load(folder / "lexical.npz")
+            naive_bayes = NaiveBayesScorer.load(folder / "lexical.npz")
         except Exception as error:  # noqa: BLE001 - zip, NumPy and scikit-learn errors of a damaged file
             raise damaged("lexical.npz", error) from None
         head = None
@@ -195,16 +195,16 @@ class SearchIndex:
         except Exception as error:  # noqa: BLE001 - FAISS raises RuntimeError with C++ text
             files = index_kinds()[record.kind].files if record.kind in index_kinds() else ()
             raise damaged(files[0] if files else "index.json", error) from None
-        if not (len(vectors) == len(metadata) == lexical.items):
+        if not (len(vectors) == len(metadata) == naive_bayes.items):
             raise IndexProblem(
                 f"index {name} is inconsistent ({len(vectors)} vectors, {len(metadata)} metadata rows, "
-                f"{lexical.items} lexical items); rebuild it"
+                f"{naive_bayes.items} Naive Bayes items); rebuild it"
             )
         if metadata["item_id"].duplicated().any():
             raise IndexProblem(
                 f"index {name} holds item id {metadata['item_id'][metadata['item_id'].duplicated()].iloc[0]!r} twice; rebuild it"
             )
-        return cls(folder, record, vectors, metadata, lexical, head, backend)
+        return cls(folder, record, vectors, metadata, naive_bayes, head, backend)
 
     @staticmethod
     def write(
@@ -212,7 +212,7 @@ class SearchIndex:
         record: IndexRecord,
         vectors,
         metadata: pd.DataFrame,
-        lexical: QueryLikelihoodScorer,
+        naive_bayes: NaiveBayesScorer,
         word_head: WordHead | None,
         make_backend=None,
     ) -> SearchIndex:
@@ -232,7 +232,7 @@ class SearchIndex:
                 metadata.reindex(columns=list(metadata_columns()), fill_value="").astype(str).reset_index(drop=True)
             )
             metadata.to_parquet(tmp / "metadata.parquet", index=False)
-            lexical.save(tmp / "lexical.npz")
+            naive_bayes.save(tmp / "lexical.npz")
             if word_head is not None:
                 word_head.save(tmp / "word_head.npz")
             backend = make_backend(stored) if make_backend else build_vector_index(record.kind, stored, **record.params)
@@ -250,7 +250,7 @@ class SearchIndex:
             written = SearchIndex.read(tmp)
             if not written.metadata.equals(
                 metadata
-            ):  # never publish a version that fails its own check (lexical.save checks its file)
+            ):  # never publish a version that fails its own check (naive_bayes.save checks its file)
                 raise IndexProblem(
                     f"index {folder.name}: the metadata written does not read back as given; the index was not changed"
                 )
@@ -279,11 +279,11 @@ class SearchIndex:
             raise IndexProblem(
                 f"index {self.name} already holds item(s) {', '.join(sorted(clash)[:5])}; remove them first or use new ids"
             )
-        lexical = QueryLikelihoodScorer.load(self.folder / "lexical.npz")
-        if new_vocabulary and new_vocabulary[: len(lexical.vocabulary)] != lexical.vocabulary:
+        naive_bayes = NaiveBayesScorer.load(self.folder / "lexical.npz")
+        if new_vocabulary and new_vocabulary[: len(naive_bayes.vocabulary)] != naive_bayes.vocabulary:
             raise IndexProblem(f"the new items' words were counted against another vocabulary than index {self.name}'s")
-        lexical.extend_vocabulary([" ".join((new_vocabulary or [])[len(lexical.vocabulary) :])])
-        lexical.append_items(item_counts)
+        naive_bayes.extend_vocabulary([" ".join((new_vocabulary or [])[len(naive_bayes.vocabulary) :])])
+        naive_bayes.append_items(item_counts)
         old = self.vectors
 
         def write_vectors(path):
@@ -307,7 +307,7 @@ class SearchIndex:
             self.record,
             write_vectors,
             merged,
-            lexical,
+            naive_bayes,
             self.word_head,
             make_backend=extend_backend,
         )
@@ -322,8 +322,8 @@ class SearchIndex:
         if missing:
             raise IndexProblem(f"index {self.name} has no item(s) {', '.join(missing[:5])}; nothing was removed")
         keep = ~self.metadata["item_id"].isin(set(item_ids)).to_numpy()
-        lexical = QueryLikelihoodScorer.load(self.folder / "lexical.npz")
-        lexical.remove_items(keep)
+        naive_bayes = NaiveBayesScorer.load(self.folder / "lexical.npz")
+        naive_bayes.remove_items(keep)
         old, rows = self.vectors, np.flatnonzero(keep)
 
         def write_vectors(path):
@@ -337,7 +337,7 @@ class SearchIndex:
             self.record,
             write_vectors,
             self.metadata[keep].reset_index(drop=True),
-            lexical,
+            naive_bayes,
             self.word_head,
         )
 
@@ -347,8 +347,8 @@ class SearchIndex:
         unknown = [i for i in item_ids if i not in self.row_of]
         if unknown:
             raise IndexProblem(f"index {self.name} has no item(s) {', '.join(unknown[:5])}; no feedback was recorded")
-        self.lexical.partial_fit(list(queries), [self.row_of[i] for i in item_ids])
-        self.lexical.save(self.folder / "lexical.npz")
+        self.naive_bayes.partial_fit(list(queries), [self.row_of[i] for i in item_ids])
+        self.naive_bayes.save(self.folder / "lexical.npz")
 
     # -------------------------------------------------------------- filters
 

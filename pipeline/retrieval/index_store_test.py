@@ -4,7 +4,7 @@ import pytest
 
 from pipeline.records import IndexModel, IndexRecord, RankingChoice
 from pipeline.retrieval.index_store import IndexProblem, SearchIndex, metadata_columns
-from pipeline.retrieval.lexical import QueryLikelihoodScorer
+from pipeline.retrieval.naive_bayes import NaiveBayesScorer
 
 CAPTIONS = ["a lone \r return", "two\nlines", "a NUL \x00 inside", 'quotes " and, commas', "émoji 🦓", "plain"]
 
@@ -14,7 +14,7 @@ def write_small_index(folder, kind="exact"):
     vectors = rng.normal(size=(len(CAPTIONS), 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     metadata = pd.DataFrame({"item_id": [f"item-{i}" for i in range(len(CAPTIONS))], "caption": CAPTIONS})
-    scorer = QueryLikelihoodScorer(["return", "lines", "plain"])
+    scorer = NaiveBayesScorer(["return", "lines", "plain"])
     scorer.fit(scorer.count_matrix(CAPTIONS))
     record = IndexRecord(
         folder.name, IndexModel("none", "", "test"), "", "all", False, RankingChoice("dense"), 1.0, kind

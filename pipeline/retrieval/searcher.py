@@ -18,7 +18,7 @@ from pipeline.modalities import modality as get_modality
 from pipeline.preprocessing.media_check import MediaRejected
 from pipeline.retrieval.hybrid import fuse
 from pipeline.retrieval.index_store import IndexProblem, SearchIndex, weights_fingerprint
-from pipeline.retrieval.lexical import tokenize
+from pipeline.retrieval.naive_bayes import tokenize
 from pipeline.run_artifacts import run_from_reference
 
 MIN_CANDIDATES = 100
@@ -151,12 +151,12 @@ class Searcher:
         texts = [queries[i].query for i in valid]
         vectors = self.encoder.encode_text(texts)
         index = self.index  # one version for the whole batch: a writer may swap in another meanwhile
-        lexical = index.lexical
+        naive_bayes = index.naive_bayes
         tokens = [tokenize(t) for t in texts]
-        unknown = [[w for w in words if w not in lexical.word_index] for words in tokens]
+        unknown = [[w for w in words if w not in naive_bayes.word_index] for words in tokens]
         known = [len(words) > len(u) for words, u in zip(tokens, unknown)]
         with_words = [t for t, has in zip(texts, known) if has]
-        nb_rows = iter(lexical.log_proba(with_words)) if with_words else iter(())
+        nb_rows = iter(naive_bayes.log_proba(with_words)) if with_words else iter(())
         default_ranking = index.record.ranking
         for j, i in enumerate(valid):
             q = queries[i]
@@ -271,7 +271,7 @@ class Searcher:
                     score=float(scores[at]),
                     dense_score=float(dense[at]),
                     nb_log_proba=None if nb is None else float(nb[row]),
-                    nb_words=[] if nb is None else index.lexical.explain(query, row),
+                    nb_words=[] if nb is None else index.naive_bayes.explain(query, row),
                 )
             )
         return SearchResponse(query, ranking, hits, notes)

@@ -62,7 +62,7 @@ def test_run_phases_then_write_run(config, prepared, tmp_path):
 def test_training_does_not_import_serving():
     code = (
         "import sys, pipeline.training.trainer, pipeline.tuning.tuner; "
-        "print(sorted(m for m in sys.modules if m.startswith(('pipeline.serving', 'pipeline.service'))))"
+        "print(sorted(m for m in sys.modules if m.startswith(('pipeline.tf_serving', 'pipeline.search_service'))))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -283,7 +283,7 @@ class ServiceState:
         with self._write_lock:
             index = self.index
             updated = copy.copy(index)
-            updated.lexical = index.lexical.clone()  # searches keep reading the old one, untouched
+            updated.naive_bayes = index.naive_bayes.clone()  # searches keep reading the old one, untouched
             updated.feedback(
                 [query], [item_id]
             )  # partial_fit on the copy (IndexProblem for an unknown item), saved atomically

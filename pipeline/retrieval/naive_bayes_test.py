@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from pipeline.retrieval.lexical import QueryLikelihoodScorer, tokenize
+from pipeline.retrieval.naive_bayes import NaiveBayesScorer, tokenize
 
 
 def numpy_log_proba(counts: np.ndarray, class_counts: np.ndarray, queries: np.ndarray, alpha: float) -> np.ndarray:
@@ -22,7 +22,7 @@ def test_hand_worked_example():
     # vocabulary [dog, beach, cat]; item 0 = "dog beach", item 1 = "cat"; alpha = 1.
     # p(dog|0) = (1+1)/(2+3) = 0.4; p(dog|1) = (0+1)/(1+3) = 0.25; equal priors.
     # query "dog dog": p(0|q) = 0.4² / (0.4² + 0.25²) = 0.16 / 0.2225 = 0.71910
-    nb = QueryLikelihoodScorer(["dog", "beach", "cat"], alpha=1.0)
+    nb = NaiveBayesScorer(["dog", "beach", "cat"], alpha=1.0)
     nb.fit(nb.count_matrix(["dog beach", "cat"]))
     assert np.exp(nb.log_proba(["dog dog"])[0]) == pytest.approx([0.71910, 0.28090], abs=1e-5)
 
@@ -32,7 +32,7 @@ def test_ranking_matches_numpy_formula_with_fractional_counts_and_priors():
     vocabulary = [f"w{i}" for i in range(30)]
     counts = rng.poisson(0.7, size=(12, 30)).astype(float) + rng.random((12, 30)) * (rng.random((12, 30)) < 0.1)
     class_counts = rng.integers(1, 5, size=12).astype(float)
-    nb = QueryLikelihoodScorer(vocabulary, alpha=0.1)
+    nb = NaiveBayesScorer(vocabulary, alpha=0.1)
     nb.fit(counts, class_counts)
     queries = [" ".join(rng.choice(vocabulary, size=4)) + " unknownword" for _ in range(6)]
     query_counts = nb.count_matrix(queries).toarray()
@@ -43,14 +43,14 @@ def test_ranking_matches_numpy_formula_with_fractional_counts_and_priors():
 
 
 def test_unknown_words_fall_back_to_the_prior():
-    nb = QueryLikelihoodScorer(["dog", "cat"], alpha=0.5)
+    nb = NaiveBayesScorer(["dog", "cat"], alpha=0.5)
     nb.fit(nb.count_matrix(["dog", "cat"]), class_counts=[3.0, 1.0])
     assert nb.unknown_words("zebra dog") == ["zebra"]
     np.testing.assert_allclose(np.exp(nb.log_proba(["zebra giraffe"])[0]), [0.75, 0.25], atol=1e-9)
 
 
 def test_partial_fit_adds_the_query_words_to_the_chosen_item():
-    nb = QueryLikelihoodScorer(["red", "circle", "blue", "square"], alpha=1.0)
+    nb = NaiveBayesScorer(["red", "circle", "blue", "square"], alpha=1.0)
     nb.fit(nb.count_matrix(["red circle", "blue square"]))
     before = nb.log_proba(["circle"])[0]
     nb.partial_fit(["circle circle"], [1])  # feedback: item 1 was the answer to "circle circle"
@@ -63,17 +63,17 @@ def test_partial_fit_adds_the_query_words_to_the_chosen_item():
 
 
 def test_save_load_round_trip_uses_arrays_only(tmp_path):
-    nb = QueryLikelihoodScorer(["a", "b", "c"], alpha=0.3)
+    nb = NaiveBayesScorer(["a", "b", "c"], alpha=0.3)
     nb.fit(np.array([[1.5, 0, 2], [0, 1, 0]]), [2.0, 1.0])
     nb.save(tmp_path / "nb.npz")
     with np.load(tmp_path / "nb.npz", allow_pickle=False) as arrays:  # would raise on an object array
         assert set(arrays.files) == {"vocabulary", "alpha", "data", "indices", "indptr", "shape", "class_counts"}
-    again = QueryLikelihoodScorer.load(tmp_path / "nb.npz")
+    again = NaiveBayesScorer.load(tmp_path / "nb.npz")
     np.testing.assert_allclose(again.log_proba(["a c", "b"]), nb.log_proba(["a c", "b"]))
 
 
 def test_append_remove_and_extend_keep_earlier_counts():
-    nb = QueryLikelihoodScorer(["a", "b"], alpha=1.0)
+    nb = NaiveBayesScorer(["a", "b"], alpha=1.0)
     nb.fit(nb.count_matrix(["a a", "b"]), [1.0, 3.0])
     assert nb.extend_vocabulary(["b z"]) == ["z"]
     nb.append_items(nb.count_matrix(["z z z"]))
@@ -90,7 +90,7 @@ def test_append_remove_and_extend_keep_earlier_counts():
 def test_explain_gives_each_words_lift_over_the_average_item_and_follows_feedback():
     # vocabulary [red, circle, blue]; items "red circle", "blue"; alpha 1.
     # p(red|0) = 2/5, p(red|1) = 1/4: red's lift for item 0 = log(2/5) - (log(2/5) + log(1/4)) / 2 = 0.5·log(1.6)
-    nb = QueryLikelihoodScorer(["red", "circle", "blue"], alpha=1.0)
+    nb = NaiveBayesScorer(["red", "circle", "blue"], alpha=1.0)
     nb.fit(nb.count_matrix(["red circle", "blue"]))
     lifts = dict(nb.explain("red red zebra", 0))
     assert set(lifts) == {"red"} and lifts["red"] == pytest.approx(0.5 * np.log(1.6))

@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.preprocessing.media_check import MediaLimits
 from pipeline.retrieval.searcher import QueryError, TextQuery
-from pipeline.service.state import TextSearchBatcher, UnsupportedMedia, sniff_media, upload_name
+from pipeline.search_service.state import TextSearchBatcher, UnsupportedMedia, sniff_media, upload_name
 from tests.helpers import tone, write_audio, write_image
 
 

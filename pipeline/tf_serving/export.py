@@ -78,7 +78,7 @@ def file_archive(model, name: str, input_config) -> keras.export.ExportArchive:
     """Encoded files of modality ``name`` in (``<name>_bytes``), unit vectors out, through the
     modality's own ``prepare`` in its serving form: core ops only, which the stock server has
     (audio: WAV decoding and an FFT resampler, not tensorflow-io; the client converts FLAC or
-    OGG clips to WAV, ``pipeline.serving.client``)."""
+    OGG clips to WAV, ``pipeline.tf_serving.client``)."""
     reader = get_modality(name)
     archive = keras.export.ExportArchive()
     archive.track(model.tower(name))
@@ -212,7 +212,7 @@ def export_for_serving(run=None, index: str | None = None, root: Path | None = N
             index.vectors,
             index.metadata["item_id"].tolist(),
             k,
-            index.lexical,
+            index.naive_bayes,
             ranking.method,
             ranking.weight,
         )

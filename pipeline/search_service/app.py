@@ -31,8 +31,8 @@ from pydantic import BaseModel, Field, ValidationError
 from pipeline.modalities import file_modalities
 from pipeline.retrieval.index_store import IndexProblem
 from pipeline.retrieval.searcher import QueryError
-from pipeline.service.metrics import ServiceMetrics
-from pipeline.service.state import Conflict, ServiceConfig, ServiceState, Unauthorized, UnsupportedMedia
+from pipeline.search_service.metrics import ServiceMetrics
+from pipeline.search_service.state import Conflict, ServiceConfig, ServiceState, Unauthorized, UnsupportedMedia
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page():
-        return resources.files("pipeline.service").joinpath("static/index.html").read_text(encoding="utf-8")
+        return resources.files("pipeline.search_service").joinpath("static/index.html").read_text(encoding="utf-8")
 
     @app.get("/healthz")
     def healthz():

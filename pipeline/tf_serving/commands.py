@@ -31,7 +31,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 def run_export(args: argparse.Namespace) -> int:
     from pipeline.retrieval.index_store import IndexProblem
     from pipeline.run_artifacts import IncompatibleRun
-    from pipeline.serving.export import CONTAINER_ROOT, ExportError, export_for_serving
+    from pipeline.tf_serving.export import CONTAINER_ROOT, ExportError, export_for_serving
 
     try:
         result = export_for_serving(args.run, args.index, args.out, args.k)
@@ -73,7 +73,7 @@ def add_query_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_query(args: argparse.Namespace) -> int:
-    from pipeline.serving.client import ServingClient, ServingError
+    from pipeline.tf_serving.client import ServingClient, ServingError
 
     text = " ".join(args.query).strip()
     given = [name for name, value in (("words", text), ("--image", args.image), ("--audio", args.audio)) if value]

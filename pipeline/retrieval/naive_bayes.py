@@ -35,7 +35,7 @@ def tokenize(text: str) -> list[str]:
     return _WORD.findall(str(text).lower())
 
 
-class QueryLikelihoodScorer:
+class NaiveBayesScorer:
     """``MultinomialNB`` over items: fit on the items' word counts, scored on the query's.
 
     Args:
@@ -43,7 +43,7 @@ class QueryLikelihoodScorer:
         alpha: additive (Laplace/Lidstone) smoothing.
 
     Example:
-        >>> nb = QueryLikelihoodScorer(["dog", "beach", "cat"])
+        >>> nb = NaiveBayesScorer(["dog", "beach", "cat"])
         >>> nb.fit(nb.count_matrix(["a dog on the beach", "a cat"]))
         >>> nb.log_proba(["dog"]).argmax()
         0
@@ -81,7 +81,7 @@ class QueryLikelihoodScorer:
     def items(self) -> int:
         return 0 if self.nb is None else len(self.nb.classes_)
 
-    def fit(self, item_counts, class_counts=None) -> QueryLikelihoodScorer:
+    def fit(self, item_counts, class_counts=None) -> NaiveBayesScorer:
         """One row of (possibly fractional) word counts per item; ``class_counts`` (default 1
         each) are the items' prior weights."""
         item_counts = sparse.csr_matrix(item_counts, dtype=np.float64)
@@ -101,10 +101,10 @@ class QueryLikelihoodScorer:
         # in many threads at once and must not write to a scorer that a writer may be copying.
         self._word_means = self.nb.feature_log_prob_.mean(axis=0) if self.items else None
 
-    def clone(self) -> QueryLikelihoodScorer:
+    def clone(self) -> NaiveBayesScorer:
         """An independent copy (its own arrays), for a writer to change while searches read this one."""
         counts, weights = self.state()
-        twin = QueryLikelihoodScorer(list(self.vocabulary), self.alpha)
+        twin = NaiveBayesScorer(list(self.vocabulary), self.alpha)
         return twin.fit(counts, weights) if counts.shape[0] else twin
 
     def partial_fit(self, queries: list[str], items) -> None:
@@ -191,14 +191,14 @@ class QueryLikelihoodScorer:
                     shape=np.array(counts.shape),
                     class_counts=weights,
                 )
-            written = QueryLikelihoodScorer.load(tmp)  # checked before it replaces the saved state
+            written = NaiveBayesScorer.load(tmp)  # checked before it replaces the saved state
             if written.vocabulary != self.vocabulary or written.items != self.items:
                 raise ValueError(
                     f"{path}: the Naive Bayes state written does not read back as saved; the old file is kept"
                 )
 
     @classmethod
-    def load(cls, path: str | Path) -> QueryLikelihoodScorer:
+    def load(cls, path: str | Path) -> NaiveBayesScorer:
         with np.load(path, allow_pickle=False) as arrays:
             scorer = cls(arrays["vocabulary"].tolist(), float(arrays["alpha"]))
             counts = sparse.csr_matrix(

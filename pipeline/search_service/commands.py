@@ -42,8 +42,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from pipeline.retrieval.index_store import IndexProblem
     from pipeline.run_artifacts import IncompatibleRun
-    from pipeline.service.app import create_app
-    from pipeline.service.state import SERVICE_MEDIA_LIMITS, ServiceConfig
+    from pipeline.search_service.app import create_app
+    from pipeline.search_service.state import SERVICE_MEDIA_LIMITS, ServiceConfig
 
     token = os.environ.get(TOKEN_VARIABLE) or None
     try:
