@@ -31,6 +31,17 @@ def _load_json(path: Path) -> dict:
     return value
 
 
+def _read(cls, path: Path, file_name: str, what: str):
+    """``cls.from_dict`` of the JSON at ``path`` (a file, or the folder holding ``file_name``)."""
+    path = Path(path)
+    path = path / file_name if path.is_dir() else path
+    values = _load_json(path)
+    try:
+        return cls.from_dict(values)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise RecordError(f"{path}: not {what} ({type(error).__name__}: {error})") from None
+
+
 def _number(value) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"expected a number, got {value!r}")
@@ -119,10 +130,8 @@ class EvaluationReport:
 
     @classmethod
     def read(cls, path: Path) -> EvaluationReport:
-        try:
-            return cls.from_dict(_load_json(path))
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise RecordError(f"{path}: not an evaluation report ({type(error).__name__}: {error})") from None
+        """An evaluation report's JSON (``eval/<split>.json``)."""
+        return _read(cls, path, "", "an evaluation report")
 
     def to_dict(self) -> dict:
         out: dict[str, Any] = {k: v.to_dict() for k, v in self.directions.items()}
@@ -197,13 +206,7 @@ class RunRecord:
     @classmethod
     def read(cls, path: Path) -> RunRecord:
         """``run.json`` at ``path`` (a file, or the run folder holding it)."""
-        path = Path(path)
-        path = path / "run.json" if path.is_dir() else path
-        values = _load_json(path)
-        try:
-            return cls.from_dict(values)
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise RecordError(f"{path}: not a run record ({type(error).__name__}: {error})") from None
+        return _read(cls, path, "run.json", "a run record")
 
     def to_dict(self) -> dict:
         out = {
@@ -306,13 +309,7 @@ class IndexRecord:
     @classmethod
     def read(cls, path: Path) -> IndexRecord:
         """``index.json`` at ``path`` (a file, or the index folder holding it)."""
-        path = Path(path)
-        path = path / "index.json" if path.is_dir() else path
-        values = _load_json(path)
-        try:
-            return cls.from_dict(values)
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise RecordError(f"{path}: not an index record ({type(error).__name__}: {error})") from None
+        return _read(cls, path, "index.json", "an index record")
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)

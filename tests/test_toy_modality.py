@@ -94,7 +94,11 @@ def test_a_modality_defined_outside_the_package_trains_evaluates_indexes_and_is_
     write_dataset(data)
     assert main(["data", "describe", str(data)]) == 0
     described = capsys.readouterr().out
-    assert "problems: none" in described and "vector" in described
+    assert "problems: none" in described
+    header = next(line for line in described.splitlines() if line.strip().startswith("rows"))
+    assert header.split() == ["rows", "items", "captions", "images", "audio", "vectors", "labelled"]
+    total = next(line for line in described.splitlines() if line.startswith("total")).split()
+    assert total[1:] == ["120", "60", "120", "0", "0", "60", "0"]  # 60 files, two captions each
 
     settings = ["data.modalities=text,vector", "train.pairs=text-vector", "train.epochs=25", "train.dev_items=64"]
     overrides = [arg for setting in [f"data.path={data}", *settings] for arg in ("--set", setting)]

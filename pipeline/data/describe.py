@@ -8,6 +8,7 @@ import pandas as pd
 
 from pipeline.data.file_check import check_files
 from pipeline.data.manifest import SPLITS, Manifest, Problem
+from pipeline.modalities import file_modalities
 
 
 @dataclasses.dataclass
@@ -53,12 +54,12 @@ def count_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows, items and distinct files/captions per split, with a total row."""
 
     def counts(part: pd.DataFrame) -> dict:
+        files = {m.plural: part.loc[part[m.name] != "", m.name].nunique() for m in file_modalities()}
         return {
             "rows": len(part),
             "items": part["item_id"].nunique(),
-            "images": part.loc[part["image"] != "", "image"].nunique(),
             "captions": int((part["text"] != "").sum()),
-            "audio": part.loc[part["audio"] != "", "audio"].nunique(),
+            **files,
             "labelled": int((part["label"] != "").sum()),
         }
 
@@ -74,7 +75,7 @@ def describe(manifest: Manifest, check: bool = True, show_progress: bool = True)
     files = 0
     if check:
         problems += check_files(manifest, show_progress=show_progress)
-        files = frame.loc[frame["image"] != "", "image"].nunique() + frame.loc[frame["audio"] != "", "audio"].nunique()
+        files = sum(frame.loc[frame[m.name] != "", m.name].nunique() for m in file_modalities())
     distinct = {}
     for column in ["label", *manifest.metadata_columns]:
         values = frame.loc[frame[column].astype(str) != "", column]

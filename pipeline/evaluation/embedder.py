@@ -109,8 +109,8 @@ def embed_prepared(model, vectorizer, prepared: PreparedSplit) -> SplitEmbedding
     vectors, owners = {}, {}
     if "text" in prepared.modalities:
         texts = prepared.captions
-        # predict runs the encoder as one compiled function: 2.5x faster than eager calls for
-        # a recurrent text model (5,000 Flickr8k captions: 5 s against 12.7 s, measured).
+        # predict runs the encoder as one compiled function: eager calls of a recurrent text
+        # model cost several times as much.
         ids = vectorizer(tf.constant(texts))
         vectors["text"], owners["text"] = (
             model.text_encoder.predict(ids, batch_size=512, verbose=0),

@@ -7,11 +7,12 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from pipeline.modalities.base import Modality, TowerContext, first_line
+from pipeline.modalities.base import TowerContext, first_line
+from pipeline.modalities.media import MediaModality
 from pipeline.preprocessing import audio_ops, media_check
 
 
-class AudioModality(Modality):
+class AudioModality(MediaModality):
     """Samples resampled to ``audio.sample_rate``, cut to ``clip_seconds`` (a random crop in
     training, the start otherwise), as a log-mel spectrogram [frames, n_mels], with SpecAugment
     in training. An item with several clips (spoken captions) has one drawn per epoch, with
@@ -22,13 +23,7 @@ class AudioModality(Modality):
     media_types = ("audio/wav", "audio/x-wav", "audio/flac", "audio/ogg")
     formats = media_check.AUDIO_KINDS
     noun = "a sound"
-
-    def sniff(self, header):
-        found = media_check.identify(bytes(header[:16]))
-        return found[1] if found and found[0] == self.name else None
-
-    def check(self, data, limits):
-        return media_check.check_media(data, self.name, limits)
+    plural = "audio"
 
     def probe(self, data, input_config=None):
         try:

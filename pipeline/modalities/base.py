@@ -54,6 +54,11 @@ class Modality:
     formats: str = ""
     noun: str = ""
 
+    @property
+    def plural(self) -> str:
+        """How counts of it are headed ("images"); ``<name>s`` unless a modality says otherwise."""
+        return f"{self.name}s"
+
     # ------------------------------------------------------------ files
 
     def sniff(self, header: bytes) -> str | None:

@@ -7,11 +7,12 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from pipeline.modalities.base import Modality, TowerContext, first_line
+from pipeline.modalities.base import TowerContext, first_line
+from pipeline.modalities.media import MediaModality
 from pipeline.preprocessing import image_ops, media_check
 
 
-class ImageModality(Modality):
+class ImageModality(MediaModality):
     """Pixels resized to ``image_size`` squared, augmented in training, scaled for the backbone.
     With cached backbone features (``image_features`` in an element), a view of those instead."""
 
@@ -20,13 +21,6 @@ class ImageModality(Modality):
     media_types = ("image/jpeg", "image/png", "image/gif", "image/bmp")
     formats = media_check.IMAGE_KINDS
     noun = "an image"
-
-    def sniff(self, header):
-        found = media_check.identify(bytes(header[:16]))
-        return found[1] if found and found[0] == self.name else None
-
-    def check(self, data, limits):
-        return media_check.check_media(data, self.name, limits)
 
     def probe(self, data, input_config=None):
         try:

@@ -30,8 +30,7 @@ log = logging.getLogger(__name__)
 
 # An item without text gets the word head's PREDICTED_WORDS most probable words, counts
 # proportional to their probability and summing to about one caption (PREDICTED_TOTAL); with
-# NB_ALPHA, the settings that measured best on Flickr8k dev (README "Search": NB alone rsum
-# 44 with 10 words and alpha 0.1, 102 with 200 words and alpha 0.001).
+# NB_ALPHA, the settings that did best on Flickr8k dev (docs/search.md has the figures).
 PREDICTED_WORDS = 200
 PREDICTED_TOTAL = 10.0
 NB_ALPHA = 0.001

@@ -66,7 +66,7 @@ def sniff_media(
         return check_media(data, None, limits)
     except MediaRejected as error:
         kind = identify(bytes(data[:16]))
-        modality = kind[0] if kind else declared if declared in ("image", "audio") else None
+        modality = kind[0] if kind else declared if declared in {m.name for m in file_modalities()} else None
         if error.unsupported and not (kind is None and modality):
             raise UnsupportedMedia(
                 f"unsupported media type {content_type or 'unknown'!s}: {error}. Upload a {IMAGE_KINDS} image, "
