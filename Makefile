@@ -7,6 +7,8 @@ STAMP := $(VENV)/.requirements.stamp
 DATA_DIR ?= data/default
 CONFIG ?= default
 PYTEST_ARGS ?=
+# One pytest process per core; a file's tests stay in one process (they share its fixtures).
+TEST_WORKERS ?= 2
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
@@ -61,11 +63,11 @@ search: $(STAMP) ## Search the index make train built: make search Q="a red circ
 tensorboard: $(STAMP) ## Serve TensorBoard over every run in saved_models/runs
 	$(VENV)/bin/tensorboard --logdir saved_models/runs --bind_all
 
-test: $(STAMP) ## Run the test suite (tests needing ../shared run when it exists)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+test: $(STAMP) ## Run the test suite on TEST_WORKERS processes (2; tests needing ../shared run when it exists)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-test-fast: $(STAMP) ## The fast subset (under 2 minutes): tests not marked slow, i.e. no full training run or subprocess
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+test-fast: $(STAMP) ## The fast subset (under 2 minutes): no test that trains a model end to end or builds a dataset
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff lint and format check (rules in pyproject.toml); `make format` applies the formatter
 	$(VENV)/bin/ruff check .

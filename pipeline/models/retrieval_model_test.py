@@ -127,6 +127,7 @@ def test_ctc_loss_against_hand_arithmetic():
     assert float(mixed) == pytest.approx(np.log(2), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_ctc_head_trains_and_saves_with_the_audio_encoder(tmp_path):
     import keras
 
@@ -181,6 +182,7 @@ def test_frame_word_loss_against_hand_arithmetic():
     assert float(loss) == pytest.approx((2 * np.log(4) - np.log(3)) / 2, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_frame_word_head_trains_and_saves_with_the_audio_encoder(tmp_path):
     import keras
 

@@ -2,6 +2,7 @@ import json
 from collections import Counter
 
 import numpy as np
+import pytest
 import pandas as pd
 import soundfile as sf
 
@@ -114,6 +115,7 @@ def test_built_dataset_layout_and_determinism(tiny_default_dataset, tmp_path):
     assert (again / first).read_bytes() == (tiny_default_dataset / first).read_bytes()
 
 
+@pytest.mark.slow
 def test_two_builds_of_a_seed_sound_the_same_however_the_work_is_shared(tmp_path, monkeypatch):
     """eSpeak carries state from one utterance to the next; shards in fresh processes make the
     speech independent of which worker said what before."""

@@ -1,0 +1,1 @@
+"""Evaluation, kept apart from training: embedding a split, retrieval metrics, reports."""

@@ -1,0 +1,1 @@
+"""Keras encoders, the fusion network and the jointly trained cross-modal model."""

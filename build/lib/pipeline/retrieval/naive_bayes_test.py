@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+from pipeline.retrieval.naive_bayes import NaiveBayesScorer, tokenize
+
+
+def numpy_log_proba(counts: np.ndarray, class_counts: np.ndarray, queries: np.ndarray, alpha: float) -> np.ndarray:
+    """The query-likelihood formula written out: log p(item | q) ∝ Σ_w n(w,q) log p(w|item) + log p(item)."""
+    word_log_p = np.log(counts + alpha) - np.log((counts + alpha).sum(axis=1, keepdims=True))
+    prior = np.log(class_counts / class_counts.sum())
+    joint = queries @ word_log_p.T + prior
+    return joint - logsumexp(joint, axis=1, keepdims=True)
+
+
+def test_tokenize_matches_the_encoders_standardisation():
+    assert tokenize("A dog's ball, on the BEACH!") == ["a", "dog's", "ball", "on", "the", "beach"]
+    assert tokenize("left,right") == ["left", "right"]
+
+
+def test_hand_worked_example():
+    # vocabulary [dog, beach, cat]; item 0 = "dog beach", item 1 = "cat"; alpha = 1.
+    # p(dog|0) = (1+1)/(2+3) = 0.4; p(dog|1) = (0+1)/(1+3) = 0.25; equal priors.
+    # query "dog dog": p(0|q) = 0.4² / (0.4² + 0.25²) = 0.16 / 0.2225 = 0.71910
+    nb = NaiveBayesScorer(["dog", "beach", "cat"], alpha=1.0)
+    nb.fit(nb.count_matrix(["dog beach", "cat"]))
+    assert np.exp(nb.log_proba(["dog dog"])[0]) == pytest.approx([0.71910, 0.28090], abs=1e-5)
+
+
+def test_ranking_matches_numpy_formula_with_fractional_counts_and_priors():
+    rng = np.random.default_rng(0)
+    vocabulary = [f"w{i}" for i in range(30)]
+    counts = rng.poisson(0.7, size=(12, 30)).astype(float) + rng.random((12, 30)) * (rng.random((12, 30)) < 0.1)
+    class_counts = rng.integers(1, 5, size=12).astype(float)
+    nb = NaiveBayesScorer(vocabulary, alpha=0.1)
+    nb.fit(counts, class_counts)
+    queries = [" ".join(rng.choice(vocabulary, size=4)) + " unknownword" for _ in range(6)]
+    query_counts = nb.count_matrix(queries).toarray()
+    expected = numpy_log_proba(counts, class_counts, query_counts, 0.1)
+    got = nb.log_proba(queries)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(np.argsort(-got, axis=1, kind="stable"), np.argsort(-expected, axis=1, kind="stable"))
+
+
+def test_unknown_words_fall_back_to_the_prior():
+    nb = NaiveBayesScorer(["dog", "cat"], alpha=0.5)
+    nb.fit(nb.count_matrix(["dog", "cat"]), class_counts=[3.0, 1.0])
+    assert nb.unknown_words("zebra dog") == ["zebra"]
+    np.testing.assert_allclose(np.exp(nb.log_proba(["zebra giraffe"])[0]), [0.75, 0.25], atol=1e-9)
+
+
+def test_partial_fit_adds_the_query_words_to_the_chosen_item():
+    nb = NaiveBayesScorer(["red", "circle", "blue", "square"], alpha=1.0)
+    nb.fit(nb.count_matrix(["red circle", "blue square"]))
+    before = nb.log_proba(["circle"])[0]
+    nb.partial_fit(["circle circle"], [1])  # feedback: item 1 was the answer to "circle circle"
+    counts, class_counts = nb.state()
+    np.testing.assert_allclose(counts.toarray(), [[1, 1, 0, 0], [0, 2, 1, 1]])
+    np.testing.assert_allclose(class_counts, [1, 2])
+    expected = numpy_log_proba(counts.toarray(), class_counts, nb.count_matrix(["circle"]).toarray(), 1.0)[0]
+    np.testing.assert_allclose(nb.log_proba(["circle"])[0], expected, atol=1e-9)
+    assert nb.log_proba(["circle"])[0][1] > before[1]
+
+
+def test_save_load_round_trip_uses_arrays_only(tmp_path):
+    nb = NaiveBayesScorer(["a", "b", "c"], alpha=0.3)
+    nb.fit(np.array([[1.5, 0, 2], [0, 1, 0]]), [2.0, 1.0])
+    nb.save(tmp_path / "nb.npz")
+    with np.load(tmp_path / "nb.npz", allow_pickle=False) as arrays:  # would raise on an object array
+        assert set(arrays.files) == {"vocabulary", "alpha", "data", "indices", "indptr", "shape", "class_counts"}
+    again = NaiveBayesScorer.load(tmp_path / "nb.npz")
+    np.testing.assert_allclose(again.log_proba(["a c", "b"]), nb.log_proba(["a c", "b"]))
+
+
+def test_append_remove_and_extend_keep_earlier_counts():
+    nb = NaiveBayesScorer(["a", "b"], alpha=1.0)
+    nb.fit(nb.count_matrix(["a a", "b"]), [1.0, 3.0])
+    assert nb.extend_vocabulary(["b z"]) == ["z"]
+    nb.append_items(nb.count_matrix(["z z z"]))
+    counts, class_counts = nb.state()
+    np.testing.assert_allclose(counts.toarray(), [[2, 0, 0], [0, 1, 0], [0, 0, 3]])
+    np.testing.assert_allclose(class_counts, [1, 3, 1])
+    nb.remove_items(np.array([True, False, True]))
+    counts, class_counts = nb.state()
+    np.testing.assert_allclose(counts.toarray(), [[2, 0, 0], [0, 0, 3]])
+    np.testing.assert_allclose(class_counts, [1, 1])
+    assert nb.log_proba(["z"])[0].argmax() == 1
+
+
+def test_explain_gives_each_words_lift_over_the_average_item_and_follows_feedback():
+    # vocabulary [red, circle, blue]; items "red circle", "blue"; alpha 1.
+    # p(red|0) = 2/5, p(red|1) = 1/4: red's lift for item 0 = log(2/5) - (log(2/5) + log(1/4)) / 2 = 0.5·log(1.6)
+    nb = NaiveBayesScorer(["red", "circle", "blue"], alpha=1.0)
+    nb.fit(nb.count_matrix(["red circle", "blue"]))
+    lifts = dict(nb.explain("red red zebra", 0))
+    assert set(lifts) == {"red"} and lifts["red"] == pytest.approx(0.5 * np.log(1.6))
+    nb.partial_fit(["red"], [1])  # now p(red|1) = 2/5 as well: no lift left
+    assert dict(nb.explain("red", 0))["red"] == pytest.approx(0.0, abs=1e-12)

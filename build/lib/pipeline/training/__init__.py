@@ -1,0 +1,1 @@
+"""Training: the trainer, its callbacks and the frozen-backbone feature cache."""

@@ -1,0 +1,1 @@
+"""Hyperparameter tuning with KerasTuner (``python -m pipeline tune``, ``make tune``)."""
