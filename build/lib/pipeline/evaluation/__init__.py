@@ -1,1 +1,0 @@
-"""Evaluation, kept apart from training: embedding a split, retrieval metrics, reports."""

@@ -1,1 +1,0 @@
-"""Keras encoders, the fusion network and the jointly trained cross-modal model."""

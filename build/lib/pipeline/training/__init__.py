@@ -1,1 +1,0 @@
-"""Training: the trainer, its callbacks and the frozen-backbone feature cache."""

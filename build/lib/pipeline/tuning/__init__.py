@@ -1,1 +1,0 @@
-"""Hyperparameter tuning with KerasTuner (``python -m pipeline tune``, ``make tune``)."""
