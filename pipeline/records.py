@@ -295,7 +295,9 @@ class IndexRecord:
             split=str(values["split"]),
             withhold_captions=bool(values["withhold_captions"]),
             ranking=RankingChoice(
-                str(ranking["method"]), _number(ranking.get("weight", 0.5)), str(ranking.get("why", ""))
+                str(ranking["method"]),
+                0.5 if ranking.get("weight") is None else _number(ranking["weight"]),  # null: the "nb" ranking's
+                str(ranking.get("why", "")),
             ),
             nb_alpha=_number(values["nb_alpha"]),
             kind=str(values["kind"]),

@@ -82,3 +82,11 @@ def test_cached_features_name_the_image_they_lack():
     assert images == ["a.png", "b.png"] and features.shape == (2, 3)
     with pytest.raises(KeyError, match="c.png"):
         cached.rows_of(["a.png", "c.png"])
+
+
+def test_an_index_ranked_by_naive_bayes_alone_reads_its_null_weight():
+    values = IndexRecord(
+        "idx", IndexModel("run-1", "ab12", "default"), "/data", "all", False, RankingChoice("nb", 0.5, "dev"), 1e-3
+    ).to_dict()
+    values["fusion"]["weight"] = None  # as index format 3 wrote it for "nb"
+    assert IndexRecord.from_dict(values).ranking == RankingChoice("nb", 0.5, "dev")

@@ -149,6 +149,44 @@ def fuse_items(model, vectors: dict[str, np.ndarray], masks: dict[str, np.ndarra
     return np.asarray(model.fusion(inputs, training=False))
 
 
+@dataclasses.dataclass(frozen=True)
+class SplitRequest:
+    """Which items of which split to embed, and with what: ``embed_split``'s arguments as one
+    value (training scores the dev items with it every epoch; ``dataclasses.replace`` changes one).
+
+    Args:
+        vectorizer: the run's TextVectorization.
+        input_config: the input pipeline's settings (``run_artifacts.input_config_for``).
+        manifest / split: the dataset and split (None: every item).
+        modalities: those to embed (default: the model's that the dataset has).
+        max_items: the first this many items (None: all).
+        image_features: cached backbone features to use instead of pixels.
+    """
+
+    vectorizer: object
+    input_config: object
+    manifest: Manifest
+    split: str | None
+    modalities: tuple[str, ...] | None = None
+    max_items: int | None = None
+    image_features: object = None
+
+    def prepare(self, model, batch_size: int = 128) -> PreparedSplit:
+        return prepare_split(
+            model,
+            self.input_config,
+            self.manifest,
+            self.split,
+            self.modalities,
+            self.max_items,
+            self.image_features,
+            batch_size,
+        )
+
+    def embed(self, model) -> SplitEmbeddings:
+        return embed_prepared(model, self.vectorizer, self.prepare(model))
+
+
 def embed_split(
     model,
     vectorizer,

@@ -243,19 +243,17 @@ def choose_ranking(
     seed: int,
     train_split: str = "train",
     dev_split: str = "dev",
-) -> dict:
+) -> RankingChoice:
     """The default ranking of text queries for this data: dense, unless a hybrid measures
-    better on the dev items' held-out captions (ranking_choice); with the figures."""
+    better on the dev items' held-out captions (ranking_choice); ``why`` holds the figures."""
     split = embedded.metadata["split"].to_numpy()
     has_content = (embedded.metadata["modality"] != "text").to_numpy()
     has_captions = np.bincount(embedded.caption_owner, minlength=len(split)) > 0
     train, dev = (split == train_split) & has_captions, (split == dev_split) & has_captions & has_content
     if train.sum() < 10 or dev.sum() < 10:
-        return {
-            "method": "dense",
-            "weight": 1.0,
-            "why": f"no {train_split} and {dev_split} items with captions to measure a hybrid on",
-        }
+        return RankingChoice(
+            "dense", 1.0, f"no {train_split} and {dev_split} items with captions to measure a hybrid on"
+        )
     from pipeline.retrieval.ranking_choice import compare_rankings
 
     try:
@@ -263,7 +261,7 @@ def choose_ranking(
             subset(embedded, train), subset(embedded, dev), run_vocabulary, alpha, PREDICTED_WORDS, seed
         )
     except ValueError as error:
-        return {"method": "dense", "weight": 1.0, "why": str(error)}
+        return RankingChoice("dense", 1.0, str(error))
     held = {m: round(r["held_out"]["rsum"], 1) for m, r in result["rows"].items()}
     log.info(
         "ranking of text queries, measured on %d %s items (held-out text->item rsum): %s; chosen: %s",
@@ -272,7 +270,11 @@ def choose_ranking(
         held,
         result["choice"]["method"],
     )
-    return {**result["choice"], "why": f"held-out text->item rsum on {result['items']} {dev_split} items: {held}"}
+    choice = result["choice"]
+    why = f"held-out text->item rsum on {result['items']} {dev_split} items: {held}"
+    # "nb" alone has no dense weight (None); the record keeps the neutral 0.5 a query could override.
+    weight = choice.get("weight")
+    return RankingChoice(choice["method"], 0.5 if weight is None else float(weight), why)
 
 
 def build_index(
@@ -307,8 +309,7 @@ def build_index(
     )
     metadata = embedded.metadata.assign(words_from=source)
     if ranking is None:
-        chosen = choose_ranking(embedded, encoder.vectorizer.get_vocabulary(), alpha, encoder.config.seed, head_split)
-        choice = RankingChoice(chosen["method"], float(chosen.get("weight", 0.5)), chosen.get("why", ""))
+        choice = choose_ranking(embedded, encoder.vectorizer.get_vocabulary(), alpha, encoder.config.seed, head_split)
     else:
         choice = RankingChoice(ranking, 0.5 if weight is None else weight, "given")
     record = IndexRecord(

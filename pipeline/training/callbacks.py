@@ -9,7 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pipeline.evaluation.embedder import embed_prepared, prepare_split
+from pipeline.evaluation.embedder import embed_prepared
 from pipeline.evaluation.evaluator import evaluate_embeddings
 
 log = logging.getLogger(__name__)
@@ -23,19 +23,19 @@ class DevRetrieval(keras.callbacks.Callback):
     """Adds dev retrieval metrics to the epoch logs (``dev_rsum``, ``dev_text_to_image_R1``, ...),
     so TensorBoard, checkpoints and early stopping see them."""
 
-    def __init__(self, embed_kwargs: dict):
+    def __init__(self, request):
         super().__init__()
-        self.embed_kwargs = dict(embed_kwargs)
-        self.vectorizer = self.embed_kwargs.pop("vectorizer")
+        self.request = request  # evaluation.embedder.SplitRequest
         self.prepared = None
         self.last_report: dict = {}
 
     def on_epoch_end(self, epoch, logs=None):
         start = time.time()
         if self.prepared is None:  # decode the dev inputs once; later epochs only re-run the encoders
-            self.prepared = prepare_split(self.model, **self.embed_kwargs)
+            self.prepared = self.request.prepare(self.model)
         report = evaluate_embeddings(
-            embed_prepared(self.model, self.vectorizer, self.prepared), relevance=self.model.experiment.train.positives
+            embed_prepared(self.model, self.request.vectorizer, self.prepared),
+            relevance=self.model.experiment.train.positives,
         )
         self.last_report = report
         if logs is not None:

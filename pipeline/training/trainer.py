@@ -24,7 +24,7 @@ from pipeline.data.adapters import load_dataset
 from pipeline.data.input_pipeline import make_dataset, select_items
 from pipeline.data.manifest import Manifest
 from pipeline.data.named_datasets import resolve_data_path
-from pipeline.evaluation.embedder import embed_split
+from pipeline.evaluation.embedder import SplitRequest
 from pipeline.evaluation.evaluator import evaluate_embeddings, write_reports
 from pipeline.io_utils import atomic_path, write_text_atomic
 from pipeline.models.retrieval_model import CrossModalModel, dummy_inputs, uses_cached_image_features
@@ -282,9 +282,9 @@ def build_model(config: ExperimentConfig, data: PreparedData, strategy) -> tuple
     return model, image_features
 
 
-def dev_embed_arguments(config: ExperimentConfig, data: PreparedData, image_features) -> dict:
-    """``embed_split`` arguments for the dev items scored each epoch and in the run's report."""
-    return dict(
+def dev_request(config: ExperimentConfig, data: PreparedData, image_features) -> SplitRequest:
+    """The dev items scored each epoch and in the run's report."""
+    return SplitRequest(
         vectorizer=data.vectorizer,
         input_config=data.input_config,
         manifest=data.manifest,
@@ -312,7 +312,7 @@ def run_phases(
     phases = training_phases(config, modalities)
     best_path = run_dir / "checkpoints" / "best.weights.h5"
     best_path.parent.mkdir(parents=True, exist_ok=True)
-    dev_retrieval = cb.DevRetrieval(dev_embed_arguments(config, data, image_features))
+    dev_retrieval = cb.DevRetrieval(dev_request(config, data, image_features))
     callbacks = [
         dev_retrieval,
         cb.LearningRateLogger(),
@@ -414,14 +414,12 @@ def write_run(
     """Step 4: the selected weights, the embedding projector, run.json with the dev report of
     the selected epoch and, where the dataset has a test split, the test report."""
     save_weights_atomic(model, run_dir / "model.weights.h5")
-    embed_kwargs = dev_embed_arguments(config, data, image_features)
-    dev_embeddings = embed_split(model, **{**embed_kwargs, "max_items": config.train.projector_items})
+    dev = dev_request(config, data, image_features)
+    dev_embeddings = dataclasses.replace(dev, max_items=config.train.projector_items).embed(model)
     if "text" in dev_embeddings.vectors:
         cb.write_projector(run_dir / "logs", dev_embeddings.vectors["text"], dev_embeddings.captions)
     # The selected epoch's full report on the dev items it was selected on (train.dev_items at most).
-    dev_report = evaluate_embeddings(
-        embed_split(model, **embed_kwargs), with_curves=True, relevance=config.train.positives
-    )
+    dev_report = evaluate_embeddings(dev.embed(model), with_curves=True, relevance=config.train.positives)
     dev_files = write_reports(
         dev_report,
         run_dir / "eval" / f"{config.data.dev_split}.json",
@@ -451,8 +449,8 @@ def write_run(
     if evaluate_test and config.data.test_split in set(data.manifest.frame["split"]):
         log.info("[4/5] evaluating on the %s split", config.data.test_split)
         # From pixels, as `evaluate` and search see them: the feature cache holds training and dev images only.
-        test_kwargs = {**embed_kwargs, "split": config.data.test_split, "max_items": None, "image_features": None}
-        embeddings = embed_split(model, **test_kwargs)
+        test = dataclasses.replace(dev, split=config.data.test_split, max_items=None, image_features=None)
+        embeddings = test.embed(model)
         report = evaluate_embeddings(embeddings, with_curves=True, relevance=config.train.positives)
         test_files = write_reports(
             report,
