@@ -15,6 +15,7 @@ import typing
 from pathlib import Path
 
 from pipeline.modalities import modality_names
+from pipeline.modalities.names import AUDIO, IMAGE
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 CONFIG_FORMAT_VERSION = 1
@@ -33,7 +34,7 @@ class DataConfig:
 
     path: str = "default"
     format: str = ""
-    modalities: tuple[str, ...] = ("text", "image", "audio")
+    modalities: tuple[str, ...] = ("text", IMAGE, AUDIO)
     train_split: str = "train"
     dev_split: str = "dev"
     test_split: str = "test"
@@ -271,13 +272,13 @@ class ExperimentConfig:
             raise ConfigError(
                 f"train.audio_batch_size must be 0 (= train.batch_size) or a batch size, got {self.train.audio_batch_size}"
             )
-        first_phase_pairs = [p for p in self.train.pairs if "audio" not in p.split("-")]
-        if "audio" in self.data.modalities and self.train.audio_epochs > 0 and not first_phase_pairs:
+        first_phase_pairs = [p for p in self.train.pairs if AUDIO not in p.split("-")]
+        if AUDIO in self.data.modalities and self.train.audio_epochs > 0 and not first_phase_pairs:
             raise ConfigError(
                 f"train.audio_epochs trains the other modalities first, and train.pairs {list(self.train.pairs)} has no pair "
                 f"without audio (such as text-image) to train then. Set train.audio_epochs=0."
             )
-        if "audio" in self.data.modalities and self.train.audio_epochs >= self.train.epochs:
+        if AUDIO in self.data.modalities and self.train.audio_epochs >= self.train.epochs:
             raise ConfigError(
                 f"train.audio_epochs ({self.train.audio_epochs}) must be fewer than train.epochs ({self.train.epochs}): audio trains in "
                 f"the last train.audio_epochs epochs, after text and images. Lower it too (e.g. --set train.audio_epochs="
@@ -318,7 +319,7 @@ class ExperimentConfig:
             raise ConfigError(f"image.head_hidden must be 0 (off) or a width, got {self.image.head_hidden}")
         if not 0 <= self.fusion.modality_dropout < 1:
             raise ConfigError("fusion.modality_dropout must be in [0, 1)")
-        if self.audio.readout != "pool" and "audio" in self.data.modalities:
+        if self.audio.readout != "pool" and AUDIO in self.data.modalities:
             if "text" not in self.data.modalities or self.train.aux_frame_words <= 0:
                 raise ConfigError(
                     f"audio.readout = {self.audio.readout!r} reads the words heard in a clip with the text encoder: it needs "

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.modalities import modality as get_modality
+from pipeline.modalities.names import AUDIO, IMAGE
 from pipeline.preprocessing import text_ops
 from pipeline.preprocessing.media_check import MediaLimits, MediaRejected
 from pipeline.run_artifacts import (
@@ -99,7 +100,7 @@ class Encoder:
         """Modality ``name``'s encoding of prepared inputs as one traced graph (traced once per
         Encoder): the audio encoder that reads a transcript with the recurrent text tower costs
         several times as much eagerly. Images go through ``encode_image`` (the mean over test views)."""
-        if name == "image":
+        if name == IMAGE:
             return self.model.encode_image
         if name not in self._traced:
             model, tower = self.model, self.model.tower(name)
@@ -142,9 +143,9 @@ class Encoder:
     def encode_image(self, images, batch_size: int = 64) -> np.ndarray:
         """Images as file paths or encoded bytes → unit vectors; ``MediaRejected`` for a file
         ``media_check`` refuses."""
-        return self.encode_files(images, "image", batch_size)
+        return self.encode_files(images, IMAGE, batch_size)
 
     def encode_audio(self, clips, batch_size: int = 64) -> np.ndarray:
         """Audio as file paths or encoded bytes (WAV/FLAC/OGG) → unit vectors; ``MediaRejected``
         for a file ``media_check`` refuses."""
-        return self.encode_files(clips, "audio", batch_size)
+        return self.encode_files(clips, AUDIO, batch_size)

@@ -25,6 +25,7 @@ from pipeline.data.manifest import Manifest, Problem
 from pipeline.modalities import file_modalities, modalities, modality_names
 from pipeline.preprocessing import audio_ops, image_ops, text_ops
 from pipeline.records import CachedImageFeatures
+from pipeline.modalities.names import AUDIO, IMAGE
 
 log = logging.getLogger(__name__)
 AUTOTUNE = tf.data.AUTOTUNE
@@ -76,7 +77,7 @@ class InputConfig:
         first test_views of them (averaged by the embedder), or the first alone when 1.
     """
 
-    modalities: tuple[str, ...] = ("text", "image")
+    modalities: tuple[str, ...] = ("text", IMAGE)
     batch_size: int = 64
     image_size: int = 128
     backbone: str = "mobilenet_v2"
@@ -189,11 +190,11 @@ def select_items(
         items["contrast_group"] = grouped["contrast_group"].agg(first)
     # Every clip of an item (several spoken captions, say), for training to draw one per epoch:
     # its file, its transcript (the caption on the audio's own row) and its word timings.
-    clip_rows = frame[frame["audio"] != ""].groupby("item_id", sort=False)
+    clip_rows = frame[frame[AUDIO] != ""].groupby("item_id", sort=False)
     as_lists = lambda column: (
         clip_rows[column].agg(list).reindex(items.index).map(lambda v: v if isinstance(v, list) else [])
     )  # noqa: E731
-    items["audio_clips"] = as_lists("audio")
+    items["audio_clips"] = as_lists(AUDIO)
     items["audio_clip_texts"] = as_lists("text")
     items["audio_clip_words"] = (
         as_lists("audio_words") if "audio_words" in frame else items["audio_clips"].map(lambda v: [""] * len(v))
@@ -326,7 +327,7 @@ def make_dataset(
     frame = selection.frame
     pair_blocks = training and keep_groups and "contrast_group" in frame
     # Training on items draws one of each item's audio clips per epoch (with its transcript and timings).
-    clip_lists = training and by_item and "audio" in config.modalities and "audio_clips" in frame
+    clip_lists = training and by_item and AUDIO in config.modalities and "audio_clips" in frame
     if pair_blocks:
         frame = frame.iloc[pair_order(frame["contrast_group"].fillna("").astype(str).tolist(), config.seed)]
     item_keys = pd.factorize(manifest.frame["item_id"])[0]
@@ -337,27 +338,27 @@ def make_dataset(
     if "text" in config.modalities:
         if by_item:
             columns["text"] = tf.ragged.constant(frame["text"].tolist(), dtype=tf.string)
-            if "audio" in config.modalities and "audio_text" in frame and not clip_lists:
+            if AUDIO in config.modalities and "audio_text" in frame and not clip_lists:
                 columns["audio_text"] = tf.constant(frame["audio_text"].tolist(), tf.string)
         else:
             columns["text"] = tf.constant(frame["text"].tolist(), tf.string)
     for modality in file_modalities():
         name = modality.name
-        if name in config.modalities and not (name == "image" and image_features is not None):
+        if name in config.modalities and not (name == IMAGE and image_features is not None):
             columns[name] = tf.constant([str(manifest.resolve(p)) for p in frame[name]], tf.string)
     if clip_lists:
         ragged = lambda values: tf.ragged.constant(values, dtype=tf.string, ragged_rank=1)  # noqa: E731
-        columns["audio"] = ragged([[str(manifest.resolve(p)) for p in clips] for clips in frame["audio_clips"]])
+        columns[AUDIO] = ragged([[str(manifest.resolve(p)) for p in clips] for clips in frame["audio_clips"]])
         if "text" in config.modalities:
             columns["audio_text"] = ragged(frame["audio_clip_texts"].tolist())
         if word_vocabulary is not None:
             columns["audio_words"] = ragged(
                 _id_timings(frame["audio_clip_words"], word_vocabulary, f"{manifest.root.name}/{split or 'all'}")
             )
-    if image_features is not None and "image" in config.modalities:
+    if image_features is not None and IMAGE in config.modalities:
         cached = CachedImageFeatures(*image_features)
         try:
-            rows = cached.rows_of(frame["image"])
+            rows = cached.rows_of(frame[IMAGE])
         except KeyError as error:
             raise ValueError(error.args[0]) from None
         columns["image_features"] = tf.constant(cached.features[rows])

@@ -19,6 +19,7 @@ import pandas as pd
 from pipeline.data.item_ids import RULE, item_id_problem
 from pipeline.io_utils import atomic_path
 from pipeline.modalities import modality_names
+from pipeline.modalities.names import AUDIO, IMAGE
 
 # Columns any manifest may carry, read by training where present.
 OPTIONAL_COLUMNS = {
@@ -50,15 +51,15 @@ COLUMN_SYNONYMS = {
     "sentence": "text",
     "description": "text",
     "query": "text",
-    "picture": "image",
-    "photo": "image",
-    "img": "image",
-    "image_path": "image",
-    "filename": "image",
-    "sound": "audio",
-    "speech": "audio",
-    "wav": "audio",
-    "audio_path": "audio",
+    "picture": IMAGE,
+    "photo": IMAGE,
+    "img": IMAGE,
+    "image_path": IMAGE,
+    "filename": IMAGE,
+    "sound": AUDIO,
+    "speech": AUDIO,
+    "wav": AUDIO,
+    "audio_path": AUDIO,
     "class": "label",
     "category": "label",
     "target": "label",

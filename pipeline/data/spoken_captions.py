@@ -29,6 +29,7 @@ import pandas as pd
 from pipeline.data.dataset_info import built_version
 from pipeline.io_utils import atomic_path, write_text_atomic
 from pipeline.progress import progress
+from pipeline.modalities.names import AUDIO, IMAGE
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +189,8 @@ def build_spoken_flickr8k(
             "item_id": frame["item_id"],
             "split": frame["split"],
             "text": frame["text"],
-            "image": [str(root / p) for p in frame["image"]],
-            "audio": audio,
+            IMAGE: [str(root / p) for p in frame[IMAGE]],
+            AUDIO: audio,
             "label": "",
             "audio_words": words,
         }

@@ -43,6 +43,7 @@ from pipeline.data.adapters.fsdd_adapter import DIGIT_WORDS, PATTERN, recordings
 from pipeline.data.dataset_info import built_version
 from pipeline.io_utils import atomic_path
 from pipeline.progress import progress
+from pipeline.modalities.names import AUDIO, IMAGE
 
 log = logging.getLogger(__name__)
 
@@ -216,24 +217,24 @@ def build_spoken_digits(
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         (tmp / "images").mkdir(parents=True)
-        (tmp / "audio").mkdir()
+        (tmp / AUDIO).mkdir()
         bar = progress(total=len(recordings), desc="spoken digits", unit="item")
         for row, image_index, split in zip(recordings.itertuples(), chosen, splits):
             source = "train" if split == "train" else "test"
             item_id = row.file.stem
             if row.voice:  # synthetic: named like a recording, {digit}_{speaker}_{take}
                 item_id = f"{row.digit}_{row.speaker}_{row.take}"
-                _write_8k(row.file, tmp / "audio" / f"{item_id}.wav")
+                _write_8k(row.file, tmp / AUDIO / f"{item_id}.wav")
             else:
-                shutil.copyfile(row.file, tmp / "audio" / row.file.name)
+                shutil.copyfile(row.file, tmp / AUDIO / row.file.name)
             Image.fromarray(images[source][0][image_index]).save(tmp / "images" / f"{item_id}.png")
             records.append(
                 {
                     "item_id": item_id,
                     "split": split,
                     "text": DIGIT_WORDS[row.digit],
-                    "image": f"images/{item_id}.png",
-                    "audio": f"audio/{item_id}.wav",
+                    IMAGE: f"images/{item_id}.png",
+                    AUDIO: f"audio/{item_id}.wav",
                     "label": str(row.digit),
                     "speaker": row.speaker,
                     "meta_mnist": f"{source}:{image_index}",

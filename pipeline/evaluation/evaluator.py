@@ -11,6 +11,7 @@ from pipeline.evaluation.embedder import SplitEmbeddings
 from pipeline.evaluation.retrieval_metrics import KS, recall_curve, retrieval_report, rsum
 from pipeline.io_utils import atomic_path, write_json_atomic, write_text_atomic
 from pipeline.modalities import modality_names
+from pipeline.modalities.names import IMAGE
 
 WORD_ORDER_SUBSET = "text->image (word-order subset)"
 TWIN_CHOICE = "text->image (twin choice)"
@@ -58,11 +59,11 @@ def evaluate_embeddings(emb: SplitEmbeddings, with_curves: bool = False, relevan
         )
         if same_label is not None:
             report["text->item"]["mAP"] = retrieval_report(similarity, same_label, with_map=True)["mAP"]
-    if "text" in emb.vectors and "image" in emb.vectors and (emb.contrast_groups != "").any():
+    if "text" in emb.vectors and IMAGE in emb.vectors and (emb.contrast_groups != "").any():
         queries = np.where(emb.contrast_groups[emb.owners["text"]] != "")[0]
-        similarity = emb.vectors["text"][queries] @ emb.vectors["image"].T
+        similarity = emb.vectors["text"][queries] @ emb.vectors[IMAGE].T
         report[WORD_ORDER_SUBSET] = retrieval_report(
-            similarity, emb.owners["text"][queries][:, None] == emb.owners["image"][None, :]
+            similarity, emb.owners["text"][queries][:, None] == emb.owners[IMAGE][None, :]
         )
         report[TWIN_CHOICE] = twin_choice(emb, queries)
     if with_curves:
@@ -74,7 +75,7 @@ def twin_choice(emb: SplitEmbeddings, queries: np.ndarray) -> dict:
     """Word order alone: the share of twin captions (``queries``, rows of the text) that score
     their own image above their twin's, the one other item of their contrast group. Unlike
     R@1 on the subset, no other scene can get in the way."""
-    image_row = {int(item): row for row, item in enumerate(emb.owners["image"])}
+    image_row = {int(item): row for row, item in enumerate(emb.owners[IMAGE])}
     members: dict[str, list[int]] = {}
     for item, group in enumerate(emb.contrast_groups):
         if group:
@@ -86,7 +87,7 @@ def twin_choice(emb: SplitEmbeddings, queries: np.ndarray) -> dict:
         if own in image_row and len(twins) == 1 and twins[0] in image_row:
             text = emb.vectors["text"][q]
             wins.append(
-                float(text @ emb.vectors["image"][image_row[own]] > text @ emb.vectors["image"][image_row[twins[0]]])
+                float(text @ emb.vectors[IMAGE][image_row[own]] > text @ emb.vectors[IMAGE][image_row[twins[0]]])
             )
     return {"accuracy": 100.0 * float(np.mean(wins)) if wins else float("nan"), "queries": len(wins)}
 

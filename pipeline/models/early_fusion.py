@@ -12,6 +12,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from pipeline.modalities.names import AUDIO, IMAGE
 from pipeline.models.layers import L2Normalize
 from pipeline.models.losses import infonce_loss
 
@@ -38,8 +39,8 @@ def build_early_fusion_encoder(
         >>> encoder({"image": np.zeros((2, 32, 32, 3)), "audio": np.zeros((2, 100, 64))}).shape
         TensorShape([2, 16])
     """
-    image = keras.Input(image_shape, name="image")
-    audio = keras.Input(audio_shape, name="audio")
+    image = keras.Input(image_shape, name=IMAGE)
+    audio = keras.Input(audio_shape, name=AUDIO)
     pixels = keras.layers.Flatten(name="image_flat")(
         keras.layers.AveragePooling2D(image_pool, name="image_pool")(image)
     )
@@ -50,7 +51,7 @@ def build_early_fusion_encoder(
         x = keras.layers.Dense(hidden, activation="relu", name=f"dense{i}")(x)
         x = keras.layers.Dropout(dropout, name=f"dropout{i}")(x)
     x = keras.layers.Dense(output_dim, name="projection")(x)
-    return keras.Model({"image": image, "audio": audio}, L2Normalize(name="l2")(x), name="early_fusion_encoder")
+    return keras.Model({IMAGE: image, AUDIO: audio}, L2Normalize(name="l2")(x), name="early_fusion_encoder")
 
 
 @keras.saving.register_keras_serializable(package="pipeline")
@@ -85,7 +86,7 @@ class EarlyFusionRetrieval(keras.Model):
     def call(self, inputs, training=False):
         return {
             "text": self.text_encoder(inputs["text"], training=training),
-            "item": self.item_encoder({"image": inputs["image"], "audio": inputs["audio"]}, training=training),
+            "item": self.item_encoder({IMAGE: inputs[IMAGE], AUDIO: inputs[AUDIO]}, training=training),
         }
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):

@@ -16,6 +16,7 @@ from keras import ops
 
 from pipeline import paths
 from pipeline.config import ImageConfig
+from pipeline.modalities.names import IMAGE
 from pipeline.models.layers import L2Normalize
 from pipeline.preprocessing.image_ops import view_pixels
 
@@ -71,7 +72,7 @@ def _scratch_backbone(config: ImageConfig) -> keras.Model:
     captions talk about where things are, plus a global max pool of the same maps: what is
     in the picture wherever it is, learned from every position at once rather than per grid
     cell (without it, shapes were barely learned at all)."""
-    inputs = keras.Input((config.image_size, config.image_size, 3), name="image")
+    inputs = keras.Input((config.image_size, config.image_size, 3), name=IMAGE)
     x = inputs
     for i, filters in enumerate(config.scratch_filters):
         for j in range(config.scratch_convs_per_block):
@@ -108,7 +109,7 @@ def _application_backbone(config: ImageConfig) -> keras.Model:
         for layer in base.layers:  # batch-norm statistics stay frozen when fine-tuning
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
-    inputs = keras.Input((config.image_size, config.image_size, 3), name="image")
+    inputs = keras.Input((config.image_size, config.image_size, 3), name=IMAGE)
     maps = base(inputs, training=False)
     features = keras.layers.GlobalAveragePooling2D(name="gap")(maps)
     if config.pooling == "avg_max":
@@ -157,7 +158,7 @@ def build_image_encoder(config: ImageConfig, output_dim: int) -> keras.Model:
     """
     backbone = build_image_backbone(config)
     head = build_image_head(config, backbone.output.shape[-1], output_dim)
-    inputs = keras.Input((config.image_size, config.image_size, 3), name="image")
+    inputs = keras.Input((config.image_size, config.image_size, 3), name=IMAGE)
     return keras.Model(inputs, head(backbone(inputs)), name="image_encoder")
 
 

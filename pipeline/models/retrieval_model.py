@@ -13,6 +13,7 @@ from pipeline.modalities import TowerContext
 from pipeline.modalities import modalities as registered_modalities
 from pipeline.modalities import modality as get_modality
 from pipeline.modalities.base import BUILT_IN
+from pipeline.modalities.names import AUDIO, IMAGE
 from pipeline.models import tasks as tasks_lib
 from pipeline.models.audio_encoder import build_audio_encoder, sequence_layer_name
 from pipeline.models.fusion import build_fusion
@@ -75,10 +76,10 @@ class CrossModalModel(keras.Model):
         modalities = config.data.modalities
         if "text" in modalities:
             self.text_encoder = build_text_encoder(config.text, vocab_size, dim, embedding_matrix)
-        if "image" in modalities:
+        if IMAGE in modalities:
             self.image_encoder = build_image_encoder(config.image, dim)
             self.image_head = self.image_encoder.get_layer("image_head")
-        if "audio" in modalities:
+        if AUDIO in modalities:
             self.audio_encoder = build_audio_encoder(config.audio, audio_frames, dim)
             if config.train.aux_ctc > 0 or config.train.aux_frame_words > 0:
                 # Same layers, a second output: the frame sequence the word heads read words from.
@@ -151,7 +152,7 @@ class CrossModalModel(keras.Model):
 
     def encode_prepared(self, name: str, inputs):
         """One modality's prepared inputs → unit vectors, inside a graph (search, export)."""
-        if name == "image":
+        if name == IMAGE:
             return self.encode_image(inputs)  # averaged over test views
         return self.tower(name)(inputs, training=False)
 
@@ -160,8 +161,8 @@ class CrossModalModel(keras.Model):
         features) → unit vectors, as evaluation and search embed them."""
         if "image_features" in batch:
             return np.asarray(self.encode_image_features(batch["image_features"]))
-        if name == "image":
-            return np.asarray(self.encode_image(batch["image"]))  # averaged over test views
+        if name == IMAGE:
+            return np.asarray(self.encode_image(batch[IMAGE]))  # averaged over test views
         # predict runs the encoder as one compiled function: an eager call of the audio encoder
         # that reads its transcript with a recurrent text tower costs several times as much.
         return self.tower(name).predict(batch[name], batch_size=len(batch[name]), verbose=0)
@@ -186,22 +187,22 @@ class CrossModalModel(keras.Model):
         out = {}
         if "text" in inputs:
             out["text"] = self.text_encoder(inputs["text"], training=training)
-        if training and "audio_text" in inputs and "audio" in inputs:
+        if training and "audio_text" in inputs and AUDIO in inputs:
             # The audio's own transcript: the exact positive for audio-text, when the data has it.
             out["audio_text"] = self.text_encoder(inputs["audio_text"], training=training)
         if "image_features" in inputs:
-            out["image"] = self.image_head(inputs["image_features"], training=training)
-        elif "image" in inputs:
-            out["image"] = self.image_encoder(inputs["image"], training=training)
-        if "audio" in inputs:
+            out[IMAGE] = self.image_head(inputs["image_features"], training=training)
+        elif IMAGE in inputs:
+            out[IMAGE] = self.image_encoder(inputs[IMAGE], training=training)
+        if AUDIO in inputs:
             if training and hasattr(self, "audio_with_sequence"):
-                out["audio"], sequence = self.audio_with_sequence(inputs["audio"], training=training)
+                out[AUDIO], sequence = self.audio_with_sequence(inputs[AUDIO], training=training)
                 if hasattr(self, "ctc_head"):
                     out["audio_ctc_logits"] = self.ctc_head(sequence)
                 if hasattr(self, "frame_word_head"):
                     out["audio_frame_logits"] = self.frame_word_head(sequence)
             else:
-                out["audio"] = self.audio_encoder(inputs["audio"], training=training)
+                out[AUDIO] = self.audio_encoder(inputs[AUDIO], training=training)
         for name in self.other_modalities:
             if name in inputs:
                 out[name] = self.tower(name)(inputs[name], training=training)
@@ -292,7 +293,7 @@ class CrossModalModel(keras.Model):
 
 
 def uses_cached_image_features(config: ExperimentConfig) -> bool:
-    return "image" in config.data.modalities and backbone_is_frozen(config.image) and config.image.cache_features
+    return IMAGE in config.data.modalities and backbone_is_frozen(config.image) and config.image.cache_features
 
 
 def dummy_inputs(model: CrossModalModel, batch: int = 2) -> dict:
@@ -301,13 +302,13 @@ def dummy_inputs(model: CrossModalModel, batch: int = 2) -> dict:
     x = {}
     if "text" in c.data.modalities:
         x["text"] = np.zeros((batch, c.text.sequence_length), "int64")
-    if "image" in c.data.modalities:
+    if IMAGE in c.data.modalities:
         if model.uses_image_features:
             x["image_features"] = np.zeros((batch, model.image_feature_dim), "float32")
         else:
-            x["image"] = np.zeros((batch, c.image.image_size, c.image.image_size, 3), "float32")
-    if "audio" in c.data.modalities:
-        x["audio"] = np.zeros((batch, model.audio_frames, c.audio.n_mels), "float32")
+            x[IMAGE] = np.zeros((batch, c.image.image_size, c.image.image_size, 3), "float32")
+    if AUDIO in c.data.modalities:
+        x[AUDIO] = np.zeros((batch, model.audio_frames, c.audio.n_mels), "float32")
     context = TowerContext(model.vocab_size, None, model.audio_frames)
     for name in model.other_modalities:
         x[name] = get_modality(name).dummy_input(c, context, batch)

@@ -16,6 +16,7 @@ import abc
 import keras
 from keras import ops
 
+from pipeline.modalities.names import AUDIO
 from pipeline.models.losses import infonce_loss, vse_hinge_loss
 
 
@@ -68,13 +69,13 @@ class PairTask(Task):
 
     def terms(self, model, x, y_pred, ids=None):
         a, b = self.pair.split("-")
-        if a == "audio" and b == "text" and "audio_text" in y_pred:
+        if a == AUDIO and b == "text" and "audio_text" in y_pred:
             b = "audio_text"
         if a not in y_pred or b not in y_pred:
             return []
         ea, eb = y_pred[a], y_pred[b]
-        if self.audio_follows and (a == "audio") != (b == "audio"):
-            ea, eb = (ea, ops.stop_gradient(eb)) if a == "audio" else (ops.stop_gradient(ea), eb)
+        if self.audio_follows and (a == AUDIO) != (b == AUDIO):
+            ea, eb = (ea, ops.stop_gradient(eb)) if a == AUDIO else (ops.stop_gradient(ea), eb)
         return [model.pair_loss(ea, eb, ids)]
 
     def get_config(self):
@@ -97,7 +98,7 @@ class WordTask(Task):
         terms = []
         for m in model.content:
             if m in y_pred:
-                tokens = x["audio_text"] if m == "audio" and "audio_text" in x else x["text"]
+                tokens = x["audio_text"] if m == AUDIO and "audio_text" in x else x["text"]
                 logits = model.word_head(y_pred[m])
                 targets = word_targets(tokens, model.vocab_size)
                 terms.append(ops.mean(keras.losses.binary_crossentropy(targets, logits, from_logits=True)))

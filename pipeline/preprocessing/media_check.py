@@ -22,6 +22,8 @@ import dataclasses
 import io
 import struct
 
+from pipeline.modalities.names import AUDIO, IMAGE
+
 
 @dataclasses.dataclass(frozen=True)
 class MediaLimits:
@@ -93,9 +95,7 @@ def identify(data: bytes) -> tuple[str, str] | None:
     for magic, modality, name in _MAGIC:
         if data.startswith(magic):
             if name == "riff":
-                return (
-                    ("audio", "wav") if data[8:12] == b"WAVE" else ("image", "webp") if data[8:12] == b"WEBP" else None
-                )
+                return (AUDIO, "wav") if data[8:12] == b"WAVE" else (IMAGE, "webp") if data[8:12] == b"WEBP" else None
             return modality, name
     return None
 
@@ -109,13 +109,13 @@ def check_media(data: bytes, modality: str | None = None, limits: MediaLimits = 
         raise MediaRejected("the file is empty")
     found = identify(data)
     if found is None:
-        wanted = {"image": IMAGE_KINDS, "audio": AUDIO_KINDS}.get(
+        wanted = {IMAGE: IMAGE_KINDS, AUDIO: AUDIO_KINDS}.get(
             modality, f"{IMAGE_KINDS} image, or a {AUDIO_KINDS} sound"
         )
         raise MediaRejected(f"not a {wanted} file (unknown first bytes {data[:8]!r})", unsupported=True)
     kind, name = found
     if modality is not None and kind != modality:
-        noun = {"image": "an image", "audio": "a sound"}
+        noun = {IMAGE: "an image", AUDIO: "a sound"}
         raise MediaRejected(
             f"a {name.upper()} file is {noun[kind]}, where {noun.get(modality, modality)} is needed", unsupported=True
         )
@@ -145,7 +145,7 @@ def _png(data: bytes, limits: MediaLimits) -> MediaInfo:
     if chunk != b"IHDR" or length != 13:
         raise MediaRejected("the PNG does not start with its IHDR header chunk")
     width, height = struct.unpack(">II", data[16:24])
-    return _image_limit(MediaInfo("image", "png", ".png", width, height), limits)
+    return _image_limit(MediaInfo(IMAGE, "png", ".png", width, height), limits)
 
 
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
@@ -168,7 +168,7 @@ def _jpeg(data: bytes, limits: MediaLimits) -> MediaInfo:
             height, width = struct.unpack(">HH", data[at + 5 : at + 9])
             if height == 0:
                 raise MediaRejected("the JPEG leaves its height to a later marker (DNL), which is not read")
-            return _image_limit(MediaInfo("image", "jpeg", ".jpg", width, height), limits)
+            return _image_limit(MediaInfo(IMAGE, "jpeg", ".jpg", width, height), limits)
         if marker in (0xD9, 0xDA) or length < 2:  # end of image, start of scan: no frame header came first
             break
         at += 2 + length
@@ -201,7 +201,7 @@ def _gif(data: bytes, limits: MediaLimits) -> MediaInfo:
         at += 1
     if frames == 0:
         raise MediaRejected("the GIF holds no image")
-    return _image_limit(MediaInfo("image", "gif", ".gif", width, height, frames), limits)
+    return _image_limit(MediaInfo(IMAGE, "gif", ".gif", width, height, frames), limits)
 
 
 def _bmp(data: bytes, limits: MediaLimits) -> MediaInfo:
@@ -214,7 +214,7 @@ def _bmp(data: bytes, limits: MediaLimits) -> MediaInfo:
     if compression not in (0, 3):
         raise MediaRejected(f"the BMP is compressed (method {compression}); only uncompressed BMPs are read")
     height = abs(height)  # negative: stored top-down
-    info = _image_limit(MediaInfo("image", "bmp", ".bmp", width, height), limits)
+    info = _image_limit(MediaInfo(IMAGE, "bmp", ".bmp", width, height), limits)
     if compression in (0, 3):  # uncompressed rows: the pixels must all be there
         needed = offset + ((bits * width + 31) // 32) * 4 * height
         if needed > len(data):
@@ -293,7 +293,7 @@ def _wav(data: bytes, limits: MediaLimits) -> MediaInfo:
                 )
             return _audio_limit(
                 MediaInfo(
-                    "audio",
+                    AUDIO,
                     "wav",
                     ".wav",
                     sample_rate=rate,
@@ -320,7 +320,7 @@ def _flac(data: bytes, limits: MediaLimits) -> MediaInfo:
     _sixteen_bits("FLAC", bits)
     return _stream_matches(
         data,
-        _audio_limit(MediaInfo("audio", "flac", ".flac", sample_rate=rate, channels=channels, frames=frames), limits),
+        _audio_limit(MediaInfo(AUDIO, "flac", ".flac", sample_rate=rate, channels=channels, frames=frames), limits),
     )
 
 
@@ -342,7 +342,7 @@ def _ogg(data: bytes, limits: MediaLimits) -> MediaInfo:
             break
     return _stream_matches(
         data,
-        _audio_limit(MediaInfo("audio", "ogg", ".ogg", sample_rate=rate, channels=channels, frames=granule), limits),
+        _audio_limit(MediaInfo(AUDIO, "ogg", ".ogg", sample_rate=rate, channels=channels, frames=granule), limits),
     )
 
 
@@ -371,13 +371,13 @@ def _stream_matches(data: bytes, info: MediaInfo) -> MediaInfo:
 
 
 _MAGIC = (
-    (b"\xff\xd8\xff", "image", "jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "image", "png"),
-    (b"GIF8", "image", "gif"),
-    (b"BM", "image", "bmp"),
+    (b"\xff\xd8\xff", IMAGE, "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", IMAGE, "png"),
+    (b"GIF8", IMAGE, "gif"),
+    (b"BM", IMAGE, "bmp"),
     (b"RIFF", "", "riff"),
-    (b"fLaC", "audio", "flac"),
-    (b"OggS", "audio", "ogg"),
+    (b"fLaC", AUDIO, "flac"),
+    (b"OggS", AUDIO, "ogg"),
 )
 _PARSERS = {
     "jpeg": _jpeg,

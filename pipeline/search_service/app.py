@@ -29,6 +29,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 from pydantic import BaseModel, Field, ValidationError
 
 from pipeline.modalities import file_modalities
+from pipeline.modalities.names import AUDIO, IMAGE
 from pipeline.retrieval.index_store import IndexProblem
 from pipeline.retrieval.searcher import QueryError
 from pipeline.search_service.metrics import ServiceMetrics
@@ -329,7 +330,7 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
     # ":path": ids from nested dataset folders hold "/" (sent URL-encoded, as media_urls does).
     # The media route comes first, so ".../media" reaches it.
     @app.get("/items/{item_id:path}/media", responses={404: {}}, response_class=FileResponse)
-    def media(item_id: str, modality: Literal["image", "audio"] | None = None):
+    def media(item_id: str, modality: Literal[IMAGE, AUDIO] | None = None):
         """The item's image or sound (``modality``), by default its first file."""
         path = state.media_path(item_id, modality)
         if path is None:

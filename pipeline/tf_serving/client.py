@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.modalities.names import AUDIO
+
 
 class ServingError(RuntimeError):
     """The server could not be reached, or answered with an error (its message included)."""
@@ -38,7 +40,7 @@ def _read(item) -> bytes:
     return path.read_bytes()
 
 
-def to_wav(data: bytes, name: str = "audio") -> bytes:
+def to_wav(data: bytes, name: str = AUDIO) -> bytes:
     """WAV bytes as they are; FLAC or OGG decoded and re-encoded as 16-bit WAV."""
     if data[:4] == b"RIFF":
         return data
@@ -113,7 +115,7 @@ class ServingClient:
     def embed_audio(self, clips) -> np.ndarray:
         """Clips as paths or encoded bytes (WAV as is; FLAC and OGG converted to WAV here)."""
         payload = [
-            {"b64": base64.b64encode(to_wav(_read(c), str(c) if not isinstance(c, bytes) else "audio")).decode()}
+            {"b64": base64.b64encode(to_wav(_read(c), str(c) if not isinstance(c, bytes) else AUDIO)).decode()}
             for c in clips
         ]
         return np.asarray(self.predict("audio_encoder", payload), np.float32)

@@ -19,6 +19,7 @@ from pipeline.data.adapters import load_dataset
 from pipeline.data.input_pipeline import make_dataset, select_items
 from pipeline.data.named_datasets import resolve_data_path
 from pipeline.evaluation.retrieval_metrics import class_retrieval_report
+from pipeline.modalities.names import AUDIO, IMAGE
 from pipeline.models.early_fusion import EarlyFusionRetrieval, build_early_fusion_encoder
 from pipeline.models.text_encoder import build_text_encoder
 from pipeline.preprocessing import text_ops
@@ -40,12 +41,12 @@ class EarlyFusionResult:
 
 def embed_items(model: EarlyFusionRetrieval, manifest, input_config, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(item vectors, item labels) of a split's items that have an image and audio."""
-    selection = select_items(manifest, split, ("image", "audio"))
-    config = dataclasses.replace(input_config, modalities=("image", "audio"), cache="none", check_files=False)
+    selection = select_items(manifest, split, (IMAGE, AUDIO))
+    config = dataclasses.replace(input_config, modalities=(IMAGE, AUDIO), cache="none", check_files=False)
     ds = make_dataset(manifest, split, config, training=False, selection=selection, by_item=True)
     rows, vectors = [], []
     for batch in ds:
-        vectors.append(model.item_encoder({"image": batch["image"], "audio": batch["audio"]}, training=False).numpy())
+        vectors.append(model.item_encoder({IMAGE: batch[IMAGE], AUDIO: batch[AUDIO]}, training=False).numpy())
         rows.extend(batch["row"].numpy().tolist())
     labels = selection.frame.loc[rows, "label"].to_numpy()
     return np.concatenate(vectors), labels
@@ -67,7 +68,7 @@ def train_early_fusion(config: ExperimentConfig, hidden: int = 512, verbose: int
     start = time.time()
     keras.utils.set_random_seed(config.seed)
     manifest = load_dataset(resolve_data_path(config.data.path), config.data.format or None)
-    modalities = ("text", "image", "audio")
+    modalities = ("text", IMAGE, AUDIO)
     train_items = select_items(manifest, config.data.train_split, modalities)
     captions = [t for texts in train_items.frame["text"] for t in texts]
     vectorizer = text_ops.build_vectorizer(

@@ -24,6 +24,7 @@ from pipeline import paths
 from pipeline.data.input_pipeline import make_dataset
 from pipeline.data.manifest import Manifest
 from pipeline.io_utils import atomic_path
+from pipeline.modalities.names import IMAGE
 from pipeline.models.image_encoder import resolve_weights
 from pipeline.preprocessing.image_ops import view_names, view_pixels
 from pipeline.progress import progress
@@ -76,7 +77,7 @@ def ensure_features(config) -> tuple[int, float, bool]:
 
     manifest = load_dataset(resolve_data_path(config.data.path), config.data.format or None)
     train_items, dev_items = training_selection(config, manifest)
-    images = list(train_items.frame["image"]) + list(dev_items.frame["image"])
+    images = list(train_items.frame[IMAGE]) + list(dev_items.frame[IMAGE])
     views = view_names(config.image)
     cached = all(cache_path(config.image, manifest, images, view).is_file() for view in views)
     start = time.time()
@@ -113,10 +114,10 @@ def _features(
         with np.load(path) as cached:
             log.info("image features: using the cache %s (%d images)", path.name, len(images))
             return images, cached["features"]
-    frame = pd.DataFrame({"item_id": images, "split": "all", "image": images, "text": ""})
+    frame = pd.DataFrame({"item_id": images, "split": "all", IMAGE: images, "text": ""})
     subset = Manifest(root=manifest.root, frame=frame, format=manifest.format)
     config = dataclasses.replace(
-        input_config, modalities=("image",), batch_size=batch_size, cache="none", check_files=False
+        input_config, modalities=(IMAGE,), batch_size=batch_size, cache="none", check_files=False
     )
     ds = make_dataset(subset, None, config, training=False)
     start = time.time()
@@ -125,7 +126,7 @@ def _features(
     )
     chunks = []
     for batch in ds:
-        chunks.append(backbone(view_pixels(batch["image"], view), training=False).numpy())
+        chunks.append(backbone(view_pixels(batch[IMAGE], view), training=False).numpy())
         bar.update(len(chunks[-1]))
     bar.close()
     features = np.concatenate(chunks).astype(np.float32)

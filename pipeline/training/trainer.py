@@ -27,6 +27,7 @@ from pipeline.data.named_datasets import resolve_data_path
 from pipeline.evaluation.embedder import SplitRequest
 from pipeline.evaluation.evaluator import evaluate_embeddings, write_reports
 from pipeline.io_utils import atomic_path, write_text_atomic
+from pipeline.modalities.names import AUDIO, IMAGE
 from pipeline.models.retrieval_model import CrossModalModel, dummy_inputs, uses_cached_image_features
 from pipeline.preprocessing import text_ops
 from pipeline.records import EvaluationReport, RunData, RunRecord
@@ -163,13 +164,13 @@ def training_phases(config: ExperimentConfig, modalities) -> list[TrainingPhase]
     in batches of ``train.audio_batch_size`` when it is set."""
     t = config.train
     epochs, audio_epochs = t.epochs, t.audio_epochs
-    if audio_epochs <= 0 or "audio" not in modalities:
+    if audio_epochs <= 0 or AUDIO not in modalities:
         return [TrainingPhase("all", 0, epochs, tuple(modalities), t.batch_size)]
-    others = tuple(m for m in modalities if m != "audio")
+    others = tuple(m for m in modalities if m != AUDIO)
     return [
         TrainingPhase("text-image", 0, epochs - audio_epochs, others, t.batch_size),
         TrainingPhase(
-            "audio", epochs - audio_epochs, epochs, tuple(modalities), t.audio_phase_batch_size, freeze_text_image=True
+            AUDIO, epochs - audio_epochs, epochs, tuple(modalities), t.audio_phase_batch_size, freeze_text_image=True
         ),
     ]
 
@@ -191,7 +192,7 @@ def set_phase_trainable(model, phase: TrainingPhase | None) -> None:
     encoder); the text-image phase leaves the audio encoder and its heads out, as no loss
     reaches them. ``None``: everything trainable again."""
     for part in audio_parts(model):
-        part.trainable = phase is None or "audio" in phase.modalities
+        part.trainable = phase is None or AUDIO in phase.modalities
     for name in ("text_encoder", "image_encoder"):  # a model has those of its modalities
         if hasattr(model, name):
             getattr(model, name).trainable = phase is None or not phase.freeze_text_image
@@ -220,7 +221,7 @@ def prepare_data(config: ExperimentConfig) -> PreparedData:
     vocabulary = vectorizer.get_vocabulary()
     labels = sorted({v for v in train_items.frame["label"] if v})
     timed = any(any(clips) for clips in train_items.frame.get("audio_clip_words", []))
-    if config.train.aux_frame_words > 0 and "audio" in modalities and not timed:
+    if config.train.aux_frame_words > 0 and AUDIO in modalities and not timed:
         raise TrainingError(
             f"train.aux_frame_words needs word timings of the training audio (manifest column audio_words), and "
             f"{data_root}/{config.data.train_split} has none. Set train.aux_frame_words=0, or add the column."
@@ -265,14 +266,14 @@ def build_model(config: ExperimentConfig, data: PreparedData, strategy) -> tuple
         from pipeline.training.feature_cache import backbone_features
 
         backbone = model.image_encoder.get_layer("image_backbone")
-        images = list(data.train_items.frame["image"]) + list(data.dev_items.frame["image"])
+        images = list(data.train_items.frame[IMAGE]) + list(data.dev_items.frame[IMAGE])
         log.info("[2/5] image features from the frozen %s (cached on disk)", config.image.backbone)
         image_features = backbone_features(
             backbone, config.image, data.input_config, data.manifest, images, views=view_names(config.image)
         )
         model.image_feature_dim = image_features.dim
     model(dummy_inputs(model))
-    if config.audio.init_from and "audio" in config.data.modalities:
+    if config.audio.init_from and AUDIO in config.data.modalities:
         from pipeline.training.warm_start import WarmStartError, warm_start_audio_encoder
 
         try:
@@ -351,7 +352,7 @@ def run_phases(
         else:
             log.info("%d steps an epoch in batches of %d", phase_steps, phase.batch_size)
         phase_input = dataclasses.replace(data.input_config, modalities=phase.modalities, batch_size=phase.batch_size)
-        frame_words = config.train.aux_frame_words > 0 and "audio" in phase.modalities
+        frame_words = config.train.aux_frame_words > 0 and AUDIO in phase.modalities
         train_ds = make_dataset(
             data.manifest,
             config.data.train_split,

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.data.manifest import Manifest, ManifestError, row_problems
+from pipeline.modalities.names import AUDIO, IMAGE
 
 # A short description of each category, in words a user might type; queries that the
 # category names alone do not contain (benchmarks/bench_audio.py searches with both).
@@ -108,8 +109,8 @@ class Esc50Adapter:
                 "item_id": meta["filename"].str.replace(r"\.[^.]+$", "", regex=True),
                 "split": _splits(meta),
                 "text": meta["category"].str.replace("_", " "),
-                "image": "",
-                "audio": "audio/" + meta["filename"],
+                IMAGE: "",
+                AUDIO: "audio/" + meta["filename"],
                 "label": meta["category"],
                 "fold": meta["fold"],
             }

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.data.manifest import Manifest, ManifestError, Problem, row_problems
+from pipeline.modalities.names import AUDIO, IMAGE
 
 CAPTION_FILES = ("captions.txt", "Flickr8k.token.txt")
 IMAGE_FOLDERS = ("images", "Images", "Flicker8k_Dataset", "Flickr8k_Dataset")
@@ -50,7 +51,7 @@ def _read_captions(path: Path) -> tuple[list[tuple[str, str, int]], list[Problem
         else:
             reader = csv.reader(handle)
             header = next(reader, None)
-            if not header or [h.strip().lower() for h in header[:2]] != ["image", "caption"]:
+            if not header or [h.strip().lower() for h in header[:2]] != [IMAGE, "caption"]:
                 raise ManifestError(f"{path}: expected a CSV header 'image,caption', found {header!r}.")
             for number, fields in enumerate(reader, start=2):
                 if not fields:
@@ -87,8 +88,8 @@ class Flickr8kAdapter:
                     "item_id": Path(image).stem,
                     "split": split_of.get(image, "unassigned"),
                     "text": caption,
-                    "image": image_prefix + image,
-                    "audio": "",
+                    IMAGE: image_prefix + image,
+                    AUDIO: "",
                     "label": "",
                     "source_line": number,
                 }
@@ -104,7 +105,7 @@ class Flickr8kAdapter:
                     "empty_caption",
                     f"empty caption ({captions_path.name} line {line})",
                     row=int(row),
-                    file=manifest.frame.at[row, "image"],
+                    file=manifest.frame.at[row, IMAGE],
                 )
             )
         manifest.problems.extend(problems)

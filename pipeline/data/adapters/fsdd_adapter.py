@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.data.manifest import Manifest, ManifestError, Problem, row_problems
+from pipeline.modalities.names import AUDIO, IMAGE
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 PATTERN = re.compile(r"^(\d)_([A-Za-z0-9-]+)_(\d+)\.wav$")
@@ -53,8 +54,8 @@ class FsddAdapter:
                     "item_id": path.stem,
                     "split": split_for_take(take),
                     "text": DIGIT_WORDS[digit],
-                    "image": "",
-                    "audio": prefix + path.name,
+                    IMAGE: "",
+                    AUDIO: prefix + path.name,
                     "label": str(digit),
                     "speaker": speaker,
                 }

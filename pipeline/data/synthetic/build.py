@@ -33,6 +33,7 @@ from pipeline.data.synthetic import grammar
 from pipeline.data.synthetic.scenes import COLOURS, SHAPES, Scene, render_scene, sample_scene
 from pipeline.io_utils import atomic_path
 from pipeline.progress import progress
+from pipeline.modalities.names import AUDIO, IMAGE
 
 log = logging.getLogger(__name__)
 
@@ -253,8 +254,8 @@ def manifest_frame(
                     "item_id": item.item_id,
                     "split": item.split,
                     "text": text,
-                    "image": f"images/{item.item_id}.png",
-                    "audio": audio_name(item, k) if spoken else "",
+                    IMAGE: f"images/{item.item_id}.png",
+                    AUDIO: audio_name(item, k) if spoken else "",
                     "label": "",
                     "caption_index": k,
                     "contrast_group": item.contrast_group,
@@ -291,7 +292,7 @@ def build_default_dataset(
         items += plan_split(split, getattr(config, split), config)
     with atomic_path(out) as tmp:
         (tmp / "images").mkdir(parents=True)
-        (tmp / "audio").mkdir()
+        (tmp / AUDIO).mkdir()
         tasks = [(str(tmp), i, item, config) for i, item in enumerate(items)]
         shards = [tasks[i : i + SHARD_SIZE] for i in range(0, len(tasks), SHARD_SIZE)]
         what = "images and spoken captions" if config.speech else "images"
