@@ -60,7 +60,7 @@ class AudioFeatureConfig:
 @dataclasses.dataclass(frozen=True)
 class InputConfig:
     """Args:
-    modalities: what each element carries: a pair ("text", "image") or a triple.
+    modalities: what each element carries: two or more registered modalities (text and image, say).
     batch_size: elements per batch.
     image_size: images are resized to image_size × image_size.
     backbone: which input scaling images get (see image_ops.BACKBONE_PREPROCESSING).

@@ -26,7 +26,7 @@ def build_early_fusion_encoder(
     audio_pool: int = 2,
     dropout: float = 0.1,
 ) -> keras.Model:
-    """A ``keras.Model`` named "early_fusion_encoder": {"image": [b, H, W, C], "audio": [b, frames, mels]} → unit vectors.
+    """A ``keras.Model`` named "early_fusion_encoder": {IMAGE: [b, H, W, C], AUDIO: [b, frames, mels]} → unit vectors.
 
     Args:
         image_shape: (H, W, C) of the pixels; audio_shape: (frames, n_mels) of the log-mel input.
@@ -36,7 +36,7 @@ def build_early_fusion_encoder(
 
     Example:
         >>> encoder = build_early_fusion_encoder((32, 32, 3), (100, 64), 16, hidden=32)
-        >>> encoder({"image": np.zeros((2, 32, 32, 3)), "audio": np.zeros((2, 100, 64))}).shape
+        >>> encoder({IMAGE: np.zeros((2, 32, 32, 3)), AUDIO: np.zeros((2, 100, 64))}).shape
         TensorShape([2, 16])
     """
     image = keras.Input(image_shape, name=IMAGE)
@@ -60,7 +60,7 @@ class EarlyFusionRetrieval(keras.Model):
 
     Args:
         text_encoder: token ids → unit vectors (``build_text_encoder``).
-        item_encoder: {"image", "audio"} → unit vectors (``build_early_fusion_encoder``).
+        item_encoder: pixels and log-mels (``IMAGE``, ``AUDIO``) → unit vectors (``build_early_fusion_encoder``).
         temperature: of the InfoNCE softmax (fixed).
         positives: "item" (an item's own caption) or "label" (any row of the same class).
 

@@ -86,8 +86,8 @@ def build_fusion(config: FusionConfig, modalities: tuple[str, ...], output_dim: 
     """A ``keras.Model`` named "fusion": {modality: [batch, dim]}, {modality + "_mask": [batch]} → [batch, dim].
 
     Example:
-        >>> fusion = build_fusion(FusionConfig(strategy="average"), ("image", "audio"), 8)
-        >>> fusion({"image": a, "audio": b, "image_mask": m1, "audio_mask": m2})
+        >>> fusion = build_fusion(FusionConfig(strategy="average"), (IMAGE, AUDIO), 8)
+        >>> fusion({IMAGE: a, AUDIO: b, f"{IMAGE}_mask": m1, f"{AUDIO}_mask": m2})
     """
     inputs, stack, masks = {}, [], []
     for m in modalities:

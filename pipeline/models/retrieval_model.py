@@ -49,7 +49,7 @@ class CrossModalModel(keras.Model):
 
     Example:
         >>> model = CrossModalModel(load_config("smoke"), vocab_size=100, audio_frames=200)
-        >>> model({"text": ids, "image": pixels})["text"].shape
+        >>> model({"text": ids, IMAGE: pixels})["text"].shape
     """
 
     def __init__(

@@ -11,7 +11,7 @@ decoded, so frames count towards the pixel limit) and BMP images; 16-bit PCM WAV
 ``fmt `` chunk first), 16-bit FLAC and Ogg Vorbis sounds.
 
 Example:
-    >>> info = check_media(Path("photo.png").read_bytes(), "image")
+    >>> info = check_media(Path("photo.png").read_bytes(), IMAGE)
     >>> info.format, info.width, info.height
     ('png', 640, 480)
 """
@@ -103,7 +103,7 @@ def identify(data: bytes) -> tuple[str, str] | None:
 def check_media(data: bytes, modality: str | None = None, limits: MediaLimits = MediaLimits()) -> MediaInfo:
     """The header of ``data`` read and checked against ``limits``; raises ``MediaRejected``.
 
-    ``modality`` ("image" or "audio"), when given, is what the caller needs the file to be."""
+    ``modality`` (``IMAGE`` or ``AUDIO``), when given, is what the caller needs the file to be."""
     data = bytes(data)
     if not data:
         raise MediaRejected("the file is empty")
