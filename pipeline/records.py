@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 from typing import Any, NamedTuple
 
-KS = (1, 5, 10)
+from pipeline.evaluation.retrieval_metrics import KS
 
 
 class RecordError(ValueError):
@@ -99,7 +98,7 @@ class TwinChoice:
         return {"accuracy": self.accuracy, "queries": self.queries}
 
 
-TWIN_CHOICE = "text->image (twin choice)"
+TWIN_CHOICE = "text->image (twin choice)"  # the report key of twin_choice (evaluation/evaluator.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,9 +138,6 @@ class EvaluationReport:
         if self.twin_choice is not None:
             out[TWIN_CHOICE] = self.twin_choice.to_dict()
         return out
-
-    def recall_at_1(self, direction: str) -> float:
-        return self.directions[direction].recall[1] if direction in self.directions else math.nan
 
 
 # ------------------------------------------------------------------ run.json

@@ -9,7 +9,6 @@ the new index and answers a search.
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -109,4 +108,3 @@ def test_use_your_own_data_as_written(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
-    shutil.rmtree(tmp_path / "models", ignore_errors=True)

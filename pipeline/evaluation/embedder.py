@@ -183,8 +183,8 @@ class SplitRequest:
             batch_size,
         )
 
-    def embed(self, model) -> SplitEmbeddings:
-        return embed_prepared(model, self.vectorizer, self.prepare(model))
+    def embed(self, model, batch_size: int = 128) -> SplitEmbeddings:
+        return embed_prepared(model, self.vectorizer, self.prepare(model, batch_size))
 
 
 def embed_split(
@@ -198,6 +198,6 @@ def embed_split(
     image_features=None,
     batch_size: int = 128,
 ) -> SplitEmbeddings:
-    """Embeds the items of ``split``: ``prepare_split`` then ``embed_prepared``."""
-    prepared = prepare_split(model, input_config, manifest, split, modalities, max_items, image_features, batch_size)
-    return embed_prepared(model, vectorizer, prepared)
+    """Embeds the items of ``split``: ``prepare_split`` then ``embed_prepared`` (``SplitRequest.embed``)."""
+    request = SplitRequest(vectorizer, input_config, manifest, split, modalities, max_items, image_features)
+    return request.embed(model, batch_size)

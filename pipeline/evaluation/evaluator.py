@@ -12,9 +12,9 @@ from pipeline.evaluation.retrieval_metrics import KS, recall_curve, retrieval_re
 from pipeline.io_utils import atomic_path, write_json_atomic, write_text_atomic
 from pipeline.modalities import modality_names
 from pipeline.modalities.names import IMAGE
+from pipeline.records import TWIN_CHOICE
 
 WORD_ORDER_SUBSET = "text->image (word-order subset)"
-TWIN_CHOICE = "text->image (twin choice)"
 
 
 def _relevance(emb: SplitEmbeddings, query: str, gallery: str) -> tuple[np.ndarray, np.ndarray | None]:

@@ -7,7 +7,7 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from pipeline.modalities.base import TowerContext, first_line
+from pipeline.modalities.base import TowerContext
 from pipeline.modalities.media import MediaModality
 from pipeline.preprocessing import audio_ops, media_check
 
@@ -25,15 +25,12 @@ class AudioModality(MediaModality):
     noun = "a sound"
     plural = "audio"
 
-    def probe(self, data, input_config=None):
-        try:
-            samples, rate = _traced_decode()(tf.constant(data))
-            if int(tf.size(samples)) == 0:
-                return "the audio file has no samples"
-            if int(rate) <= 0:
-                return "the audio header has no valid sample rate"
-        except (tf.errors.OpError, ValueError) as error:
-            return f"cannot be decoded as audio ({first_line(error)})"
+    def decoded_problem(self, data, input_config):
+        samples, rate = _traced_decode()(data)
+        if int(tf.size(samples)) == 0:
+            return "the audio file has no samples"
+        if int(rate) <= 0:
+            return "the audio header has no valid sample rate"
         return None
 
     def decode(self, data, input_config, training):

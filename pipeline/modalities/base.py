@@ -75,9 +75,14 @@ class Modality:
         import tensorflow as tf
 
         try:
-            self.decode(tf.constant(data), input_config, training=False)
+            return self.decoded_problem(tf.constant(data), input_config)
         except (tf.errors.OpError, ValueError) as error:
             return f"cannot be decoded as {self.name} ({first_line(error)})"
+
+    def decoded_problem(self, data, input_config) -> str | None:
+        """Decodes ``data``; what is wrong with what came out, or None. A decoder's error
+        propagates (``probe`` words it)."""
+        self.decode(data, input_config, training=False)
         return None
 
     # ------------------------------------------------------------ preprocessing
@@ -181,12 +186,3 @@ def modality(name: str) -> Modality:
     if name not in _REGISTRY:
         raise KeyError(f"unknown modality {name!r}; known: {', '.join(modality_names())}")
     return _REGISTRY[name]
-
-
-def file_modality_for(header: bytes) -> tuple[Modality, str] | None:
-    """(modality, format) of a file from its first bytes, or None when no modality reads it."""
-    for candidate in file_modalities():
-        found = candidate.sniff(header)
-        if found:
-            return candidate, found
-    return None

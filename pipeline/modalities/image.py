@@ -7,7 +7,7 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from pipeline.modalities.base import TowerContext, first_line
+from pipeline.modalities.base import TowerContext
 from pipeline.modalities.media import MediaModality
 from pipeline.preprocessing import image_ops, media_check
 
@@ -22,14 +22,9 @@ class ImageModality(MediaModality):
     formats = media_check.IMAGE_KINDS
     noun = "an image"
 
-    def probe(self, data, input_config=None):
-        try:
-            image = _traced_decode()(tf.constant(data))
-            if int(tf.size(image)) == 0:
-                return "the image is empty"
-        except (tf.errors.OpError, ValueError) as error:
-            return f"cannot be decoded as image ({first_line(error)})"
-        return None
+    def decoded_problem(self, data, input_config):
+        image = _traced_decode()(data)
+        return "the image is empty" if int(tf.size(image)) == 0 else None
 
     def decode(self, data, input_config, training):
         return image_ops.resize_image(image_ops.decode_image(data), input_config.image_size)

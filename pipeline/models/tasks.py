@@ -17,7 +17,6 @@ import keras
 from keras import ops
 
 from pipeline.modalities.names import AUDIO
-from pipeline.models.losses import infonce_loss, vse_hinge_loss
 
 
 class Task(abc.ABC):
@@ -195,8 +194,6 @@ __all__ = [
     "WordTask",
     "ctc_loss",
     "frame_word_loss",
-    "infonce_loss",
     "tasks_for",
-    "vse_hinge_loss",
     "word_targets",
 ]

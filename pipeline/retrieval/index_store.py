@@ -193,7 +193,8 @@ class SearchIndex:
         try:
             backend = load_vector_index(record.kind, folder, vectors, **record.params)
         except Exception as error:  # noqa: BLE001 - FAISS raises RuntimeError with C++ text
-            files = index_kinds()[record.kind].files if record.kind in index_kinds() else ()
+            known = index_kinds().get(record.kind)
+            files = known.files if known else ()
             raise damaged(files[0] if files else "index.json", error) from None
         if not (len(vectors) == len(metadata) == naive_bayes.items):
             raise IndexProblem(

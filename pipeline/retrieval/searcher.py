@@ -255,10 +255,11 @@ class Searcher:
         order = np.argsort(-scores, kind="stable")[:k]
         hits = []
         columns = index.columns
+        file_columns = {m.name: columns[f"{m.name}_path"] for m in file_modalities()}
         for rank, at in enumerate(order, start=1):
             row = int(rows[at])
             meta = {name: columns[name][row] for name in ("item_id", "modality", "caption", "path", "label")}
-            files = {m.name: columns[f"{m.name}_path"][row] for m in file_modalities()}
+            files = {name: paths[row] for name, paths in file_columns.items()}
             hits.append(
                 SearchHit(
                     rank=rank,

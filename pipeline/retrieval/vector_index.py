@@ -16,6 +16,7 @@ score -inf.
 from __future__ import annotations
 
 import abc
+import functools
 import importlib
 import pkgutil
 from pathlib import Path
@@ -79,12 +80,18 @@ def register_index_kind(cls: type[VectorIndex]) -> type[VectorIndex]:
     return cls
 
 
-def index_kinds() -> dict[str, type[VectorIndex]]:
-    """Every registered kind by name (scans ``index_kinds/`` on first use)."""
+@functools.cache
+def _import_kind_modules() -> None:
+    """Imports every module of ``index_kinds/`` once: each registers its kind."""
     from pipeline.retrieval import index_kinds as package
 
     for module in pkgutil.iter_modules(package.__path__):
         importlib.import_module(f"{package.__name__}.{module.name}")
+
+
+def index_kinds() -> dict[str, type[VectorIndex]]:
+    """Every registered kind by name (``index_kinds/`` is scanned on first use)."""
+    _import_kind_modules()
     return dict(sorted(_KINDS.items()))
 
 

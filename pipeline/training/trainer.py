@@ -488,7 +488,8 @@ def train(
     _write_run_files(run_dir, config, data.vectorizer, data.labels)
     write_text_atomic(run_dir / "model_summary.txt", model_summary(model))
     history = run_phases(model, config, data, run_dir, strategy, image_features, extra_callbacks, verbose)
-    write_run(model, config, data, run_dir, history, time.time() - start, image_features, evaluate_test)
+    seconds = time.time() - start
+    write_run(model, config, data, run_dir, history, seconds, image_features, evaluate_test)
     if mark_latest:
         point_latest(run_dir)
-    return TrainResult(run_dir, model, data.vectorizer, data.manifest, history, time.time() - start, image_features)
+    return TrainResult(run_dir, model, data.vectorizer, data.manifest, history, seconds, image_features)
