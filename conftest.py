@@ -11,6 +11,10 @@ SHARED = Path(os.environ.get("PIPELINE_SHARED_DIR", Path(__file__).resolve().par
 
 
 def pytest_configure(config):
+    import logging
+
+    # Milvus Lite stops its servers at exit and logs it, after pytest has closed its streams.
+    logging.getLogger("milvus_lite").setLevel(logging.WARNING)
     config.addinivalue_line("markers", "shared: needs the ../shared datasets (runs in CI, skipped elsewhere)")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
 

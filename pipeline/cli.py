@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from pipeline import paths
+from pipeline.batch_embed import commands as batch_embed
 from pipeline.retrieval import commands as retrieval
 from pipeline.search_service import commands as service
 from pipeline.tf_serving import commands as serving
@@ -306,6 +307,11 @@ COMMANDS = {
         retrieval.run_index,
         "build a search index from a run and a dataset; add or remove items",
     ),
+    "embed": (
+        batch_embed.add_embed_arguments,
+        batch_embed.run_embed,
+        "embed a collection with Apache Beam (DirectRunner here, Flink, Spark or Dataflow at scale) into Parquet shards",
+    ),
     "search": (retrieval.add_search_arguments, retrieval.run_search, "search an index with words, an image or a sound"),
     "export": (
         serving.add_export_arguments,
@@ -347,7 +353,7 @@ def setup_logging(verbose: bool = False) -> None:
         handler._pipeline = True
         root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("matplotlib", "PIL", "absl", "h5py"):
+    for noisy in ("matplotlib", "PIL", "absl", "h5py", "apache_beam", "milvus_lite", "grpc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -358,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         # argparse cannot take positionals after options (`index remove --name N ID ID`): ids.
         if args.command == "index" and not any(e.startswith("-") for e in extra):
             args.ids = [*args.ids, *extra]
+        elif args.command == "embed":
+            args.beam_options = extra  # Beam's own options (--runner, --direct_num_workers, ...)
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     setup_logging(args.verbose)
@@ -370,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         serving.ServingCommandError,
         service.ServeCommandError,
         tuning.TuneCommandError,
+        batch_embed.EmbedCommandError,
     ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -112,6 +112,11 @@ class Encoder:
             self._traced[name] = embed
         return self._traced[name]
 
+    def encode_prepared(self, name: str, inputs) -> np.ndarray:
+        """A batch of modality ``name``'s ``prepare`` outputs → unit vectors (the batch job
+        prepares files itself; ``encode_files`` does both)."""
+        return np.asarray(self._compiled(name)(tf.convert_to_tensor(inputs, tf.float32)))
+
     def encode_text(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
         out = [self._embed_text(tf.constant(list(chunk))).numpy() for chunk in self._batches(list(texts), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.config.embedding_dim), np.float32)
@@ -137,7 +142,7 @@ class Encoder:
         data = [load(i) for i in items]
         ds = tf.data.Dataset.from_tensor_slices(tf.constant(data, tf.string) if data else tf.constant([], tf.string))
         ds = ds.map(lambda d: reader.prepare(d, input_config), num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
-        out = [np.asarray(self._compiled(name)(batch)) for batch in ds]
+        out = [self.encode_prepared(name, batch) for batch in ds]
         return np.concatenate(out) if out else np.zeros((0, self.config.embedding_dim), np.float32)
 
     def encode_image(self, images, batch_size: int = 64) -> np.ndarray:

@@ -50,6 +50,26 @@ def add_index_arguments(parser: argparse.ArgumentParser) -> None:
         "--kind", default="exact", choices=list(index_kinds()), help="search structure (default: exact)"
     )
     parser.add_argument(
+        "--milvus-uri",
+        default=None,
+        metavar="URI",
+        help="kind milvus: a Milvus server, e.g. http://host:19530 (default: Milvus Lite, a database file in the index folder)",
+    )
+    parser.add_argument(
+        "--milvus-index",
+        default="FLAT",
+        type=str.upper,
+        choices=("FLAT", "HNSW", "IVF_FLAT"),
+        help="kind milvus: the collection's vector index (default: FLAT, exact)",
+    )
+    parser.add_argument(
+        "--from-embeddings",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="build from the vectors `python -m pipeline embed` wrote to DIR instead of embedding the items again",
+    )
+    parser.add_argument(
         "--ranking",
         default=None,
         choices=("dense", "nb", "weighted", "rrf"),
@@ -63,16 +83,39 @@ def add_index_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def kind_params(args: argparse.Namespace) -> dict:
+    """The index kind's parameters from the command line (its other parameters keep their defaults)."""
+    if args.kind != "milvus":
+        if args.milvus_uri:
+            raise RetrievalCommandError(f"--milvus-uri is for --kind milvus (this index is {args.kind})")
+        return {}
+    return {"uri": args.milvus_uri, "milvus_index": args.milvus_index}
+
+
 def run_index(args: argparse.Namespace) -> int:
     from pipeline.data.adapters import load_dataset
     from pipeline.data.manifest import ManifestError
     from pipeline.inference import Encoder
     from pipeline.retrieval.index_builder import add_to_index, build_index
     from pipeline.retrieval.index_store import IndexProblem, SearchIndex
+    from pipeline.retrieval.vector_index import BackendUnavailable
     from pipeline.run_artifacts import IncompatibleRun, read_run_info
 
+    params = kind_params(args)
     try:
-        if args.action == "build":
+        if args.action == "build" and args.from_embeddings is not None:
+            from pipeline.batch_embed.shards import EmbeddingShards, ShardProblem
+            from pipeline.retrieval.index_builder import build_index_from_shards
+
+            try:
+                shards = EmbeddingShards.open(args.from_embeddings)
+                encoder = Encoder.from_run(args.run if args.run != "latest" else shards.record.run)
+                index = build_index_from_shards(
+                    encoder, shards, args.name, kind=args.kind, params=params, ranking=args.ranking, weight=args.weight
+                )
+            except ShardProblem as error:
+                raise RetrievalCommandError(str(error)) from None
+        elif args.action == "build":
             encoder = Encoder.from_run(args.run)
             data = args.data or Path(read_run_info(encoder.run_dir).data.root)
             manifest = load_dataset(data, args.format)
@@ -82,6 +125,7 @@ def run_index(args: argparse.Namespace) -> int:
                 args.name,
                 kind=args.kind,
                 split=args.split,
+                params=params,
                 ranking=args.ranking,
                 weight=args.weight,
                 withhold_captions=args.withhold_captions,
@@ -106,7 +150,7 @@ def run_index(args: argparse.Namespace) -> int:
             index = SearchIndex.open(args.name).removed(args.ids)
         else:
             index = SearchIndex.open(args.name)
-    except (IndexProblem, IncompatibleRun, ManifestError) as error:
+    except (IndexProblem, IncompatibleRun, ManifestError, BackendUnavailable) as error:
         raise RetrievalCommandError(str(error)) from None
     counts = index.metadata["modality"].value_counts().to_dict()
     print(f"index:    {index.folder}")
@@ -159,6 +203,7 @@ def run_search(args: argparse.Namespace) -> int:
     from pipeline.modalities import file_modalities
     from pipeline.retrieval.index_store import IndexProblem
     from pipeline.retrieval.searcher import QueryError, Searcher, format_response
+    from pipeline.retrieval.vector_index import BackendUnavailable
 
     files = {m.name: getattr(args, m.name, None) for m in file_modalities()}
     given = [q for q in (args.query, *files.values()) if q is not None]
@@ -173,7 +218,7 @@ def run_search(args: argparse.Namespace) -> int:
             response = searcher.search_file(by_file[1], by_file[0], args.k, filters)
         else:
             response = searcher.search_text(args.query, args.k, filters, args.ranking, args.weight)
-    except (IndexProblem, QueryError) as error:
+    except (IndexProblem, QueryError, BackendUnavailable) as error:
         raise RetrievalCommandError(str(error)) from None
     print(json.dumps(response.to_dict(), indent=2) if args.json else format_response(response))
     return 0

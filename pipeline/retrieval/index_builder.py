@@ -59,6 +59,78 @@ def _l2(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+@dataclasses.dataclass
+class CombinedVectors:
+    """Items' vectors from their modalities' vectors (``combine_item_vectors``)."""
+
+    vectors: np.ndarray  # [items, dim]: what the index holds
+    content_vectors: np.ndarray  # [items, dim]: without the items' own words
+    has_content: np.ndarray  # [items] bool: some file of the item was embedded
+    text_only: np.ndarray  # [items] bool: captions and no file
+
+    @property
+    def usable(self) -> np.ndarray:
+        return self.has_content | self.text_only
+
+
+def combine_item_vectors(
+    model,
+    per_modality: dict[str, np.ndarray],
+    masks: dict[str, np.ndarray],
+    caption_vectors: np.ndarray,
+    caption_owner: np.ndarray,
+    n: int,
+    fuse_text: bool = True,
+) -> CombinedVectors:
+    """``n`` items' vectors through the model's fusion network: ``per_modality[m]`` [n, dim]
+    with ``masks[m]`` [n] (1 where the item has m), and its captions' vectors (``caption_owner``:
+    each one's item). The in-process index and the Beam pipeline (``pipeline embed``) both
+    call this, so their vectors are the same."""
+    from pipeline.evaluation.embedder import fuse_items
+
+    dim = model.experiment.embedding_dim
+    content = [m for m in per_modality]
+    has_content = np.zeros(n, bool)
+    if content:
+        has_content = np.max(np.stack([masks[m] for m in content], 1), axis=1) > 0
+    has_text = np.bincount(caption_owner, minlength=n) > 0 if len(caption_owner) else np.zeros(n, bool)
+    mean_text = np.zeros((n, dim), np.float32)
+    if len(caption_owner):
+        np.add.at(mean_text, caption_owner, caption_vectors)
+        mean_text = _l2(mean_text)
+    text_only = ~has_content & has_text
+    content_vectors = np.zeros((n, dim), np.float32)
+    if content:
+        content_vectors = fuse_items(model, per_modality, masks) * has_content[:, None]
+    content_vectors[text_only] = mean_text[text_only]
+    vectors = content_vectors
+    if fuse_text and "text" in model.fused and has_text.any():
+        with_words = {**per_modality, "text": mean_text}
+        vectors = fuse_items(model, with_words, {**masks, "text": has_text.astype(np.float32)})
+    return CombinedVectors(vectors, content_vectors, has_content, text_only)
+
+
+def item_metadata(item_ids, splits, labels, file_of: dict, masks: dict, text_only, captions) -> pd.DataFrame:
+    """The index's metadata rows of items: ``file_of[m]`` each item's file of modality m (""
+    when none), ``masks[m]`` where it was embedded, ``captions`` each item's list of captions."""
+    content = list(file_of)
+    n = len(item_ids)
+    modality = ["+".join(m for m in content if masks[m][i] > 0) or ("text" if text_only[i] else "") for i in range(n)]
+    path = [next((file_of[m][i] for m in content if file_of[m][i]), "") for i in range(n)]
+    return pd.DataFrame(
+        {
+            "item_id": list(item_ids),
+            "modality": modality,
+            "split": list(splits),
+            "label": list(labels),
+            "path": path,
+            **{f"{m.name}_path": list(file_of.get(m.name, [""] * n)) for m in file_modalities()},
+            "caption": [texts[0] if texts else "" for texts in captions],
+            "words_from": ["captions" if texts else "" for texts in captions],
+        }
+    )
+
+
 def embed_items(
     encoder, manifest: Manifest, split: str | None = None, batch_size: int = 64, fuse_text: bool = True
 ) -> EmbeddedItems:
@@ -97,26 +169,9 @@ def embed_items(
     flat = [c for texts in captions for c in texts]
     owner = np.array([i for i, texts in enumerate(captions) for _ in texts], np.int64)
     caption_vectors = encoder.encode_text(flat) if flat else np.zeros((0, dim), np.float32)
-
-    from pipeline.evaluation.embedder import fuse_items
-
-    has_content = np.zeros(n, bool)
-    if content:
-        has_content = np.max(np.stack([masks[m] for m in content], 1), axis=1) > 0
-    has_text = np.bincount(owner, minlength=n) > 0 if len(flat) else np.zeros(n, bool)
-    mean_text = np.zeros((n, dim), np.float32)
-    if len(flat):
-        np.add.at(mean_text, owner, caption_vectors)
-        mean_text = _l2(mean_text)
-    text_only = ~has_content & has_text
-    content_vectors = np.zeros((n, dim), np.float32)
-    if content:
-        content_vectors = fuse_items(model, per_modality, masks) * has_content[:, None]
-    content_vectors[text_only] = mean_text[text_only]
-    vectors = content_vectors
-    if fuse_text and "text" in model.fused and has_text.any():
-        with_words = {**per_modality, "text": mean_text}
-        vectors = fuse_items(model, with_words, {**masks, "text": has_text.astype(np.float32)})
+    combined = combine_item_vectors(model, per_modality, masks, caption_vectors, owner, n, fuse_text)
+    vectors, content_vectors = combined.vectors, combined.content_vectors
+    has_content, text_only = combined.has_content, combined.text_only
     usable = has_content | text_only
     if (~usable).any():
         log.warning(
@@ -126,21 +181,16 @@ def embed_items(
             ", ".join(items["item_id"][~usable].astype(str)[:3]),
         )
 
-    modality = ["+".join(m for m in content if masks[m][i] > 0) or ("text" if text_only[i] else "") for i in range(n)]
     # Absolute: items added later may come from another dataset folder than the index's.
     file_of = {m: [os.path.abspath(manifest.resolve(p)) if p else "" for p in items[m]] for m in content}
-    path = [next((file_of[m][i] for m in content if file_of[m][i]), "") for i in range(n)]
-    metadata = pd.DataFrame(
-        {
-            "item_id": items["item_id"].astype(str).to_numpy(),
-            "modality": modality,
-            "split": items["item_id"].map(split_of).fillna("").to_numpy(),
-            "label": items["label"].fillna("").astype(str).to_numpy(),
-            "path": path,
-            **{f"{m.name}_path": file_of.get(m.name, [""] * n) for m in file_modalities()},
-            "caption": [texts[0] if texts else "" for texts in captions],
-            "words_from": ["captions" if texts else "" for texts in captions],
-        }
+    metadata = item_metadata(
+        items["item_id"].astype(str).to_numpy(),
+        items["item_id"].map(split_of).fillna("").to_numpy(),
+        items["label"].fillna("").astype(str).to_numpy(),
+        file_of,
+        masks,
+        text_only,
+        captions,
     )
     keep = np.flatnonzero(usable)
     remap = -np.ones(n, np.int64)
@@ -297,10 +347,45 @@ def build_index(
     dataset has no such split). ``withhold_captions`` keeps the items' own captions out of the
     NB stage and out of the item vectors (when the captions are the queries, as in an evaluation). ``ranking`` None: the
     default ranking of text queries is measured (``choose_ranking``)."""
+    from pipeline.retrieval.vector_index import index_kind
+
+    index_kind(kind).preflight(dict(params or {}))
+    embedded = embed_items(encoder, manifest, split, fuse_text=not withhold_captions)
+    return write_embedded_index(
+        encoder,
+        embedded,
+        str(manifest.root),
+        name,
+        kind=kind,
+        split=split or "all",
+        params=params,
+        ranking=ranking,
+        weight=weight,
+        alpha=alpha,
+        withhold_captions=withhold_captions,
+        head_split=head_split,
+    )
+
+
+def write_embedded_index(
+    encoder,
+    embedded: EmbeddedItems,
+    data: str,
+    name: str,
+    kind: str = "exact",
+    split: str = "all",
+    params: dict | None = None,
+    ranking: str | None = None,
+    weight: float | None = None,
+    alpha: float = NB_ALPHA,
+    withhold_captions: bool = False,
+    head_split: str = "train",
+):
+    """The index over items already embedded: the NB stage and its word head fitted, the
+    ranking chosen, every file written atomically (``build_index``'s second half)."""
     from pipeline import paths
     from pipeline.retrieval.index_store import SearchIndex, weights_fingerprint
 
-    embedded = embed_items(encoder, manifest, split, fuse_text=not withhold_captions)
     train_mask = (embedded.metadata["split"] == head_split).to_numpy()
     if not train_mask.any():
         train_mask = np.ones(len(embedded.metadata), bool)
@@ -315,8 +400,8 @@ def build_index(
     record = IndexRecord(
         name=Path(name).name,
         model=IndexModel(run_reference(encoder.run_dir), weights_fingerprint(encoder.run_dir), encoder.config.name),
-        data=str(manifest.root),
-        split=split or "all",
+        data=data,
+        split=split,
         withhold_captions=withhold_captions,
         ranking=choice,
         nb_alpha=alpha,
@@ -325,6 +410,29 @@ def build_index(
     )
     folder = Path(name) if ("/" in str(name) or Path(name).is_absolute()) else paths.index_dir(str(name))
     return SearchIndex.write(folder, record, embedded.vectors, metadata, scorer, head)
+
+
+def build_index_from_shards(
+    encoder, shards, name: str, kind: str = "exact", params: dict | None = None, ranking=None, weight=None
+):
+    """The index over the vectors ``pipeline embed`` wrote (``shards``: an ``EmbeddingShards``),
+    read shard by shard; no item is embedded again. ``encoder`` must be the run that wrote them."""
+    from pipeline.retrieval.index_store import weights_fingerprint
+    from pipeline.retrieval.vector_index import index_kind
+
+    shards.check_run(weights_fingerprint(encoder.run_dir))
+    index_kind(kind).preflight(dict(params or {}))
+    embedded = shards.embedded_items()
+    return write_embedded_index(
+        encoder,
+        embedded,
+        shards.record.data,
+        name,
+        kind=kind,
+        params=params,
+        ranking=ranking,
+        weight=weight,
+    )
 
 
 def add_to_index(index, encoder, manifest: Manifest, split: str | None = None):

@@ -34,7 +34,14 @@ from pipeline.io_utils import atomic_path
 from pipeline.modalities import file_modalities
 from pipeline.records import IndexRecord
 from pipeline.retrieval.naive_bayes import NaiveBayesScorer
-from pipeline.retrieval.vector_index import VectorIndex, build_vector_index, index_kind, index_kinds, load_vector_index
+from pipeline.retrieval.vector_index import (
+    BackendUnavailable,
+    VectorIndex,
+    build_vector_index,
+    index_kind,
+    index_kinds,
+    load_vector_index,
+)
 from pipeline.retrieval.word_head import WordHead
 from pipeline.run_artifacts import damaged_message
 
@@ -87,6 +94,14 @@ def resolve_index(name: str | Path) -> Path:
             f"Build one with: python -m pipeline index --run RUN --data PATH --name NAME"
         )
     return path
+
+
+def _stored_record(folder: Path) -> IndexRecord | None:
+    """The record of the index a write is about to replace (None: none, or unreadable)."""
+    try:
+        return IndexRecord.from_dict(json.loads((folder / "index.json").read_text()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 @dataclasses.dataclass
@@ -192,6 +207,8 @@ class SearchIndex:
                 raise damaged("word_head.npz", error) from None
         try:
             backend = load_vector_index(record.kind, folder, vectors, **record.params)
+        except BackendUnavailable as error:  # the index is fine; its server is not
+            raise IndexProblem(f"index {name}: {error}") from None
         except Exception as error:  # noqa: BLE001 - FAISS raises RuntimeError with C++ text
             known = index_kinds().get(record.kind)
             files = known.files if known else ()
@@ -222,6 +239,7 @@ class SearchIndex:
         ``vectors`` may be an array or a callable that writes ``embeddings.npy`` into the folder
         it is given; ``make_backend(stored vectors)`` gives the search structure (default: built anew)."""
         folder = Path(folder)
+        replaced = _stored_record(folder)
         with atomic_path(folder) as tmp:
             tmp.mkdir(parents=True)
             if callable(vectors):
@@ -237,7 +255,7 @@ class SearchIndex:
             if word_head is not None:
                 word_head.save(tmp / "word_head.npz")
             backend = make_backend(stored) if make_backend else build_vector_index(record.kind, stored, **record.params)
-            backend.save(tmp)
+            backend.save(tmp, metadata)
             record = dataclasses.replace(
                 record,
                 format_version=INDEX_FORMAT_VERSION,
@@ -255,6 +273,13 @@ class SearchIndex:
                 raise IndexProblem(
                     f"index {folder.name}: the metadata written does not read back as given; the index was not changed"
                 )
+            written.backend.close()  # its connections name the temporary folder
+        if replaced is not None:
+            try:
+                index_kind(replaced.kind).dropped(folder, replaced.params)
+            except ValueError:  # a kind this version does not know: nothing of it to release
+                pass
+        written.backend.moved(folder)
         log.info("index %s: %d items written to %s", folder.name, len(metadata), folder)
         # The version read and checked in the temporary folder is the one published: its open
         # files and memory maps follow the rename, so it is not read a second time.

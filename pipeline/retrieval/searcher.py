@@ -19,6 +19,7 @@ from pipeline.preprocessing.media_check import MediaRejected
 from pipeline.retrieval.hybrid import fuse
 from pipeline.retrieval.index_store import IndexProblem, SearchIndex, weights_fingerprint
 from pipeline.retrieval.naive_bayes import tokenize
+from pipeline.retrieval.vector_index import BackendUnavailable
 from pipeline.run_artifacts import run_from_reference
 
 MIN_CANDIDATES = 100
@@ -172,7 +173,7 @@ class Searcher:
                 ranking = "dense"
             try:
                 results[i] = self._rank(index, q.query, vectors[j : j + 1], q.k, q.filters, ranking, weight, nb, notes)
-            except (QueryError, IndexProblem) as error:
+            except (QueryError, IndexProblem, BackendUnavailable) as error:
                 results[i] = error
         return results
 
@@ -240,7 +241,7 @@ class Searcher:
         if allowed is not None and not allowed.any():
             return SearchResponse(query, ranking, [], notes + [f"no item matches the filter {filters}"])
         candidates = max(MIN_CANDIDATES, 10 * k)
-        dense_scores, dense_rows = index.backend.search(vector, candidates, allowed)
+        dense_scores, dense_rows = index.backend.search(vector, candidates, allowed, filters=filters)
         rows = dense_rows[0][dense_rows[0] >= 0]
         if nb is not None:
             masked = nb if allowed is None else np.where(allowed, nb, -np.inf)

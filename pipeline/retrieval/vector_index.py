@@ -7,6 +7,8 @@ a kind is one file (and its test). The kinds shipped:
 - ``exact``: a matrix product over the stored vectors, in row chunks; exact results.
 - ``hnsw`` and ``ivfpq``: FAISS (``faiss-cpu``) graph and compressed inverted-file indexes
   for large collections; approximate.
+- ``milvus``: a Milvus collection (Milvus Lite in the index folder, or a server), with the
+  metadata filters run inside Milvus.
 
 Every implementation answers ``search(queries, k, allowed)`` with (scores, rows), both
 [queries, k], best first; where fewer than k rows qualify (a filter), the rest are row -1 and
@@ -22,6 +24,11 @@ import pkgutil
 from pathlib import Path
 
 import numpy as np
+
+
+class BackendUnavailable(RuntimeError):
+    """The service an index kind searches in (a Milvus server) cannot be reached or failed;
+    the message names it and says what to do."""
 
 
 class VectorIndex(abc.ABC):
@@ -50,11 +57,38 @@ class VectorIndex(abc.ABC):
         return int(self.vectors.shape[0])
 
     @abc.abstractmethod
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``allowed``: optional bool mask over rows (a metadata filter)."""
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, filters: dict[str, str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``allowed``: optional bool mask over rows (a metadata filter); ``filters``: the same
+        filter as ``column=value`` pairs, for a kind that evaluates it itself."""
 
-    def save(self, folder: Path) -> None:
-        """Writes whatever the implementation keeps beside the vectors (nothing by default)."""
+    def save(self, folder: Path, metadata=None) -> None:
+        """Writes whatever the implementation keeps beside the vectors (nothing by default);
+        ``metadata`` (the index's metadata frame) is there for a kind that filters on it."""
+        return None
+
+    def health(self) -> str | None:
+        """None when the index can be searched, else what is wrong (the service's /healthz)."""
+        return None
+
+    def close(self) -> None:
+        """Releases connections (before the folder is renamed, or when the index is replaced)."""
+        return None
+
+    def moved(self, folder: Path) -> None:
+        """The folder this index was saved in now lives at ``folder`` (a version was published)."""
+        return None
+
+    @classmethod
+    def preflight(cls, params: dict) -> None:
+        """Raises (``BackendUnavailable``, ``ValueError``) before any work when ``params`` cannot
+        give a usable index: a build does not embed a whole collection to fail at the end."""
+        return None
+
+    @classmethod
+    def dropped(cls, folder: Path, params: dict) -> None:
+        """The version stored in ``folder`` with ``params`` was replaced by a new one."""
         return None
 
     @classmethod

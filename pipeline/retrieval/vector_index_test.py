@@ -112,7 +112,7 @@ def test_a_kind_defined_in_one_file_is_built_saved_and_offered_by_the_cli(tmp_pa
         kind = "every-other-row"
         supports_remove = False
 
-        def search(self, queries, k, allowed=None):
+        def search(self, queries, k, allowed=None, filters=None):
             even = np.zeros(len(self), bool)
             even[::2] = True
             return super().search(queries, k, even if allowed is None else even & allowed)

@@ -32,6 +32,7 @@ from pipeline.modalities import file_modalities
 from pipeline.modalities.names import AUDIO, IMAGE
 from pipeline.retrieval.index_store import IndexProblem
 from pipeline.retrieval.searcher import QueryError
+from pipeline.retrieval.vector_index import BackendUnavailable
 from pipeline.search_service.metrics import ServiceMetrics
 from pipeline.search_service.state import Conflict, ServiceConfig, ServiceState, Unauthorized, UnsupportedMedia
 
@@ -239,6 +240,10 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
     async def unanswerable(request: Request, error: Exception):
         return _error(422, str(error))
 
+    @app.exception_handler(BackendUnavailable)
+    async def unavailable(request: Request, error: BackendUnavailable):
+        return _error(503, str(error))
+
     @app.exception_handler(Unauthorized)
     async def unauthorized(request: Request, error: Unauthorized):
         return JSONResponse({"detail": str(error)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
@@ -269,7 +274,15 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
 
     @app.get("/healthz")
     def healthz():
-        return {"status": "ok", "index": state.index.name, "items": len(state.index)}
+        problem = state.index.backend.health()  # e.g. its Milvus server is down
+        body = {
+            "status": "ok" if problem is None else "unavailable",
+            "index": state.index.name,
+            "items": len(state.index),
+        }
+        if problem is None:
+            return body
+        return JSONResponse({**body, "problem": problem}, status_code=503)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def prometheus():

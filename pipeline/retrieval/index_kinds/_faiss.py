@@ -44,7 +44,7 @@ class FaissIndex(VectorIndex):
     def search_parameters(self):
         """FAISS ``SearchParameters`` for a query (a filter's selector is added to them)."""
 
-    def search(self, queries, k, allowed=None):
+    def search(self, queries, k, allowed=None, filters=None):
         queries = np.ascontiguousarray(queries, np.float32)
         k_eff = min(k, len(self))
         if k_eff == 0:
@@ -60,7 +60,7 @@ class FaissIndex(VectorIndex):
     def add(self, vectors: np.ndarray) -> None:
         self.index.add(np.ascontiguousarray(vectors, np.float32))
 
-    def save(self, folder: Path) -> None:
+    def save(self, folder: Path, metadata=None) -> None:
         self.faiss.write_index(self.index, str(Path(folder) / self.files[0]))
 
     @classmethod

@@ -28,7 +28,7 @@ class ExactIndex(VectorIndex):
         super().__init__(vectors, chunk_rows=chunk_rows, **params)
         self.chunk_rows = int(chunk_rows)
 
-    def search(self, queries, k, allowed=None):
+    def search(self, queries, k, allowed=None, filters=None):
         queries = np.ascontiguousarray(queries, np.float32)
         best_scores = np.full((len(queries), 0), -np.inf, np.float32)
         best_rows = np.zeros((len(queries), 0), np.int64)

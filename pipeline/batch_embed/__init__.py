@@ -1,0 +1,1 @@
+"""Batch embedding on Apache Beam (``python -m pipeline embed``) and the shards it writes."""
