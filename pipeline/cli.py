@@ -212,6 +212,9 @@ def _run_train(args: argparse.Namespace) -> int:
         result = train(config, run_dir=args.run_dir, evaluate_test=not args.no_eval, verbose=0 if args.quiet else None)
     except (TrainingError, ManifestError) as error:
         raise CommandError(str(error)) from None
+    if not result.chief:
+        print(f"worker finished in {result.seconds:.0f} s; the chief wrote the run folder {result.run_dir}")
+        return 0
     record = RunRecord.read(result.run_dir)
     if not args.no_export:
         # Exporting is the export command's work; `train` does it too unless --no-export.

@@ -218,7 +218,7 @@ class ExperimentConfig:
 
     def validate(self) -> ExperimentConfig:
         choices = {
-            "strategy": (self.strategy, ("default", "mirrored", "multiworker")),
+            "strategy": (self.strategy, ("default", "mirrored", "multi_worker", "multiworker")),
             "text.kind": (self.text.kind, ("conv", "lstm", "conv_lstm", "serial", "parallel", "mixed")),
             "fusion.strategy": (self.fusion.strategy, FUSION_STRATEGIES),
             "train.loss": (self.train.loss, ("infonce", "vse")),

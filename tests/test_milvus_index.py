@@ -134,7 +134,7 @@ def test_health_and_searches_report_a_server_that_went_away(smoke_index, shared_
     from tests.test_service import make_client
 
     index = SearchIndex.open(smoke_index)
-    down = MilvusIndex(index.vectors, uri="http://127.0.0.1:9", _folder=smoke_index, collection="gone")
+    down = MilvusIndex(index.vectors, uri="http://127.0.0.1:9", timeout=1, _folder=smoke_index, collection="gone")
     assert "cannot reach Milvus at http://127.0.0.1:9" in down.health()
     with pytest.raises(BackendUnavailable, match="127.0.0.1:9"):
         down.search(np.asarray(index.vectors[:1]), 5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from pipeline.config import AudioConfig
-from pipeline.models.layers import L2Normalize
+from pipeline.models.layers import L2Normalize, batch_norm
 
 
 def sequence_layer_name(config: AudioConfig) -> str:
@@ -27,13 +27,13 @@ def build_audio_encoder(config: AudioConfig, frames: int, output_dim: int) -> ke
         TensorShape([3, 12])
     """
     spec = keras.Input((frames, config.n_mels), name="log_mel")
-    x = keras.layers.BatchNormalization(name="input_norm")(spec)
+    x = batch_norm(name="input_norm")(spec)
     for i, filters in enumerate(config.filters):
         stride = config.first_stride if i == 0 else 1  # a strided first block halves the work of the rest
         x = keras.layers.Conv1D(
             filters, config.kernel_size, strides=stride, padding="same", use_bias=False, name=f"block{i}_conv"
         )(x)
-        x = keras.layers.BatchNormalization(name=f"block{i}_bn")(x)
+        x = batch_norm(name=f"block{i}_bn")(x)
         x = keras.layers.ReLU(name=f"block{i}_relu")(x)
         x = keras.layers.MaxPooling1D(2, name=f"block{i}_pool")(x)
     if config.recurrent == "gru":

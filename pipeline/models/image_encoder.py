@@ -17,7 +17,7 @@ from keras import ops
 from pipeline import paths
 from pipeline.config import ImageConfig
 from pipeline.modalities.names import IMAGE
-from pipeline.models.layers import L2Normalize
+from pipeline.models.layers import L2Normalize, batch_norm
 from pipeline.preprocessing.image_ops import view_pixels
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def _scratch_backbone(config: ImageConfig) -> keras.Model:
     for i, filters in enumerate(config.scratch_filters):
         for j in range(config.scratch_convs_per_block):
             x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{i}_conv{j}")(x)
-            x = keras.layers.BatchNormalization(name=f"block{i}_bn{j}")(x)
+            x = batch_norm(name=f"block{i}_bn{j}")(x)
             x = keras.layers.ReLU(name=f"block{i}_relu{j}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
     features = []

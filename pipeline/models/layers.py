@@ -90,3 +90,14 @@ class GreedyTranscript(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "length": self.length}
+
+
+def batch_norm(**kwargs) -> keras.layers.BatchNormalization:
+    """BatchNormalization whose training statistics are over the global batch when several
+    replicas train together (``tf.distribute``; ``strategy=multi_worker``): each replica's
+    share alone would normalise differently from one process with that batch. Decided when
+    the model is built, under the strategy's scope; a single process is unchanged."""
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync if tf.distribute.has_strategy() else 1
+    return keras.layers.BatchNormalization(synchronized=replicas > 1, **kwargs)

@@ -251,6 +251,27 @@ class CrossModalModel(keras.Model):
         summed = vse_hinge_loss(a, b, t.margin, ids, hardest=False)
         return ops.where(self.optimizer.iterations < t.vse_warmup_steps, summed, hardest)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a tf.distribute strategy, Keras 3.6 draws a batch from a fresh pass over the
+        # training data to build with (its shuffle then advances, so training sees another
+        # order than one process would) and averages it with a reduce MultiWorkerMirrored-
+        # Strategy cannot do on a dict. The model is built already (``dummy_inputs``): only
+        # the optimizer is left to build, which needs no data.
+        strategy = self._distribute_strategy
+        if strategy is None:
+            return super()._maybe_symbolic_build(iterator, data_batch)
+        with strategy.scope():
+            self._symbolic_build(data_batch=dummy_inputs(self))
+
+    def train_step(self, data):
+        logs = super().train_step(data)
+        if tasks_lib.replicas_in_sync() == 1:
+            return logs
+        # Keras 3.6 averages several workers' logs along axis 0 (tensorflow#72388), which a
+        # scalar has not: each log as one value per replica (they are equal: compute_loss
+        # works on the global batch).
+        return {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The sum over the configured tasks (``models/tasks.py``): the pair losses of
         ``train.pairs``, then the weighted auxiliary terms."""
@@ -263,12 +284,18 @@ class CrossModalModel(keras.Model):
             terms = task.terms(self, x, y_pred, ids)
             if task.auxiliary:
                 for term in terms:
-                    aux = aux + task.weight * term
+                    aux = aux + task.weight * tasks_lib.mean_over_replicas(term)
             elif terms:
                 self.pair_trackers[task.name].update_state(terms[0])
                 total = total + terms[0]
         self.aux_tracker.update_state(aux)
-        return total + aux
+        loss = total + aux
+        replicas = tasks_lib.replicas_in_sync()
+        if replicas > 1:
+            # Every replica holds the global loss, and Keras sums the replicas' gradients:
+            # each replica's gradient is scaled by 1/replicas (the value is kept for the logs).
+            loss = loss / replicas + ops.stop_gradient(loss - loss / replicas)
+        return loss
 
     # Kept as the model's for callers that score outside training (tests, benchmarks).
     ctc_loss = staticmethod(tasks_lib.ctc_loss)

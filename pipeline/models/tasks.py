@@ -47,6 +47,49 @@ class Task(abc.ABC):
         return {"name": self.name, "weight": self.weight}
 
 
+def replicas_in_sync() -> int:
+    """How many replicas compute this step together (1 outside ``tf.distribute``)."""
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    return 1 if context is None else int(context.num_replicas_in_sync)
+
+
+def mean_over_replicas(value):
+    """A per-replica mean (an auxiliary term over a replica's rows) as the mean over the global
+    batch: replicas hold equal shares of it (the input drops a short last batch)."""
+    import tensorflow as tf
+
+    if replicas_in_sync() == 1:
+        return value
+    context = tf.distribute.get_replica_context()
+    with tf.device(context.strategy.extended.worker_devices[0]):
+        return context.all_reduce(tf.distribute.ReduceOp.MEAN, tf.identity(value))
+
+
+def gather_replicas(*tensors):
+    """Each tensor's rows from every replica, in replica order (``None`` stays ``None``).
+
+    With several workers (``tf.distribute``), each replica holds a slice of the global batch;
+    a contrastive pair loss over the gathered rows has every item of the global batch as a
+    negative, as one process with that batch would. Every replica then computes the same
+    loss, and the gather's gradient sends each replica's share back to the rows it owns."""
+    import tensorflow as tf
+
+    if replicas_in_sync() == 1:
+        return tensors
+    context = tf.distribute.get_replica_context()
+    # Inside Keras's traced step a tensor has no device, and the gather needs one to send to.
+    device = context.strategy.extended.worker_devices[0]
+    gathered = []
+    for t in tensors:
+        if t is not None:
+            with tf.device(device):
+                t = context.all_gather(tf.identity(t), axis=0)
+        gathered.append(t)
+    return tuple(gathered)
+
+
 class PairTask(Task):
     """Contrastive retrieval between two of a batch's outputs (``train.pairs``, e.g. ``text-image``).
 
@@ -75,6 +118,7 @@ class PairTask(Task):
         ea, eb = y_pred[a], y_pred[b]
         if self.audio_follows and (a == AUDIO) != (b == AUDIO):
             ea, eb = (ea, ops.stop_gradient(eb)) if a == AUDIO else (ops.stop_gradient(ea), eb)
+        ea, eb, ids = gather_replicas(ea, eb, ids)
         return [model.pair_loss(ea, eb, ids)]
 
     def get_config(self):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -33,6 +35,7 @@ from pipeline.preprocessing import text_ops
 from pipeline.records import EvaluationReport, RunData, RunRecord
 from pipeline.run_artifacts import RUN_FORMAT_VERSION, IncompatibleRun, input_config_for, point_latest
 from pipeline.training import callbacks as cb
+from pipeline.training.optimizers import GlobalClipAdamW
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +71,56 @@ class TrainResult:
     history: dict
     seconds: float
     image_features: tuple | None
+    chief: bool = True  # False: a multi-worker run's other worker, which wrote no run folder
+
+
+MULTI_WORKER = ("multi_worker", "multiworker")
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    if name == "multiworker":
+    if name in MULTI_WORKER:
+        if not os.environ.get("TF_CONFIG"):
+            raise TrainingError(
+                "strategy=multi_worker needs TF_CONFIG in each worker's environment: the cluster's addresses "
+                'and this worker\'s place, e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                '"task": {"type": "worker", "index": 0}} (docs/scale.md)'
+            )
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerRole:
+    """This process's place in a multi-worker run: the chief writes the run folder; any other
+    worker writes its checkpoints and backups beside it, in a hidden folder of its own."""
+
+    chief: bool = True
+    index: int = 0
+
+    @classmethod
+    def of(cls, strategy) -> WorkerRole:
+        resolver = getattr(strategy, "cluster_resolver", None)
+        if resolver is None or not resolver.task_type:
+            return cls()
+        task_type, task_id = resolver.task_type, int(resolver.task_id or 0)
+        has_chief = "chief" in resolver.cluster_spec().as_dict()
+        chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief)
+        return cls(chief, task_id)
+
+    def folder(self, run_dir: Path) -> Path:
+        return run_dir if self.chief else run_dir.with_name(f".{run_dir.name}.worker-{self.index}")
+
+
+def weights_digest(model) -> str:
+    """sha1 over a model's weights, in order: equal digests, equal weights."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for weight in model.get_weights():
+        digest.update(weight.tobytes())
+    return digest.hexdigest()
 
 
 def new_run_dir(config: ExperimentConfig) -> Path:
@@ -366,6 +411,11 @@ def run_phases(
             keep_groups=config.train.keep_contrast_groups,
             word_vocabulary=data.vocabulary if frame_words else None,
         )
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            # Each worker reads the whole input and keeps its slice of every global batch.
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+            train_ds = train_ds.with_options(options)
         set_phase_trainable(model, phase)
         if phase.freeze_text_image:
             # The sharp temperature text and images ended at gives an untrained audio encoder
@@ -379,7 +429,7 @@ def run_phases(
             )
             # XLA off: with the recurrent layers it makes a CPU step many times slower.
             model.compile(
-                optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.train.weight_decay, clipnorm=5.0),
+                optimizer=GlobalClipAdamW(schedule, weight_decay=config.train.weight_decay, clipnorm=5.0),
                 jit_compile=False,
             )
         backup = keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase.name))
@@ -480,16 +530,33 @@ def train(
     start = time.time()
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 0
+    if config.strategy in MULTI_WORKER and run_dir is None:
+        raise TrainingError(
+            "strategy=multi_worker needs --run-dir, the same on every worker: the chief writes the run there, "
+            "and a restarted worker resumes from its backup beside it"
+        )
+    # Before any other TensorFlow work: collective ops are configured when the strategy starts.
+    strategy = make_strategy(config.strategy)
+    role = WorkerRole.of(strategy)
     keras.utils.set_random_seed(config.seed)
     data = prepare_data(config)
-    strategy = make_strategy(config.strategy)
     model, image_features = build_model(config, data, strategy)
     run_dir = Path(run_dir) if run_dir else new_run_dir(config)
-    _write_run_files(run_dir, config, data.vectorizer, data.labels)
-    write_text_atomic(run_dir / "model_summary.txt", model_summary(model))
-    history = run_phases(model, config, data, run_dir, strategy, image_features, extra_callbacks, verbose)
+    work_dir = role.folder(run_dir)
+    _write_run_files(work_dir, config, data.vectorizer, data.labels)
+    write_text_atomic(work_dir / "model_summary.txt", model_summary(model))
+    history = run_phases(model, config, data, work_dir, strategy, image_features, extra_callbacks, verbose)
     seconds = time.time() - start
-    write_run(model, config, data, run_dir, history, seconds, image_features, evaluate_test)
+    if config.strategy in MULTI_WORKER:
+        # The workers' copies must agree; the digest lets anyone check that they do.
+        log.info("worker %d: final weights sha1 %s", role.index, weights_digest(model))
+    # Every worker writes (the evaluation runs collective ops each worker must join); the
+    # other workers' copies are then removed.
+    write_run(model, config, data, work_dir, history, seconds, image_features, evaluate_test)
+    if not role.chief:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        log.info("worker %d finished in %.0f s; the chief wrote the run folder %s", role.index, seconds, run_dir)
+        return TrainResult(run_dir, model, data.vectorizer, data.manifest, history, seconds, image_features, False)
     if mark_latest:
         point_latest(run_dir)
     return TrainResult(run_dir, model, data.vectorizer, data.manifest, history, seconds, image_features)
