@@ -14,7 +14,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data describe train tune evaluate index export serve search tensorboard test test-fast lint format bench-input bench-default bench-fresh-train bench-flickr8k bench-search bench-hybrid bench-fusion bench-serve bench-hostile bench-audio bench-tuning clean
+.PHONY: help venv data describe train tune evaluate index export serve search tensorboard test test-fast lint format bench-input bench-default bench-fresh-train bench-flickr8k bench-search bench-hybrid bench-fusion bench-serve bench-hostile bench-audio bench-tuning bench-scale clean
 
 help: ## List every target with one line each
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -98,6 +98,9 @@ bench-serve: $(STAMP) ## The search service under load: 20 clients, 60 s of text
 
 bench-hostile: $(STAMP) ## Hostile uploads (lying headers, decompression bombs) against the service: 4xx within 2 s, memory (after make train)
 	$(PY) -m benchmarks.bench_hostile $(ARGS)
+
+bench-scale: $(STAMP) ## Beam embedding vs the in-process loop; Milvus Lite vs exact and hnsw on GloVe and Flickr8k vectors (needs ../shared, flickr8k-best, make train)
+	$(PY) -m benchmarks.bench_scale $(ARGS)
 
 bench-hybrid: $(STAMP) ## Dense vs Naive Bayes vs hybrid rankings, Flickr8k dev text->image (needs ../shared, flickr8k-best)
 	$(PY) -m benchmarks.bench_hybrid $(ARGS)

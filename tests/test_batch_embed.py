@@ -76,6 +76,8 @@ def test_an_index_from_the_shards_answers_like_the_in_process_index(
     capsys.readouterr()
     assert main(["index", "--from-embeddings", str(tmp_path / "nothing"), "--name", "x"]) == 2
     assert "holds no embeddings.json" in capsys.readouterr().err
+    assert main(["index", "--from-embeddings", str(embedded), "--split", "dev", "--name", "x"]) == 2
+    assert "cannot go with --from-embeddings" in capsys.readouterr().err
 
 
 def test_undecodable_files_go_to_the_dead_letters_and_the_rest_is_embedded(smoke_run, tiny_default_dataset, tmp_path):
@@ -108,3 +110,14 @@ def test_an_index_of_kind_milvus_from_the_shards(embedded, tmp_path):
     index = SearchIndex.open(tmp_path / "m")
     scores, rows = index.backend.search(np.asarray(index.vectors[:5]), 1)
     np.testing.assert_array_equal(rows[:, 0], np.arange(5))  # each item is its own nearest
+
+
+def test_bad_embed_arguments_get_clear_errors(smoke_run, tmp_path, capsys):
+    base = ["embed", "--run", str(smoke_run), "--out", str(tmp_path / "out")]
+    assert main([*base, "--data", str(tmp_path / "none" / "*.wav")]) == 2
+    assert "no file matches" in capsys.readouterr().err
+    (tmp_path / "a.wav").write_bytes(b"RIFF")
+    assert main([*base, "--data", str(tmp_path / "*.wav"), "--runner", "NoSuchRunner"]) == 2
+    assert "Unexpected pipeline runner: NoSuchRunner" in capsys.readouterr().err
+    assert main([*base, "--data", str(tmp_path / "*.wav"), "--modalities", "smell"]) == 2
+    assert "has no encoder for smell" in capsys.readouterr().err

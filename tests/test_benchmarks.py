@@ -51,3 +51,29 @@ def test_repeated_runs_report_their_spread_and_worst_run():
     assert "| spread (max − min) | 1.5 | 3.5 |" in md
     assert "| worst | 88.5 | 69.0 |" in md
     assert "- `python -m pipeline train --config default --set name=repeat3`" in md  # each run's command
+
+
+def test_scale_plan_multiplies_out_the_measured_rate():
+    from benchmarks.bench_scale import plan_figures
+
+    plan = plan_figures([{"set": "photos", "beam_1": {"steady_items_per_s": 100.0}}])
+    # 1e8 items / 100 items/s = 1e6 s = 277.8 hours; 277.8 / 24 = 11.6 -> 12 workers.
+    assert plan["photos"] == {"items_per_s_per_worker": 100.0, "worker_hours": 278, "workers_for_24_hours": 12}
+    assert plan["vectors_gb"] == 102.4  # 1e8 x 256 x 4 bytes
+
+
+def test_scale_recall_counts_the_true_neighbours_found():
+    import numpy as np
+
+    from benchmarks.bench_scale import recall
+
+    found = np.array([[1, 2, 3, -1], [4, 5, 6, 7]])
+    truth = np.array([[1, 2, 9, 8], [7, 6, 5, 4]])
+    assert recall(found, truth) == (2 / 4 + 4 / 4) / 2  # a padded -1 is never a neighbour
+
+
+def test_scale_steady_rate_leaves_out_the_start_up_both_runs_pay():
+    from benchmarks.bench_scale import steady
+
+    # 1,000 items in 30 s, 64 items in 10.64 s: 936 more items in 19.36 more seconds.
+    assert steady({"items": 1000, "seconds": 30.0}, {"items": 64, "seconds": 10.64}) == 936 / 19.36

@@ -61,7 +61,7 @@ def set_tf_threads(threads: int | None) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(int(threads))
         tf.config.threading.set_inter_op_parallelism_threads(int(threads))
     except RuntimeError:  # the runtime already started in this process (in-memory runner): keep its pools
-        pass
+        log.info("TensorFlow already started in this process: its thread pools stay as they are")
 
 
 def read_file(path: str) -> bytes:
@@ -141,7 +141,8 @@ class EncoderModelHandler(ModelHandler):
         return LoadedEncoder(Encoder.from_run(local_run_folder(self.run)), _Progress())
 
     def batch_elements_kwargs(self):
-        return {"min_batch_size": 1, "max_batch_size": self.batch_size}
+        # Full batches from the start: Beam's default grows them from 1, which starves the model.
+        return {"min_batch_size": self.batch_size, "max_batch_size": self.batch_size}
 
     def run_inference(self, batch: Sequence[PreparedItem], model, inference_args=None) -> Iterable[dict]:
         import apache_beam as beam

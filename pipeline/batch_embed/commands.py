@@ -7,6 +7,7 @@ import argparse
 import glob
 import logging
 import os
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,12 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="TensorFlow threads in each worker (default with the DirectRunner: the cores shared among its workers)",
+    )
+    parser.add_argument(
+        "--worker-run",
+        default=None,
+        metavar="URI",
+        help="the run folder as the workers see it, e.g. a copy on gs:// (default: --run's folder, for local workers)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier result in --out")
     parser.epilog = (
@@ -160,7 +167,12 @@ def run_embed(args: argparse.Namespace) -> int:
     from pipeline.retrieval.index_store import weights_fingerprint
     from pipeline.run_artifacts import input_config_for, read_run_config, read_run_info, resolve_run, run_reference
 
-    options, runner_name, workers = beam_options(getattr(args, "beam_options", []))
+    try:
+        options, runner_name, workers = beam_options(getattr(args, "beam_options", []))
+    except (ValueError, SystemExit) as error:  # argparse inside Beam exits on an option it refuses
+        raise EmbedCommandError(
+            f"Beam refused the pipeline options {getattr(args, 'beam_options', [])}: {error}"
+        ) from None
     run_dir = resolve_run(args.run)
     read_run_info(run_dir)  # a finished run of this version, or a clear error
     config = read_run_config(run_dir)
@@ -190,17 +202,30 @@ def run_embed(args: argparse.Namespace) -> int:
         f" ({workers} worker(s), {threads} TensorFlow thread(s) each)" if workers else "",
         args.out,
     )
-    handler = EncoderModelHandler(str(run_dir), threads=threads, batch_size=args.batch_size)
+    handler = EncoderModelHandler(args.worker_run or str(run_dir), threads=threads, batch_size=args.batch_size)
     prepare = PrepareFiles(input_config_for(config), MediaLimits(), threads)
     if workers:
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
         pipeline = beam.Pipeline(runner=FnApiRunner(), options=options)
     else:
-        pipeline = beam.Pipeline(options=options)
+        try:
+            pipeline = beam.Pipeline(options=options)
+        except ValueError as error:  # an unknown runner
+            raise EmbedCommandError(str(error)) from None
     build_pipeline(pipeline, items, handler, prepare, args.out, args.shards)
-    result = pipeline.run()
-    result.wait_until_finish()
+    started = time.monotonic()
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    except Exception as error:  # noqa: BLE001 - a worker's failure arrives as the runner's exception
+        log.debug("the pipeline failed", exc_info=True)
+        lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+        raise EmbedCommandError(
+            f"the Beam pipeline failed: {lines[-1] if lines else type(error).__name__} "
+            f"(nothing was listed in {args.out}; -v shows the whole trace)"
+        ) from None
+    seconds = time.monotonic() - started
     counts = _counters(result, NAMESPACE)
     listing = write_listing(
         args.out,
@@ -216,6 +241,7 @@ def run_embed(args: argparse.Namespace) -> int:
         f"files:    {counts.get('files_prepared', 0)} embedded, {counts.get('files_failed', 0)} failed (dead letters: "
         f"{', '.join(listing.errors) or 'none'}); {counts.get('items_skipped', 0)} item(s) left with nothing to embed"
     )
+    print(f"time:     {seconds:.1f} s in the pipeline ({listing.items / max(seconds, 1e-9):.1f} items/s)")
     print(
         f"index:    python -m pipeline index --from-embeddings {args.out} --name NAME [--kind exact|hnsw|ivfpq|milvus]"
     )

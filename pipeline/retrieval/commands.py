@@ -104,6 +104,13 @@ def run_index(args: argparse.Namespace) -> int:
     params = kind_params(args)
     try:
         if args.action == "build" and args.from_embeddings is not None:
+            given = [flag for flag, value in (("--data", args.data), ("--split", args.split)) if value]
+            given += ["--withhold-captions"] if args.withhold_captions else []
+            if given:
+                raise RetrievalCommandError(
+                    f"{', '.join(given)} cannot go with --from-embeddings: the shards hold what `embed` wrote "
+                    "(run embed with --split for one split)"
+                )
             from pipeline.batch_embed.shards import EmbeddingShards, ShardProblem
             from pipeline.retrieval.index_builder import build_index_from_shards
 

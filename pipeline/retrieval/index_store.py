@@ -7,6 +7,7 @@
     lexical.npz      the Naive Bayes stage's arrays (vocabulary, item word counts, class counts)
     word_head.npz    the head that gives items without text their words (when there is one)
     faiss.index      the FAISS structure, for kinds hnsw and ivfpq
+    milvus.db        the Milvus Lite database, for kind milvus without a server URI
 
 Every change (build, add, remove) writes a complete new folder under a temporary name, opens
 and checks it there (``SearchIndex.read``), and only then renames it over the old one: an

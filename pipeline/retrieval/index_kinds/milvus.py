@@ -141,9 +141,14 @@ class MilvusIndex(VectorIndex):
             # Milvus Lite server that has since been stopped (a replaced version of the folder).
             return MilvusClient(uri=uri, timeout=timeout, alias=f"pipeline-{uuid.uuid4().hex}")
         except Exception as error:  # noqa: BLE001 - pymilvus raises MilvusException and gRPC errors
+            hint = (
+                "Milvus Lite opens a database in one process at a time: stop the other process using this index "
+                "(make serve, say), or put the index on a Milvus server (--milvus-uri)"
+                if not self.params["uri"]
+                else "start it, or build the index with another --milvus-uri or --kind"
+            )
             raise BackendUnavailable(
-                f"cannot reach Milvus at {uri} (after {time.monotonic() - start:.1f} s: {_short(error)}); "
-                "start it, or build the index with another --milvus-uri or --kind"
+                f"cannot reach Milvus at {uri} (after {time.monotonic() - start:.1f} s: {_short(error)}); {hint}"
             ) from None
 
     @property
