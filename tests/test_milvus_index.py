@@ -49,24 +49,13 @@ def milvus_models_dir(isolated_models_dir, smoke_run, tmp_path_factory):
     patch.undo()
 
 
+def build_milvus_index(run, data, name, *extra) -> int:
+    return main(["index", "--run", str(run), "--data", str(data), "--name", name, "--kind", "milvus", *extra])
+
+
 @pytest.fixture(scope="module")
 def smoke_index(milvus_models_dir, smoke_run, tiny_default_dataset):
-    assert (
-        main(
-            [
-                "index",
-                "--run",
-                str(smoke_run),
-                "--data",
-                str(tiny_default_dataset),
-                "--name",
-                "tiny",
-                "--kind",
-                "milvus",
-            ]
-        )
-        == 0
-    )
+    assert build_milvus_index(smoke_run, tiny_default_dataset, "tiny") == 0
     return milvus_models_dir / "index" / "tiny"
 
 
@@ -111,21 +100,8 @@ def test_filters_run_in_milvus_with_values_escaped(smoke_index):
 
 def test_an_unreachable_server_is_a_clear_error_within_ten_seconds(smoke_run, tiny_default_dataset, capsys):
     start = time.monotonic()
-    code = main(
-        [
-            "index",
-            "--run",
-            str(smoke_run),
-            "--data",
-            str(tiny_default_dataset),
-            "--name",
-            "nowhere",
-            "--kind",
-            "milvus",
-            "--milvus-uri",
-            "http://127.0.0.1:9",  # the discard port: nothing listens there
-        ]
-    )
+    # The discard port: nothing listens there.
+    code = build_milvus_index(smoke_run, tiny_default_dataset, "nowhere", "--milvus-uri", "http://127.0.0.1:9")
     assert code == 2 and time.monotonic() - start < 10
     assert "cannot reach Milvus at http://127.0.0.1:9" in capsys.readouterr().err
 
