@@ -203,14 +203,15 @@ def unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def latencies(search, queries: np.ndarray) -> np.ndarray:
+def latencies(search, queries: np.ndarray) -> tuple[np.ndarray, list]:
+    """Milliseconds per single query, and what each call returned."""
     search(queries[:1])  # warm
-    out = []
+    times, results = [], []
     for q in queries:
         start = time.perf_counter()
-        search(q[None, :])
-        out.append(time.perf_counter() - start)
-    return np.array(out) * 1e3
+        results.append(search(q[None, :]))
+        times.append(time.perf_counter() - start)
+    return np.array(times) * 1e3, results
 
 
 def recall(rows: np.ndarray, truth: np.ndarray) -> float:
@@ -228,8 +229,8 @@ def search_rows(label: str, base: np.ndarray, queries: np.ndarray, scratch: Path
     rows = []
 
     def row(kind, build_s, search, insert_s=None, **extra):
-        ms = latencies(search, queries)
-        found = np.concatenate([search(queries[i : i + 1])[1] for i in range(len(queries))])
+        ms, results = latencies(search, queries)
+        found = np.concatenate([hit_rows for _, hit_rows in results])
         out = {
             "set": label,
             "n": n,
@@ -324,8 +325,8 @@ def milvus_floor(scratch: Path, queries: int) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     milvus = MilvusIndex(base)
     milvus.save(folder)
-    ms = latencies(lambda q: milvus.search(q, K), np.repeat(base[:1], queries, axis=0))
-    raw = latencies(
+    ms, _ = latencies(lambda q: milvus.search(q, K), np.repeat(base[:1], queries, axis=0))
+    raw, _ = latencies(
         lambda q: milvus.client.search(milvus.collection, data=[q[0]], limit=K, output_fields=[]),
         np.repeat(base[:1], queries, axis=0),
     )

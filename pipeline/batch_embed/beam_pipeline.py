@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 
+import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
@@ -71,10 +72,11 @@ def read_file(path: str) -> bytes:
         return handle.read()
 
 
-class PrepareFiles:
-    """DoFn body: EmbedItem → PreparedItem, and a dead letter for each file that fails."""
+class PrepareFiles(beam.DoFn):
+    """EmbedItem → PreparedItem, and a dead letter (tagged ``errors``) for each file that fails."""
 
     def __init__(self, input_config, limits, threads: int | None):
+        super().__init__()
         self.input_config, self.limits, self.threads = input_config, limits, threads
 
     def setup(self) -> None:
@@ -92,11 +94,11 @@ class PrepareFiles:
             for m in file_modalities()
         }
 
-    def __call__(self, item: EmbedItem):
-        import apache_beam as beam
+    def process(self, item: EmbedItem):
         import tensorflow as tf
 
         from pipeline.modalities import modality
+        from pipeline.modalities.base import first_line
 
         inputs = {}
         for name, path in item.files:
@@ -106,10 +108,11 @@ class PrepareFiles:
                 inputs[name] = self.prepare[name](tf.constant(data)).numpy()
             except Exception as error:  # noqa: BLE001 - any decoder, filesystem or header error: a dead letter
                 beam.metrics.Metrics.counter(NAMESPACE, "files_failed").inc()
-                reason = (str(error).strip().split("\n")[0] or type(error).__name__)[:500]
                 yield beam.pvalue.TaggedOutput(
                     "errors",
-                    json.dumps({"path": path, "item": item.item_id, "modality": name, "error": reason}),
+                    json.dumps(
+                        {"path": path, "item": item.item_id, "modality": name, "error": first_line(error)[:500]}
+                    ),
                 )
         if not inputs and not item.captions:
             beam.metrics.Metrics.counter(NAMESPACE, "items_skipped").inc()
@@ -145,8 +148,6 @@ class EncoderModelHandler(ModelHandler):
         return {"min_batch_size": self.batch_size, "max_batch_size": self.batch_size}
 
     def run_inference(self, batch: Sequence[PreparedItem], model, inference_args=None) -> Iterable[dict]:
-        import apache_beam as beam
-
         rows = encode_prepared_items(model.encoder, list(batch))
         beam.metrics.Metrics.counter(NAMESPACE, "items_embedded").inc(len(rows))
         model.progress.update(len(batch))
@@ -244,27 +245,16 @@ def local_run_folder(run: str) -> str:
 
 def build_pipeline(pipeline, items: list[EmbedItem], handler, prepare: PrepareFiles, out: str, shards: int):
     """The transforms, applied to ``pipeline``."""
-    import apache_beam as beam
     from apache_beam.ml.inference.base import RunInference
 
     from pipeline.batch_embed.shards import ERRORS_PREFIX, SHARD_PREFIX, join, shard_schema
     from pipeline.retrieval.index_store import metadata_columns
 
-    class PrepareDoFn(beam.DoFn):
-        def __init__(self, body):
-            self.body = body
-
-        def setup(self):
-            self.body.setup()
-
-        def process(self, item):
-            yield from self.body(item)
-
     prepared = (
         pipeline
         | "Items" >> beam.Create(items)
         | "Spread over workers" >> beam.Reshuffle()
-        | "Prepare files" >> beam.ParDo(PrepareDoFn(prepare)).with_outputs("errors", main="items")
+        | "Prepare files" >> beam.ParDo(prepare).with_outputs("errors", main="items")
     )
     (
         prepared.items

@@ -97,14 +97,23 @@ def items_to_embed(data: str, fmt: str | None, split: str | None, modalities: li
     # Files are checked in the pipeline (a bad one becomes a dead letter), not here.
     items = select_items(manifest, split, use, check=False, required=()).frame
     split_of = manifest.frame.groupby("item_id", sort=False)["split"].first()
-    out = []
-    for position, (_, row) in enumerate(items.iterrows()):
-        files = tuple((m, os.path.abspath(manifest.resolve(row[m]))) for m in available if row[m])
-        captions = tuple(row["text"]) if "text" in items else ()
-        label = "" if row["label"] is None or str(row["label"]) == "nan" else str(row["label"])
-        out.append(
-            EmbedItem(position, str(row["item_id"]), str(split_of.get(row["item_id"], "")), label, files, captions)
+    # Columns as embed_items reads them (the in-process index), one Python pass over the rows.
+    ids = items["item_id"].astype(str).tolist()
+    splits = items["item_id"].map(split_of).fillna("").astype(str).tolist()
+    labels = items["label"].fillna("").astype(str).tolist()
+    captions = items["text"].tolist() if "text" in items else [()] * len(items)
+    files = {m: items[m].tolist() for m in available}
+    out = [
+        EmbedItem(
+            position,
+            ids[position],
+            splits[position],
+            labels[position],
+            tuple((m, os.path.abspath(manifest.resolve(files[m][position]))) for m in available if files[m][position]),
+            tuple(captions[position]),
         )
+        for position in range(len(items))
+    ]
     return out, str(manifest.root)
 
 

@@ -113,8 +113,8 @@ def write_listing(
 
     shards = []
     for name in names(SHARD_PREFIX, ".parquet"):
-        with FileSystems.open(join(folder, name)) as handle:
-            shards.append((name, pq.ParquetFile(pa.BufferReader(handle.read())).metadata.num_rows))
+        with FileSystems.open(join(folder, name)) as handle:  # seekable: only the footer is read
+            shards.append((name, pq.ParquetFile(handle).metadata.num_rows))
     listing = ShardListing(
         run=run,
         weights_sha1=weights_sha1,
@@ -169,15 +169,15 @@ class EmbeddingShards:
                 "build the index with that run (drop --run) or embed again"
             )
 
-    def tables(self):
-        """Each shard as a pyarrow Table, one at a time."""
+    def tables(self, columns: list[str] | None = None):
+        """Each shard as a pyarrow Table (of ``columns``, default all), one at a time."""
         from apache_beam.io.filesystems import FileSystems
 
         for name, rows in self.record.shards:
             path = join(self.folder, name)
             try:
-                with FileSystems.open(path) as handle:
-                    table = pq.read_table(pa.BufferReader(handle.read()))
+                with FileSystems.open(path) as handle:  # seekable: only the columns asked for are read
+                    table = pq.ParquetFile(handle).read(columns=columns)
             except Exception as error:  # noqa: BLE001 - pyarrow and filesystem errors of a damaged shard
                 raise ShardProblem(f"{path} cannot be read ({error}); run `python -m pipeline embed` again") from None
             if table.num_rows != rows:
@@ -193,7 +193,7 @@ class EmbeddingShards:
 
         total, dim = self.record.items, self.record.dim
         positions = np.concatenate(
-            [t.column("position").to_numpy() for _, t in self.tables()] or [np.zeros(0, np.int64)]
+            [t.column("position").to_numpy() for _, t in self.tables(["position"])] or [np.zeros(0, np.int64)]
         )
         if len(positions) != total or len(np.unique(positions)) != total:
             raise ShardProblem(f"the shards in {self.folder} hold an item twice or miss one; embed again")

@@ -55,6 +55,16 @@ def replicas_in_sync() -> int:
     return 1 if context is None else int(context.num_replicas_in_sync)
 
 
+def _across_replicas(collective, tensor):
+    """``collective(context, tensor)`` on this worker's device: inside Keras's traced step a
+    tensor has no device, and a collective op needs one to send to."""
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    with tf.device(context.strategy.extended.worker_devices[0]):
+        return collective(context, tf.identity(tensor))
+
+
 def mean_over_replicas(value):
     """A per-replica mean (an auxiliary term over a replica's rows) as the mean over the global
     batch: replicas hold equal shares of it (the input drops a short last batch)."""
@@ -62,9 +72,7 @@ def mean_over_replicas(value):
 
     if replicas_in_sync() == 1:
         return value
-    context = tf.distribute.get_replica_context()
-    with tf.device(context.strategy.extended.worker_devices[0]):
-        return context.all_reduce(tf.distribute.ReduceOp.MEAN, tf.identity(value))
+    return _across_replicas(lambda context, t: context.all_reduce(tf.distribute.ReduceOp.MEAN, t), value)
 
 
 def gather_replicas(*tensors):
@@ -74,20 +82,10 @@ def gather_replicas(*tensors):
     a contrastive pair loss over the gathered rows has every item of the global batch as a
     negative, as one process with that batch would. Every replica then computes the same
     loss, and the gather's gradient sends each replica's share back to the rows it owns."""
-    import tensorflow as tf
-
     if replicas_in_sync() == 1:
         return tensors
-    context = tf.distribute.get_replica_context()
-    # Inside Keras's traced step a tensor has no device, and the gather needs one to send to.
-    device = context.strategy.extended.worker_devices[0]
-    gathered = []
-    for t in tensors:
-        if t is not None:
-            with tf.device(device):
-                t = context.all_gather(tf.identity(t), axis=0)
-        gathered.append(t)
-    return tuple(gathered)
+    gather = lambda context, t: context.all_gather(t, axis=0)  # noqa: E731
+    return tuple(None if t is None else _across_replicas(gather, t) for t in tensors)
 
 
 class PairTask(Task):

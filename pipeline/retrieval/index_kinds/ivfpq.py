@@ -10,6 +10,11 @@ from pipeline.retrieval.vector_index import register_index_kind
 MIN_VECTORS = 10_000
 
 
+def default_nlist(n: int) -> int:
+    """Inverted-file cells for ``n`` vectors: about 4·sqrt(n), with at least 39 training vectors per cell."""
+    return max(1, int(min(4 * np.sqrt(n), n // 39)))
+
+
 @register_index_kind
 class IvfPqIndex(FaissIndex):
     """IVF-PQ over inner products: ``nlist`` cells, ``pq_m`` sub-quantisers of 8 bits.
@@ -33,7 +38,7 @@ class IvfPqIndex(FaissIndex):
                 f"an IVF-PQ index needs at least {MIN_VECTORS:,} vectors to train its codebooks "
                 f"(this collection has {n}); use exact or hnsw"
             )
-        nlist = self.params["nlist"] or int(min(4 * np.sqrt(n), n // 39))
+        nlist = self.params["nlist"] or default_nlist(n)
         pq_m = self.params["pq_m"] or next(m for m in (32, 16, 8, 4, 2, 1) if dim % m == 0)
         quantizer = self.faiss.IndexFlatIP(dim)
         index = self.faiss.IndexIVFPQ(quantizer, dim, nlist, pq_m, 8, self.faiss.METRIC_INNER_PRODUCT)

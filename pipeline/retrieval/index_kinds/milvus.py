@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.modalities.base import first_line
+from pipeline.retrieval.index_kinds.ivfpq import default_nlist
 from pipeline.retrieval.vector_index import BackendUnavailable, VectorIndex, pad_results, register_index_kind
 
 log = logging.getLogger(__name__)
@@ -215,18 +217,19 @@ class MilvusIndex(VectorIndex):
         if self._call("check", client.has_collection, self.collection):
             self._call("drop", client.drop_collection, self.collection)
         self._call("create", client.create_collection, self.collection, schema=schema, index_params=index_params)
-        frame = metadata.reset_index(drop=True) if metadata is not None else None
+        # One array per column: a row's fields without pandas' per-row cost.
+        values = {c: metadata[c].to_numpy() for c in columns} if metadata is not None else {}
+        parts = metadata["modality"].to_numpy() if metadata is not None else None
         for start in range(0, len(self), INSERT_ROWS):
             end = min(start + INSERT_ROWS, len(self))
             block = np.asarray(self.vectors[start:end], np.float32)
             rows = []
-            for offset, vector in enumerate(block):
-                row = {ROW: start + offset, "vector": vector, "modality": []}
-                if frame is not None:
-                    record = frame.iloc[start + offset]
-                    row["modality"] = [p for p in str(record["modality"]).split("+") if p]
-                    row.update({c: _utf8_prefix(record[c]) for c in columns})
-                rows.append(row)
+            for row, vector in enumerate(block, start=start):
+                record = {ROW: row, "vector": vector, "modality": []}
+                if parts is not None:
+                    record["modality"] = [p for p in str(parts[row]).split("+") if p]
+                    record.update({c: _utf8_prefix(values[c][row]) for c in columns})
+                rows.append(record)
             self._call("insert into", client.insert, self.collection, rows)
         self._call("flush", client.flush, self.collection)
         self._check_rows()
@@ -239,7 +242,7 @@ class MilvusIndex(VectorIndex):
                 "params": {"M": self.params["m"], "efConstruction": self.params["ef_construction"]},
             }
         if kind == "IVF_FLAT":
-            nlist = self.params["nlist"] or max(1, int(min(4 * np.sqrt(max(len(self), 1)), max(len(self) // 39, 1))))
+            nlist = self.params["nlist"] or default_nlist(len(self))
             return {"index_type": "IVF_FLAT", "params": {"nlist": nlist}}
         return {"index_type": "FLAT", "params": {}}
 
@@ -327,8 +330,7 @@ class MilvusIndex(VectorIndex):
 
 
 def _short(error: Exception) -> str:
-    text = str(getattr(error, "message", None) or error).strip().split("\n")[0]
-    return text[:300] or type(error).__name__
+    return first_line(error)[:300]
 
 
 def _release_lite(folder: Path) -> None:
