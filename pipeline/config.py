@@ -43,8 +43,10 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TextConfig:
-    """Args: kind: conv | lstm | conv_lstm | serial | parallel | mixed; glove: start embeddings from GloVe 50-d
-    (forces embedding_dim 50); kernel_sizes: Conv1D widths, one branch each; lstm_pooling:
+    """Args: kind: conv | lstm | conv_lstm | serial | parallel | mixed | minilm (frozen
+    all-MiniLM-L6-v2 over WordPiece ids, its features cached in training, then a head with an
+    MLP branch of head_hidden units; GloVe, max_tokens and min_count do not apply); glove: start
+    embeddings from GloVe 50-d (forces embedding_dim 50); kernel_sizes: Conv1D widths, one branch each; lstm_pooling:
     what the LSTM passes on, its final state ("last") or the mean of its outputs ("mean")."""
 
     kind: str = "serial"
@@ -59,6 +61,7 @@ class TextConfig:
     bidirectional: bool = True
     lstm_pooling: str = "last"
     dropout: float = 0.1
+    head_hidden: int = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,7 +222,7 @@ class ExperimentConfig:
     def validate(self) -> ExperimentConfig:
         choices = {
             "strategy": (self.strategy, ("default", "mirrored", "multi_worker", "multiworker")),
-            "text.kind": (self.text.kind, ("conv", "lstm", "conv_lstm", "serial", "parallel", "mixed")),
+            "text.kind": (self.text.kind, ("conv", "lstm", "conv_lstm", "serial", "parallel", "mixed", "minilm")),
             "fusion.strategy": (self.fusion.strategy, FUSION_STRATEGIES),
             "train.loss": (self.train.loss, ("infonce", "vse")),
             "audio.recurrent": (self.audio.recurrent, ("", "gru")),
@@ -325,6 +328,18 @@ class ExperimentConfig:
                     f"audio.readout = {self.audio.readout!r} reads the words heard in a clip with the text encoder: it needs "
                     f"'text' in data.modalities and train.aux_frame_words > 0 (the head that hears them)"
                 )
+        if (
+            "+" in self.image.backbone or self.image.backbone.startswith("efficientnet_lite")
+        ) and self.image.trainable_layers:
+            raise ConfigError(
+                f"image.backbone={self.image.backbone!r} is used frozen (its features are cached): "
+                "set image.trainable_layers = 0"
+            )
+        if self.text.kind == "minilm" and AUDIO in self.data.modalities:
+            raise ConfigError(
+                "text.kind = 'minilm' caches the features of the captions, not of transcripts: it trains "
+                "text-image data; for data with audio, use another text.kind"
+            )
         if self.image.backbone == "scratch" and self.image.image_size < 32:
             raise ConfigError("image.image_size must be at least 32 for the scratch CNN")
         return self

@@ -54,8 +54,7 @@ class Encoder:
         run_dir = resolve_run(run)
         info = read_run_info(run_dir)
         config = read_run_config(run_dir)
-        vocab = text_ops.load_vocabulary(run_dir / "vocab.txt")
-        vectorizer = text_ops.vectorizer_from_vocabulary(vocab, config.text.sequence_length)
+        vectorizer = text_ops.run_vectorizer(config.text, run_dir / "vocab.txt")
         labels_path = run_dir / "labels.txt"
         labels = text_ops.load_vocabulary(labels_path) if labels_path.exists() else []
         model = CrossModalModel(

@@ -111,9 +111,9 @@ def embed_prepared(model, vectorizer, prepared: PreparedSplit) -> SplitEmbedding
         texts = prepared.captions
         # predict runs the encoder as one compiled function: eager calls of a recurrent text
         # model cost several times as much.
-        ids = vectorizer(tf.constant(texts))
+        ids = vectorizer(tf.constant(texts))  # or, in training, cached backbone features
         vectors["text"], owners["text"] = (
-            model.text_encoder.predict(ids, batch_size=512, verbose=0),
+            model.text_tower_for(ids).predict(ids, batch_size=512, verbose=0),
             prepared.caption_owner,
         )
     for name, batches in prepared.batches.items():

@@ -7,6 +7,7 @@ trainer computes backbone features once, caches them, and trains the head alone.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -17,7 +18,8 @@ from keras import ops
 from pipeline import paths
 from pipeline.config import ImageConfig
 from pipeline.modalities.names import IMAGE
-from pipeline.models.layers import L2Normalize, batch_norm
+from pipeline.models import efficientnet_lite
+from pipeline.models.layers import batch_norm, projection_head
 from pipeline.preprocessing.image_ops import view_pixels
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,10 @@ APPLICATIONS = {
     "resnet50": ("ResNet50", ["resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"]),
 }
 MOBILENET_SIZES = (224, 192, 160, 128, 96)
+APPLICATION_SIZE = 224  # the size a keras.applications part of a composite backbone runs at
+# The keras.applications parts a composite backbone can hold: their input scaling as a Rescaling
+# (scale, offset), the same as preprocess_for_backbone applies to them alone.
+COMPOSITE_SCALING = {"mobilenet_v2": (1.0 / 127.5, -1.0), "efficientnet_b0": (1.0, 0.0)}
 
 
 def find_imagenet_weights(backbone: str) -> Path | None:
@@ -45,6 +51,33 @@ def find_imagenet_weights(backbone: str) -> Path | None:
                 if candidate.is_file():
                     return candidate
     return None
+
+
+def backbone_parts(backbone: str) -> tuple[str, ...]:
+    """The backbones a name stands for: "efficientnet_lite2+mobilenet_v2" is two, their pooled
+    features concatenated (an ensemble of frozen backbones)."""
+    return tuple(backbone.split("+"))
+
+
+def is_composite(config: ImageConfig) -> bool:
+    """Several backbones, or one EfficientNet-Lite: models that take pixels in [0, 255] and
+    scale them themselves."""
+    parts = backbone_parts(config.backbone)
+    return len(parts) > 1 or parts[0] in efficientnet_lite.VARIANTS
+
+
+def weights_files(config: ImageConfig) -> list[Path]:
+    """Every weights file the backbone loads (what the feature cache's key hashes)."""
+    if not is_composite(config):
+        found = resolve_weights(config)
+        return [found] if found else []
+    files = []
+    for part in backbone_parts(config.backbone):
+        if part in efficientnet_lite.VARIANTS:
+            files.append(efficientnet_lite.weights_file(part))
+        else:
+            files += weights_files(dataclasses.replace(config, backbone=part))
+    return files
 
 
 def resolve_weights(config: ImageConfig) -> Path | None:
@@ -95,13 +128,19 @@ def _scratch_backbone(config: ImageConfig) -> keras.Model:
     return keras.Model(inputs, x, name="image_backbone")
 
 
-def _application_backbone(config: ImageConfig) -> keras.Model:
+def _application_base(config: ImageConfig) -> keras.Model:
+    """The keras.applications model without its top, with its weights loaded."""
     constructor = getattr(keras.applications, APPLICATIONS[config.backbone][0])
     base = constructor(include_top=False, weights=None, input_shape=(config.image_size, config.image_size, 3))
     weights = resolve_weights(config)
     if weights is not None:
         base.load_weights(str(weights))
         log.info("loaded %s weights from %s", config.backbone, weights)
+    return base
+
+
+def _application_backbone(config: ImageConfig) -> keras.Model:
+    base = _application_base(config)
     base.trainable = config.trainable_layers > 0
     if config.trainable_layers > 0:
         for layer in base.layers[: -config.trainable_layers]:
@@ -120,28 +159,47 @@ def _application_backbone(config: ImageConfig) -> keras.Model:
     return keras.Model(inputs, features, name="image_backbone")
 
 
+def _composite_backbone(config: ImageConfig) -> keras.Model:
+    """Pixels in [0, 255] → each part's average-pooled features, concatenated. An
+    EfficientNet-Lite part runs at ``image_size``; a keras.applications part at its own size
+    (224), resized and scaled inside the model, so one set of pixels feeds them all."""
+    inputs = keras.Input((config.image_size, config.image_size, 3), name=IMAGE)
+    pooled = []
+    for part in backbone_parts(config.backbone):
+        if part in efficientnet_lite.VARIANTS:
+            maps = efficientnet_lite.build_efficientnet_lite(part, config.image_size)(inputs)
+            log.info("loaded %s weights from %s", part, efficientnet_lite.weights_file(part))
+        elif part in COMPOSITE_SCALING:
+            size = APPLICATION_SIZE
+            x = (
+                keras.layers.Resizing(size, size, name=f"{part}_resize")(inputs)
+                if config.image_size != size
+                else inputs
+            )
+            scale, offset = COMPOSITE_SCALING[part]
+            x = keras.layers.Rescaling(scale, offset, name=f"{part}_scale")(x)
+            maps = _application_base(dataclasses.replace(config, backbone=part, image_size=size))(x, training=False)
+        else:
+            raise ValueError(f"unknown image backbone {part!r} in {config.backbone!r}")
+        pooled.append(keras.layers.GlobalAveragePooling2D(name=f"{part}_gap")(maps))
+    features = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="features")(pooled)
+    model = keras.Model(inputs, features, name="image_backbone")
+    model.trainable = False
+    return model
+
+
 def build_image_backbone(config: ImageConfig) -> keras.Model:
     if config.backbone == "scratch":
         return _scratch_backbone(config)
+    if is_composite(config):
+        return _composite_backbone(config)
     if config.backbone not in APPLICATIONS:
         raise ValueError(f"unknown image backbone {config.backbone!r}; known: scratch, {', '.join(APPLICATIONS)}")
     return _application_backbone(config)
 
 
 def build_image_head(config: ImageConfig, feature_dim: int, output_dim: int) -> keras.Model:
-    features = keras.Input((feature_dim,), name="image_features")
-    x = keras.layers.Dropout(config.dropout, name="dropout")(features)
-    projected = keras.layers.Dense(output_dim, name="projection")(x)
-    if config.head_hidden > 0:
-        # A two-layer branch added to the linear projection (as VSE-infinity does for
-        # precomputed features): the linear path keeps what already works, the MLP adds
-        # what a linear map of frozen features cannot express.
-        h = keras.layers.Dense(config.head_hidden, activation="relu", name="mlp_hidden")(x)
-        h = keras.layers.Dropout(config.dropout, name="mlp_dropout")(h)
-        projected = keras.layers.Add(name="projection_plus_mlp")(
-            [projected, keras.layers.Dense(output_dim, name="mlp_out")(h)]
-        )
-    return keras.Model(features, L2Normalize(name="l2")(projected), name="image_head")
+    return projection_head(feature_dim, output_dim, config.head_hidden, config.dropout, "image_head", "image_features")
 
 
 def build_image_encoder(config: ImageConfig, output_dim: int) -> keras.Model:

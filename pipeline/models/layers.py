@@ -101,3 +101,22 @@ def batch_norm(**kwargs) -> keras.layers.BatchNormalization:
 
     replicas = tf.distribute.get_strategy().num_replicas_in_sync if tf.distribute.has_strategy() else 1
     return keras.layers.BatchNormalization(synchronized=replicas > 1, **kwargs)
+
+
+def projection_head(
+    feature_dim: int, output_dim: int, hidden: int, dropout: float, name: str, input_name: str
+) -> keras.Model:
+    """Frozen-backbone features [batch, feature_dim] → unit vectors [batch, output_dim]: a linear
+    projection plus, with ``hidden`` > 0, a two-layer MLP branch added to it (as VSE-infinity
+    does for precomputed features): the linear path keeps what already works, the MLP adds
+    what a linear map of frozen features cannot express."""
+    features = keras.Input((feature_dim,), name=input_name)
+    x = keras.layers.Dropout(dropout, name="dropout")(features)
+    projected = keras.layers.Dense(output_dim, name="projection")(x)
+    if hidden > 0:
+        h = keras.layers.Dense(hidden, activation="relu", name="mlp_hidden")(x)
+        h = keras.layers.Dropout(dropout, name="mlp_dropout")(h)
+        projected = keras.layers.Add(name="projection_plus_mlp")(
+            [projected, keras.layers.Dense(output_dim, name="mlp_out")(h)]
+        )
+    return keras.Model(features, L2Normalize(name="l2")(projected), name=name)

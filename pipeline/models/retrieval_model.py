@@ -183,13 +183,23 @@ class CrossModalModel(keras.Model):
     def metrics(self):
         return [*super().metrics, *self.pair_trackers.values(), self.aux_tracker]
 
+    def text_tower_for(self, text_inputs) -> keras.Model:
+        """The text encoder for token ids; its head alone for cached backbone features (float
+        rows, what ``CachedTextFeatures`` gives a ``minilm`` text encoder in training)."""
+        if keras.backend.standardize_dtype(text_inputs.dtype).startswith("float"):
+            return self.text_encoder.get_layer("text_head")
+        return self.text_encoder
+
+    def encode_text(self, text_inputs, training=False):
+        return self.text_tower_for(text_inputs)(text_inputs, training=training)
+
     def call(self, inputs, training=False):
         out = {}
         if "text" in inputs:
-            out["text"] = self.text_encoder(inputs["text"], training=training)
+            out["text"] = self.encode_text(inputs["text"], training=training)
         if training and "audio_text" in inputs and AUDIO in inputs:
             # The audio's own transcript: the exact positive for audio-text, when the data has it.
-            out["audio_text"] = self.text_encoder(inputs["audio_text"], training=training)
+            out["audio_text"] = self.encode_text(inputs["audio_text"], training=training)
         if "image_features" in inputs:
             out[IMAGE] = self.image_head(inputs["image_features"], training=training)
         elif IMAGE in inputs:
@@ -216,7 +226,7 @@ class CrossModalModel(keras.Model):
         and in training each is hidden at random (``fusion.modality_dropout``), never all."""
         vectors = {m: out[m] for m in self.content if m in out}
         if "text" in self.fused and "item_text" in inputs:
-            vectors["text"] = self.text_encoder(inputs["item_text"], training=training)
+            vectors["text"] = self.encode_text(inputs["item_text"], training=training)
         batch = ops.shape(next(iter(vectors.values())))[0]
         fusion_inputs, masks = {}, []
         for m in self.fused:

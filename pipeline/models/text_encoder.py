@@ -1,4 +1,5 @@
-"""Text encoders over token ids: Conv1D, LSTM, and their fusions (conv_lstm, serial, parallel, mixed)."""
+"""Text encoders over token ids: Conv1D, LSTM, their fusions (conv_lstm, serial, parallel,
+mixed), and a frozen pretrained MiniLM with a trained head (minilm)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import keras
 import numpy as np
 
 from pipeline.config import TextConfig
-from pipeline.models.layers import L2Normalize, MixScores, NonZeroMask
+from pipeline.models.layers import L2Normalize, MixScores, NonZeroMask, projection_head
 from pipeline.preprocessing.text_ops import GLOVE_DIM
 
 
@@ -59,7 +60,8 @@ def build_text_encoder(
             features fed to the LSTM), ``conv_lstm`` (Conv1D features → (Bi)LSTM, whose output
             is concatenated with the Conv1D max pool: a residual path), ``parallel`` (both, concatenated before the projection),
             ``mixed`` (a conv and an lstm model whose embeddings, hence similarity scores,
-            are combined with a learned weight).
+            are combined with a learned weight), ``minilm`` (all-MiniLM-L6-v2, frozen, over
+            WordPiece ids, mean-pooled: ``text_backbone``; then a trained ``text_head``).
         vocab_size: rows of the embedding table (TextVectorization's vocabulary size).
         output_dim: size of the shared embedding space.
         embedding_matrix: optional initial embeddings (GloVe), [vocab_size, dim].
@@ -70,6 +72,11 @@ def build_text_encoder(
         TensorShape([1, 32])
     """
     ids = keras.Input(shape=(config.sequence_length,), dtype="int64", name="token_ids")
+    if config.kind == "minilm":
+        from pipeline.models.minilm import HIDDEN, build_text_backbone
+
+        head = projection_head(HIDDEN, output_dim, config.head_hidden, config.dropout, "text_head", "text_features")
+        return keras.Model(ids, head(build_text_backbone(config.sequence_length)(ids)), name="text_encoder")
     mask = NonZeroMask(name="mask")(ids)
     kind = config.kind
 

@@ -51,11 +51,14 @@ BACKBONE_PREPROCESSING = {
 
 def preprocess_for_backbone(image: tf.Tensor, backbone: str) -> tf.Tensor:
     """uint8 or float image in [0, 255] → float32 scaled as ``backbone`` expects."""
+    if "+" in backbone or backbone.startswith("efficientnet_lite"):
+        return tf.cast(image, tf.float32)  # composite and EfficientNet-Lite backbones scale pixels themselves
     try:
         fn = BACKBONE_PREPROCESSING[backbone]
     except KeyError:
         raise ValueError(
-            f"Unknown backbone '{backbone}'. Known: {', '.join(sorted(BACKBONE_PREPROCESSING))}."
+            f"Unknown backbone '{backbone}'. Known: {', '.join(sorted(BACKBONE_PREPROCESSING))}, "
+            "efficientnet_lite0/1/2, or several joined with '+'."
         ) from None
     return fn(tf.cast(image, tf.float32))
 

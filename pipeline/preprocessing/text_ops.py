@@ -67,9 +67,32 @@ def vectorizer_from_vocabulary(vocab: list[str], sequence_length: int) -> keras.
     )
 
 
-def save_vocabulary(vectorizer: keras.layers.TextVectorization, path: str | Path) -> None:
-    """Saves the vocabulary (without the padding and OOV entries Keras adds) one word a line."""
-    vocab = vectorizer.get_vocabulary()[2:]
+def text_vectorizer(text_config, captions):
+    """The vectorizer a text config trains with: WordPiece over the pretrained vocabulary for
+    ``kind = "minilm"``, else a TextVectorization of the training captions' words."""
+    if text_config.kind == "minilm":
+        from pipeline.models.minilm import vocabulary_path
+        from pipeline.preprocessing.wordpiece import WordPieceVectorizer, load_wordpiece_vocabulary
+
+        return WordPieceVectorizer(load_wordpiece_vocabulary(vocabulary_path()), text_config.sequence_length)
+    return build_vectorizer(captions, text_config.max_tokens, text_config.sequence_length, text_config.min_count)
+
+
+def run_vectorizer(text_config, path: str | Path):
+    """The vectorizer of a run, from the vocab.txt ``save_vocabulary`` wrote."""
+    if text_config.kind == "minilm":
+        from pipeline.preprocessing.wordpiece import WordPieceVectorizer, load_wordpiece_vocabulary
+
+        return WordPieceVectorizer(load_wordpiece_vocabulary(path), text_config.sequence_length)
+    return vectorizer_from_vocabulary(load_vocabulary(path), text_config.sequence_length)
+
+
+def save_vocabulary(vectorizer, path: str | Path) -> None:
+    """Saves the vocabulary one entry a line: a TextVectorization's without the padding and OOV
+    entries Keras adds, a WordPiece vocabulary whole (ids are line numbers)."""
+    vocab = vectorizer.get_vocabulary()
+    if isinstance(vectorizer, keras.layers.TextVectorization):
+        vocab = vocab[2:]
     write_text_atomic(path, "\n".join(vocab) + "\n")
 
 

@@ -208,9 +208,11 @@ def embed_items(
 
 
 def lexical_scorer(run_vocabulary: list[str], texts: list[str], alpha: float) -> NaiveBayesScorer:
-    """An unfitted NB stage over the run's words (padding and OOV left out), then any new
-    words of the indexed texts."""
-    scorer = NaiveBayesScorer([w for w in run_vocabulary if w and w != "[UNK]"], alpha)
+    """An unfitted NB stage over the run's words, then any new words of the indexed texts.
+    Padding, markers ("[UNK]", a WordPiece vocabulary's "[CLS]", ...) and pieces inside a word
+    ("##s") are left out: the stage counts whole words."""
+    words = [w for w in run_vocabulary if w and not (w[0] == "[" and w[-1] == "]") and not w.startswith("##")]
+    scorer = NaiveBayesScorer(words, alpha)
     scorer.extend_vocabulary(texts)
     return scorer
 

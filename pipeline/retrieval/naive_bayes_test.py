@@ -96,3 +96,14 @@ def test_explain_gives_each_words_lift_over_the_average_item_and_follows_feedbac
     assert set(lifts) == {"red"} and lifts["red"] == pytest.approx(0.5 * np.log(1.6))
     nb.partial_fit(["red"], [1])  # now p(red|1) = 2/5 as well: no lift left
     assert dict(nb.explain("red", 0))["red"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_lexical_scorer_keeps_whole_words_of_either_vocabulary():
+    from pipeline.retrieval.index_builder import lexical_scorer
+
+    # A TextVectorization vocabulary (padding, [UNK]) and a WordPiece one (markers, ## pieces).
+    words = ["", "[UNK]", "dog", "[PAD]", "[CLS]", "[SEP]", "[unused0]", "run", "##s", "##ning"]
+    scorer = lexical_scorer(words, ["a dog runs"], alpha=1.0)
+    assert scorer.vocabulary[:2] == ["dog", "run"]
+    assert not {w for w in scorer.vocabulary if w.startswith(("[", "##"))}
+    assert set(scorer.vocabulary[2:]) == {"a", "runs"}  # the indexed text's new words

@@ -71,9 +71,7 @@ def train_early_fusion(config: ExperimentConfig, hidden: int = 512, verbose: int
     modalities = ("text", IMAGE, AUDIO)
     train_items = select_items(manifest, config.data.train_split, modalities)
     captions = [t for texts in train_items.frame["text"] for t in texts]
-    vectorizer = text_ops.build_vectorizer(
-        captions, config.text.max_tokens, config.text.sequence_length, config.text.min_count
-    )
+    vectorizer = text_ops.text_vectorizer(config.text, captions)
     labels = sorted({v for v in train_items.frame["label"] if v})
     input_config = dataclasses.replace(input_config_for(config), modalities=modalities)
     train_ds = make_dataset(

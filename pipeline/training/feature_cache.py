@@ -25,7 +25,7 @@ from pipeline.data.input_pipeline import make_dataset
 from pipeline.data.manifest import Manifest
 from pipeline.io_utils import atomic_path
 from pipeline.modalities.names import IMAGE
-from pipeline.models.image_encoder import resolve_weights
+from pipeline.models.image_encoder import weights_files
 from pipeline.preprocessing.image_ops import view_names, view_pixels
 from pipeline.progress import progress
 from pipeline.records import CachedImageFeatures
@@ -49,11 +49,11 @@ def _located(root: Path, image: str) -> str:
 
 
 def cache_key(image_config, root: Path, images: list[str], view: str = "plain") -> str:
-    weights = resolve_weights(image_config)
-    weights_id = "random"
-    if weights:
+    weights_ids = []
+    for weights in weights_files(image_config):
         stat = Path(weights).stat()
-        weights_id = "sha1:" + _file_digest(str(weights), stat.st_size, stat.st_mtime_ns)
+        weights_ids.append("sha1:" + _file_digest(str(weights), stat.st_size, stat.st_mtime_ns))
+    weights_id = ",".join(weights_ids) or "random"
     digest = hashlib.sha1()
     located = sorted(_located(root, image) for image in images)
     for part in (image_config.backbone, weights_id, str(image_config.image_size), image_config.pooling, *located):
@@ -120,18 +120,29 @@ def _features(
         input_config, modalities=(IMAGE,), batch_size=batch_size, cache="none", check_files=False
     )
     ds = make_dataset(subset, None, config, training=False)
-    start = time.time()
-    bar = progress(
-        total=len(images), desc=f"{image_config.backbone} features{'' if view == 'plain' else f' ({view})'}", unit="img"
+    features = compute_and_cache(
+        path,
+        (batch[IMAGE] for batch in ds),
+        lambda pixels: backbone(view_pixels(pixels, view), training=False),
+        len(images),
+        f"{image_config.backbone} features{'' if view == 'plain' else f' ({view})'}",
+        "img",
     )
-    chunks = []
-    for batch in ds:
-        chunks.append(backbone(view_pixels(batch[IMAGE], view), training=False).numpy())
+    return images, features
+
+
+def compute_and_cache(path: Path, batches, encode, total: int, desc: str, unit: str) -> np.ndarray:
+    """``encode`` of each batch (a progress bar of ``total`` ``unit``s), concatenated as float32
+    rows and written to ``path`` (an .npz, atomically) before they are returned."""
+    start, chunks = time.time(), []
+    bar = progress(total=total, desc=desc, unit=unit)
+    for batch in batches:
+        chunks.append(np.asarray(encode(batch)))
         bar.update(len(chunks[-1]))
     bar.close()
     features = np.concatenate(chunks).astype(np.float32)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, features=features)
-    log.info("image features: %d images in %.0f s, cached as %s", len(images), time.time() - start, path)
-    return images, features
+    log.info("%s: %d in %.0f s, cached as %s", desc, total, time.time() - start, path)
+    return features

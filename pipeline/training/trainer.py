@@ -56,6 +56,13 @@ class PreparedData:
     labels: list[str]
     embedding_matrix: object  # [vocabulary, 50] GloVe rows, or None
     input_config: object  # input_pipeline.InputConfig
+    # What training batches' and dev scoring's captions become: ``vectorizer``'s ids, or a
+    # frozen text backbone's cached features (``with_cached_text_features``).
+    batch_text: object = None
+
+    @property
+    def batch_vectorizer(self):
+        return self.batch_text if self.batch_text is not None else self.vectorizer
 
     @property
     def vocabulary(self) -> list[str]:
@@ -260,9 +267,7 @@ def prepare_data(config: ExperimentConfig) -> PreparedData:
     log.info("[1/5] data: %s (%s), training on %s", data_root, manifest.format, ", ".join(modalities))
     train_items, dev_items = training_selection(config, manifest)
     captions = [t for texts in train_items.frame["text"] for t in texts] if "text" in modalities else ["empty"]
-    vectorizer = text_ops.build_vectorizer(
-        captions, config.text.max_tokens, config.text.sequence_length, config.text.min_count
-    )
+    vectorizer = text_ops.text_vectorizer(config.text, captions)
     vocabulary = vectorizer.get_vocabulary()
     labels = sorted({v for v in train_items.frame["label"] if v})
     timed = any(any(clips) for clips in train_items.frame.get("audio_clip_words", []))
@@ -272,7 +277,7 @@ def prepare_data(config: ExperimentConfig) -> PreparedData:
             f"{data_root}/{config.data.train_split} has none. Set train.aux_frame_words=0, or add the column."
         )
     embedding_matrix = None
-    if config.text.glove:
+    if config.text.glove and config.text.kind != "minilm":  # MiniLM brings its own embeddings
         embedding_matrix, coverage = text_ops.glove_matrix(vocabulary, seed=config.seed)
         log.info("GloVe initialisation: %.1f%% of the vocabulary found", 100 * coverage)
     log.info(
@@ -328,10 +333,26 @@ def build_model(config: ExperimentConfig, data: PreparedData, strategy) -> tuple
     return model, image_features
 
 
+def with_cached_text_features(config: ExperimentConfig, data: PreparedData, model: CrossModalModel) -> PreparedData:
+    """Step 2b: with a frozen pretrained text backbone (``text.kind = "minilm"``), its features
+    of every training and dev caption, computed once and cached on disk; training batches and
+    dev scoring then feed them to the text head."""
+    if config.text.kind != "minilm" or "text" not in config.data.modalities:
+        return data
+    from pipeline.models.minilm import weights_id
+    from pipeline.training.text_feature_cache import caption_features
+
+    captions = [t for frame in (data.train_items.frame, data.dev_items.frame) for texts in frame["text"] for t in texts]
+    log.info("[2/5] caption features from the frozen MiniLM (cached on disk)")
+    backbone = model.text_encoder.get_layer("text_backbone")
+    cached = caption_features(backbone, data.vectorizer, captions, weights_id())
+    return dataclasses.replace(data, batch_text=cached)
+
+
 def dev_request(config: ExperimentConfig, data: PreparedData, image_features) -> SplitRequest:
     """The dev items scored each epoch and in the run's report."""
     return SplitRequest(
-        vectorizer=data.vectorizer,
+        vectorizer=data.batch_vectorizer,
         input_config=data.input_config,
         manifest=data.manifest,
         split=config.data.dev_split,
@@ -403,7 +424,7 @@ def run_phases(
             config.data.train_split,
             phase_input,
             training=True,
-            vectorizer=data.vectorizer,
+            vectorizer=data.batch_vectorizer,
             selection=data.train_items,
             by_item=True,
             image_features=image_features,
@@ -500,7 +521,10 @@ def write_run(
     if evaluate_test and config.data.test_split in set(data.manifest.frame["split"]):
         log.info("[4/5] evaluating on the %s split", config.data.test_split)
         # From pixels, as `evaluate` and search see them: the feature cache holds training and dev images only.
-        test = dataclasses.replace(dev, split=config.data.test_split, max_items=None, image_features=None)
+        # Words through the whole text encoder too: the text cache holds training and dev captions only.
+        test = dataclasses.replace(
+            dev, vectorizer=data.vectorizer, split=config.data.test_split, max_items=None, image_features=None
+        )
         embeddings = test.embed(model)
         report = evaluate_embeddings(embeddings, with_curves=True, relevance=config.train.positives)
         test_files = write_reports(
@@ -541,6 +565,7 @@ def train(
     keras.utils.set_random_seed(config.seed)
     data = prepare_data(config)
     model, image_features = build_model(config, data, strategy)
+    data = with_cached_text_features(config, data, model)
     run_dir = Path(run_dir) if run_dir else new_run_dir(config)
     work_dir = role.folder(run_dir)
     _write_run_files(work_dir, config, data.vectorizer, data.labels)
