@@ -20,8 +20,6 @@ TOWERS = [
     "text.head_hidden=32",
     "image.backbone=efficientnet_lite2+mobilenet_v2",
     "image.image_size=64",
-    "image.feature_flip=true",
-    "image.test_views=2",
     "image.head_hidden=32",
     "train.epochs=1",
 ]
