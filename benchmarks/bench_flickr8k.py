@@ -192,11 +192,10 @@ def lite2_imagenet_check(max_photos: int = 60) -> dict:
     whose captions say "dog" (4 of 5 or more) predicted in ImageNet's dog classes (151-268),
     against photos whose captions never say it. No ImageNet images or labels are on hand
     offline; these photos and their captions stand in for them."""
-    import keras
     import numpy as np
     import tensorflow as tf
 
-    from pipeline.models import efficientnet_lite
+    from pipeline.models.efficientnet_lite import build_classifier
 
     source = paths.shared_dataset("flickr8k")
     captions: dict[str, list[str]] = {}
@@ -206,13 +205,8 @@ def lite2_imagenet_check(max_photos: int = 60) -> dict:
                 captions.setdefault(row[0], []).append(row[1].lower())
     dogs = sorted(f for f, c in captions.items() if sum(" dog" in x for x in c) >= 4)[:max_photos]
     others = sorted(f for f, c in captions.items() if not any("dog" in x for x in c))[:max_photos]
-    state = efficientnet_lite.read_torch_state_dict(efficientnet_lite.weights_file("efficientnet_lite2"))
-    maps = efficientnet_lite.build_efficientnet_lite("efficientnet_lite2", state=state)
-    classifier = keras.layers.Dense(1000)
-    logits = classifier(keras.layers.GlobalAveragePooling2D()(maps.output))
-    classifier.set_weights([state["_fc.weight"].T, state["_fc.bias"]])
-    model = keras.Model(maps.input, logits)
-    size = maps.input.shape[1]
+    model = build_classifier("efficientnet_lite2")
+    size = model.input.shape[1]
 
     def dog_share(names):
         pixels = np.stack(

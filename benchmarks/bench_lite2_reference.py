@@ -59,16 +59,9 @@ def photos(count: int) -> tuple[list[str], np.ndarray]:
 
 
 def keras_logits(pixels: np.ndarray) -> np.ndarray:
-    import keras
+    from pipeline.models.efficientnet_lite import build_classifier
 
-    from pipeline.models import efficientnet_lite
-
-    state = efficientnet_lite.read_torch_state_dict(efficientnet_lite.weights_file("efficientnet_lite2"))
-    maps = efficientnet_lite.build_efficientnet_lite("efficientnet_lite2", 260, state=state)
-    classifier = keras.layers.Dense(1000)
-    logits = classifier(keras.layers.GlobalAveragePooling2D()(maps.output))
-    classifier.set_weights([state["_fc.weight"].T, state["_fc.bias"]])
-    return keras.Model(maps.input, logits).predict(pixels.astype("float32"), batch_size=16, verbose=0)
+    return build_classifier("efficientnet_lite2", 260).predict(pixels.astype("float32"), batch_size=16, verbose=0)
 
 
 def compare(ours: np.ndarray, reference: np.ndarray) -> dict:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -13,6 +15,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=8)
+def _sha1_of(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha1(path: str | os.PathLike) -> str:
+    """SHA-1 of a file's bytes, remembered per path, size and modification time (weights files
+    are hashed once a process, not once a use)."""
+    stat = os.stat(path)
+    return _sha1_of(str(path), stat.st_size, stat.st_mtime_ns)
 
 
 @contextlib.contextmanager

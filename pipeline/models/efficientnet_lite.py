@@ -130,6 +130,17 @@ def _blocks(state: dict[str, np.ndarray]) -> list[dict]:
     return blocks
 
 
+def build_classifier(variant: str, image_size: int | None = None, state=None) -> keras.Model:
+    """Pixels → the 1,000 ImageNet logits: the maps average-pooled and the package's own
+    classifier (what the conversion checks compare)."""
+    state = state if state is not None else read_torch_state_dict(weights_file(variant))
+    maps = build_efficientnet_lite(variant, image_size, state=state)
+    classifier = keras.layers.Dense(1000, name="classifier")
+    logits = classifier(keras.layers.GlobalAveragePooling2D(name="gap")(maps.output))
+    classifier.set_weights([state["_fc.weight"].T, state["_fc.bias"]])
+    return keras.Model(maps.input, logits, name=f"{variant}_classifier")
+
+
 def build_efficientnet_lite(variant: str, image_size: int | None = None, state=None) -> keras.Model:
     """Pixels [batch, size, size, 3] in [0, 255] → the head's maps [batch, s, s, 1280], with the
     ImageNet weights of ``variant``. ``state`` (a state dict) replaces the package's file.

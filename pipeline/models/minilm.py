@@ -8,7 +8,6 @@ trained to produce (sentence-transformers' mean pooling).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import struct
@@ -18,6 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from pipeline.io_utils import file_sha1
 from pipeline.models.layers import NonZeroMask
 
 HIDDEN = 384
@@ -49,11 +49,7 @@ def vocabulary_path() -> Path:
 
 def weights_id() -> str:
     """The weights file's identity for caches: the SHA-1 of its bytes."""
-    digest = hashlib.sha1()
-    with (model_dir() / "model.safetensors").open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return "sha1:" + digest.hexdigest()
+    return "sha1:" + file_sha1(model_dir() / "model.safetensors")
 
 
 def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:

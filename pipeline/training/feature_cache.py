@@ -10,7 +10,6 @@ recomputes and nothing stale is ever reused, while two datasets naming the same 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import logging
 import os
@@ -23,7 +22,7 @@ import pandas as pd
 from pipeline import paths
 from pipeline.data.input_pipeline import make_dataset
 from pipeline.data.manifest import Manifest
-from pipeline.io_utils import atomic_path
+from pipeline.io_utils import atomic_path, file_sha1
 from pipeline.modalities.names import IMAGE
 from pipeline.models.image_encoder import weights_files
 from pipeline.preprocessing.image_ops import view_names, view_pixels
@@ -33,27 +32,13 @@ from pipeline.records import CachedImageFeatures
 log = logging.getLogger(__name__)
 
 
-@functools.lru_cache(maxsize=8)
-def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    """SHA-1 of a file's bytes; size and mtime are in the cache key of this memo, not the result."""
-    digest = hashlib.sha1()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _located(root: Path, image: str) -> str:
     """An image's absolute path (without resolving links: no file system access per image)."""
     return os.path.normpath(Path(root).absolute() / image)
 
 
 def cache_key(image_config, root: Path, images: list[str], view: str = "plain") -> str:
-    weights_ids = []
-    for weights in weights_files(image_config):
-        stat = Path(weights).stat()
-        weights_ids.append("sha1:" + _file_digest(str(weights), stat.st_size, stat.st_mtime_ns))
-    weights_id = ",".join(weights_ids) or "random"
+    weights_id = ",".join("sha1:" + file_sha1(weights) for weights in weights_files(image_config)) or "random"
     digest = hashlib.sha1()
     located = sorted(_located(root, image) for image in images)
     for part in (image_config.backbone, weights_id, str(image_config.image_size), image_config.pooling, *located):
