@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     base = load_config(args.config)
-    root = paths.models_dir() / "tuning" / base.name
+    root = paths.tuning_dir() / base.name
     search_command = (
         f"python -m pipeline tune --config {args.config} --algorithm {args.algorithm} --max-trials 200 "
         f"--budget-minutes {args.budget:g} --epochs {args.epochs}"

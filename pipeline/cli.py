@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline import paths
+from pipeline import monitoring, paths
 from pipeline.batch_embed import commands as batch_embed
 from pipeline.retrieval import commands as retrieval
 from pipeline.search_service import commands as service
@@ -336,6 +336,11 @@ COMMANDS = {
         tuning.run_tune,
         "search hyperparameters with KerasTuner; the objective is dev rsum",
     ),
+    "tensorboard": (
+        monitoring.add_tensorboard_arguments,
+        monitoring.run_tensorboard,
+        "TensorBoard over the training runs and tuning searches (loopback by default)",
+    ),
 }
 
 
@@ -382,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         service.ServeCommandError,
         tuning.TuneCommandError,
         batch_embed.EmbedCommandError,
+        monitoring.TensorBoardCommandError,
     ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

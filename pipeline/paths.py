@@ -52,6 +52,11 @@ def runs_dir() -> Path:
     return models_dir() / "runs"
 
 
+def tuning_dir() -> Path:
+    """KerasTuner searches (``pipeline tune``): saved_models/tuning/<search>."""
+    return models_dir() / "tuning"
+
+
 def index_dir(name: str | None = None) -> Path:
     """Search indexes: saved_models/index/<name>."""
     root = models_dir() / "index"

@@ -11,18 +11,41 @@ def test_fresh_train_steps_are_cut_at_the_lines_that_start_them():
         (70.5, "[12:00:00] INFO ...: planning 1900 train scenes and their captions"),
         (120.0, "checking files"),
         (131.0, "[12:01:01] INFO ...: [1/5] data: data/default (embedded)"),
+        (140.0, "[12:01:10] INFO ...: phase 'text-image': epochs 1 to 30, training text, image"),
+        (500.0, "[12:07:10] INFO ...: phase 'audio': epochs 31 to 38, training text, image, audio"),
+        (690.0, "[12:10:20] INFO ...: [3/5] training done in 560 s (dev rsum 500.0)"),
         (700.0, "[12:10:30] INFO ...: [4/5] evaluating on the test split"),
+        (730.0, ".venv/bin/python -m pipeline index --run latest --name default"),
+        (745.0, ".venv/bin/python -m pipeline export --index default"),
         (760.0, "Serve them: ..."),
     ]
     steps = step_seconds(lines, total=770.0)
-    # 0 → 70.5 → 131 → 700 → 770
+    # 0 → 70.5 → 131 → 140 → 500 → 690 → 730 → 745 → 770
     assert steps == {
         "set-up (.venv, pip)": 70.5,
         "dataset build": 60.5,
-        "training": 569.0,
-        "test evaluation, index, export": 70.0,
+        "training: start, data checks, model": 9.0,
+        "training: text-image phase": 360.0,
+        "training: audio phase": 190.0,
+        "test evaluation (and the run's dev report)": 40.0,
+        "index": 15.0,
+        "export": 25.0,
     }
     assert sum(steps.values()) == 770.0
+    # A run without an audio phase: its text-image phase runs on to the end of training.
+    no_audio = step_seconds([line for line in lines if "phase 'audio'" not in line[1]], total=770.0)
+    assert no_audio["training: audio phase"] is None and no_audio["training: text-image phase"] == 550.0
+
+
+def test_fresh_train_results_keep_the_last_two_commits():
+    from benchmarks.bench_fresh_train import merged_runs
+
+    a, b, c = ({"commit": name, "seconds": s} for name, s in (("a", 1.0), ("b", 2.0), ("c", 3.0)))
+    assert merged_runs([], a) == [a]
+    assert merged_runs([a], b) == [a, b]
+    assert merged_runs([a, b], c) == [b, c]
+    again = {"commit": "b", "seconds": 4.0}
+    assert merged_runs([a, b], again) == [a, again]  # a commit measured again replaces its old run
 
 
 def test_fresh_train_time_is_written_in_whole_minutes_and_seconds():

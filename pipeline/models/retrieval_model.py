@@ -193,13 +193,30 @@ class CrossModalModel(keras.Model):
     def encode_text(self, text_inputs, training=False):
         return self.text_tower_for(text_inputs)(text_inputs, training=training)
 
-    def call(self, inputs, training=False):
-        out = {}
-        if "text" in inputs:
-            out["text"] = self.encode_text(inputs["text"], training=training)
+    def text_keys(self, inputs, training) -> list[str]:
+        """The inputs the text tower reads in one call: the query caption ``text``, in training
+        the audio's own transcript ``audio_text`` (the exact positive for audio-text, when the
+        data has it), and the item's words ``item_text`` that the fusion network reads."""
+        keys = ["text"] if "text" in inputs else []
         if training and "audio_text" in inputs and AUDIO in inputs:
-            # The audio's own transcript: the exact positive for audio-text, when the data has it.
-            out["audio_text"] = self.encode_text(inputs["audio_text"], training=training)
+            keys.append("audio_text")
+        if "text" in self.fused and "item_text" in inputs:
+            keys.append("item_text")
+        return keys
+
+    def encode_texts(self, keys: list[str], inputs: dict, training) -> dict:
+        """``inputs[key]`` for each key through the text tower as one batch: the tower has no
+        batch statistics, so this is the same as a call per key, and the recurrent layers step
+        through the words once instead of once per key."""
+        if len(keys) < 2:
+            return {key: self.encode_text(inputs[key], training=training) for key in keys}
+        # The keys are columns of one batch, so the parts are of equal size.
+        encoded = self.encode_text(ops.concatenate([inputs[key] for key in keys], axis=0), training=training)
+        return dict(zip(keys, ops.split(encoded, len(keys), axis=0)))
+
+    def call(self, inputs, training=False):
+        out = self.encode_texts(self.text_keys(inputs, training), inputs, training)
+        item_text = out.pop("item_text", None)
         if "image_features" in inputs:
             out[IMAGE] = self.image_head(inputs["image_features"], training=training)
         elif IMAGE in inputs:
@@ -217,16 +234,17 @@ class CrossModalModel(keras.Model):
             if name in inputs:
                 out[name] = self.tower(name)(inputs[name], training=training)
         if any(m in out for m in self.content):
-            out["item"] = self.fuse(out, inputs, training)
+            out["item"] = self.fuse(out, inputs, training, item_text)
         return out
 
-    def fuse(self, out: dict, inputs: dict, training: bool):
+    def fuse(self, out: dict, inputs: dict, training: bool, item_text=None):
         """The item vector from the modality vectors in ``out``: the item's words are
-        ``inputs["item_text"]`` (not the query caption ``text``), each modality has its mask,
-        and in training each is hidden at random (``fusion.modality_dropout``), never all."""
+        ``inputs["item_text"]`` (not the query caption ``text``; ``item_text``, when given, is
+        their encoding), each modality has its mask, and in training each is hidden at random
+        (``fusion.modality_dropout``), never all."""
         vectors = {m: out[m] for m in self.content if m in out}
         if "text" in self.fused and "item_text" in inputs:
-            vectors["text"] = self.encode_text(inputs["item_text"], training=training)
+            vectors["text"] = self.encode_text(inputs["item_text"], training) if item_text is None else item_text
         batch = ops.shape(next(iter(vectors.values())))[0]
         fusion_inputs, masks = {}, []
         for m in self.fused:

@@ -454,8 +454,13 @@ def run_phases(
                 jit_compile=False,
             )
         backup = keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase.name))
+        # One iterator for the whole phase: given a dataset of one pass, Keras makes a new
+        # iterator every epoch, and tearing the old one down waits on tf.data's background
+        # threads, idle seconds at the end of many epochs. Batches are made per pass (the
+        # remainder dropped), so one pass is exactly ``phase_steps`` steps and epochs stay whole.
         phase_history = model.fit(
-            train_ds,
+            train_ds.repeat(),
+            steps_per_epoch=phase_steps,
             initial_epoch=phase.first_epoch,
             epochs=phase.last_epoch,
             callbacks=[*callbacks, backup, *extra_callbacks],

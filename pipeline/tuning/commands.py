@@ -50,7 +50,7 @@ def run_tune(args: argparse.Namespace) -> int:
         result = tune(
             base,
             space,
-            args.dir or paths.models_dir() / "tuning",
+            args.dir or paths.tuning_dir(),
             args.algorithm,
             args.max_trials,
             args.budget_minutes,
@@ -65,6 +65,8 @@ def run_tune(args: argparse.Namespace) -> int:
         print(f"  {key} = {value!r}")
     print(f"best config: {result.best_config_path}")
     print(f"train it:    python -m pipeline train --config {result.best_config_path}")
-    print(f"HParams:     tensorboard --logdir {result.best_config_path.parent / 'hparams'}")
+    print(
+        f"HParams:     python -m pipeline tensorboard (make tensorboard), or tensorboard --logdir {result.best_config_path.parent / 'hparams'}"
+    )
     print(f"all trials:  {result.best_config_path.parent / 'summary.md'}")
     return 0
