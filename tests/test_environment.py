@@ -84,8 +84,8 @@ def test_every_package_a_command_starts_with_imports():
     assert result.returncode == 0, result.stderr
     failed = json.loads(result.stdout.strip().splitlines()[-1])
     assert not failed, failed
-    page = REPO / "pipeline" / "search_service" / "static"
-    assert (page / "index.html").is_file() and any(page.glob("*.js"))
+    page = REPO / "pipeline" / "search_service" / "static" / "index.html"
+    assert "<script" in page.read_text()  # the page the service serves at /, with its script
 
 
 def test_tensorboard_starts_its_program(tmp_path):
@@ -99,7 +99,7 @@ def test_tensorboard_starts_its_program(tmp_path):
 
 @pytest.mark.slow
 def test_make_test_fast_collects_no_slow_test():
-    result = run_make("test-fast", "PYTEST_ARGS=--collect-only -q", "TEST_WORKERS=0", env=dict(os.environ))
+    result = run_make("test-fast", "PYTEST_ARGS=--collect-only", "TEST_WORKERS=0", env=dict(os.environ))
     collected = [line for line in result.stdout.splitlines() if "::" in line]
     assert collected, result.stdout
     assert not [t for t in collected if t.startswith(("tests/test_make_targets.py", "tests/test_tuning.py"))]
