@@ -1,14 +1,22 @@
 """The Naive Bayes stage: every indexed item is a class, its words are the features.
 
-Ranks items by query likelihood with scikit-learn's ``MultinomialNB``:
+Ranks items by query likelihood exactly as scikit-learn's ``MultinomialNB`` does (that class
+stays the definition: the tests fit it on the same counts and compare):
 
     log p(item | query) = sum_w n(w, query) * log p(w | item) + log p(item) - log Z(query)
-    p(w | item) = (count(w, item) + alpha) / (sum_v count(v, item) + alpha * |V|)
+    p(w | item) = (count(w, item) + alpha) / (N(item) + alpha * |V|),  N(item) = sum_v count(v, item)
     p(item) = class_count(item) / sum of class counts
 
-``predict_log_proba`` computes exactly that; ``log Z`` (the same for every item) does not
-change the ranking. The parameters are saved as plain arrays (no pickle) and the model can
-learn online: ``partial_fit`` adds a (query, item) pair's words to that item.
+without its dense [items, vocabulary] arrays: log p(w | item) splits into
+
+    seen[item, w] = log(count(w, item) + alpha) - log(alpha)       zero where count = 0: sparse
+    unseen[item]  = log(alpha) - log(N(item) + alpha * |V|)          one value per item
+
+so a query is scored from the posting lists of its words plus one term per item, and memory is
+O(non-zero counts). ``log Z`` (the same for every item) does not change the ranking. The
+exported retriever (``graph_ranking.NaiveBayesGraph``) computes the same split in the graph.
+The counts are saved as plain arrays (no pickle), and the model learns online: ``partial_fit``
+adds a (query, item) pair's words to that item.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy import sparse
-from sklearn.naive_bayes import MultinomialNB
+from scipy.special import logsumexp
 
 from pipeline.io_utils import atomic_path
 
@@ -36,7 +44,7 @@ def tokenize(text: str) -> list[str]:
 
 
 class NaiveBayesScorer:
-    """``MultinomialNB`` over items: fit on the items' word counts, scored on the query's.
+    """Multinomial Naive Bayes over items: fit on the items' word counts, scored on the query's.
 
     Args:
         vocabulary: the words (features) in column order; other words are unknown.
@@ -53,8 +61,14 @@ class NaiveBayesScorer:
         self.vocabulary = list(vocabulary)
         self.alpha = float(alpha)
         self.word_index = {w: i for i, w in enumerate(self.vocabulary)}
-        self.nb: MultinomialNB | None = None
-        self._word_means: np.ndarray | None = None  # per word, the mean over items of log p(w | item)
+        self._counts: sparse.csr_matrix | None = None  # [items, vocabulary] word counts
+        self._class_counts: np.ndarray | None = None  # [items] prior weights
+        # Derived in _fitted, when the model changes, so that scoring only reads: searches run
+        # in many threads at once and must not write to a scorer that a writer may be copying.
+        self._postings: sparse.csr_matrix | None = None  # [vocabulary, items]: seen, word by word
+        self._unseen: np.ndarray | None = None
+        self._log_prior: np.ndarray | None = None
+        self._seen_means: np.ndarray | None = None  # per word, the mean over items of seen
 
     # -------------------------------------------------------------- counts
 
@@ -79,27 +93,33 @@ class NaiveBayesScorer:
 
     @property
     def items(self) -> int:
-        return 0 if self.nb is None else len(self.nb.classes_)
+        return 0 if self._counts is None else self._counts.shape[0]
 
     def fit(self, item_counts, class_counts=None) -> NaiveBayesScorer:
         """One row of (possibly fractional) word counts per item; ``class_counts`` (default 1
         each) are the items' prior weights."""
-        item_counts = sparse.csr_matrix(item_counts, dtype=np.float64)
-        n = item_counts.shape[0]
-        weights = np.ones(n) if class_counts is None else np.asarray(class_counts, np.float64)
-        # MultinomialNB adds weight * row to an item's counts and weight to its class count,
-        # so rows divided by their weight restore the exact counts.
-        rows = sparse.diags(1.0 / np.maximum(weights, 1e-12)) @ item_counts
-        self.nb = MultinomialNB(alpha=self.alpha, force_alpha=True)
-        if n:
-            self.nb.fit(rows, np.arange(n), sample_weight=weights)
+        counts = sparse.csr_matrix(item_counts, dtype=np.float64, copy=True)
+        if counts.shape[1] != len(self.vocabulary):
+            raise ValueError(f"counts have {counts.shape[1]} columns for a vocabulary of {len(self.vocabulary)} words")
+        weights = np.ones(counts.shape[0]) if class_counts is None else np.array(class_counts, np.float64)
+        if weights.shape != (counts.shape[0],):
+            raise ValueError(f"{weights.size} class counts for {counts.shape[0]} items")
+        counts.sum_duplicates()
+        counts.eliminate_zeros()
+        self._counts, self._class_counts = counts, weights
         self._fitted()
         return self
 
     def _fitted(self) -> None:
-        # Worked out here, when the model changes, so that scoring only reads: searches run
-        # in many threads at once and must not write to a scorer that a writer may be copying.
-        self._word_means = self.nb.feature_log_prob_.mean(axis=0) if self.items else None
+        counts, alpha, items = self._counts, self.alpha, self.items
+        seen = counts.copy()
+        seen.data = np.log(seen.data + alpha) - np.log(alpha)
+        self._postings = seen.T.tocsr()
+        words = np.asarray(counts.sum(axis=1)).ravel()
+        self._unseen = np.log(alpha) - np.log(words + alpha * len(self.vocabulary))
+        with np.errstate(divide="ignore"):
+            self._log_prior = np.log(self._class_counts) - np.log(self._class_counts.sum()) if items else np.zeros(0)
+        self._seen_means = np.asarray(seen.sum(axis=0)).ravel() / max(items, 1)
 
     def clone(self) -> NaiveBayesScorer:
         """An independent copy (its own arrays), for a writer to change while searches read this one."""
@@ -109,10 +129,17 @@ class NaiveBayesScorer:
 
     def partial_fit(self, queries: list[str], items) -> None:
         """Online learning: each query's words are added to its item (feedback: the user chose
-        that item for that query), which also raises the item's prior."""
+        that item for that query), which also raises the item's prior by one."""
         self._require_fitted()
-        self.nb.partial_fit(self.count_matrix(list(queries)), np.asarray(items, np.int64))
-        self._fitted()
+        items = np.asarray(items, np.int64)
+        if items.size and (items.min() < 0 or items.max() >= self.items):
+            raise ValueError(f"partial_fit: item rows must be 0 to {self.items - 1}, got {items.tolist()}")
+        queries = list(queries)
+        owner = sparse.csr_matrix((np.ones(len(queries)), (items, np.arange(len(queries)))), (self.items, len(queries)))
+        self.fit(
+            self._counts + owner @ self.count_matrix(queries),
+            self._class_counts + np.bincount(items, minlength=self.items),
+        )
 
     def append_items(self, item_counts) -> None:
         """Adds items (new classes) at the end, keeping every earlier count."""
@@ -143,10 +170,10 @@ class NaiveBayesScorer:
         self.fit(counts[np.flatnonzero(keep)], weights[keep])
 
     def state(self) -> tuple[sparse.csr_matrix, np.ndarray]:
-        """(item word counts, item class counts): everything the model is made of."""
-        if self.nb is None or not hasattr(self.nb, "feature_count_"):
+        """(item word counts, item class counts): everything the model is made of (copies)."""
+        if self._counts is None:
             return sparse.csr_matrix((0, len(self.vocabulary))), np.zeros(0)
-        return sparse.csr_matrix(self.nb.feature_count_), self.nb.class_count_.copy()
+        return self._counts.copy(), self._class_counts.copy()
 
     # -------------------------------------------------------------- scoring
 
@@ -154,24 +181,28 @@ class NaiveBayesScorer:
         """log p(item | query) [len(queries), items], rounded to ``LOG_PROBA_DECIMALS``. A
         query with no known word gets the prior (every item's log p(item))."""
         self._require_fitted()
-        return np.round(self.nb.predict_log_proba(self.count_matrix(list(queries))), LOG_PROBA_DECIMALS)
+        counts = self.count_matrix(list(queries))
+        joint = (counts @ self._postings).toarray()  # the posting lists of the query's words only
+        joint += np.asarray(counts.sum(axis=1)) * self._unseen[None, :] + self._log_prior[None, :]
+        return np.round(joint - logsumexp(joint, axis=1, keepdims=True), LOG_PROBA_DECIMALS)
 
     def explain(self, query: str, item: int, top: int = 3) -> list[tuple[str, float]]:
         """The query words that weigh most for ``item``: each known word's contribution
         log p(w | item) - mean over items of log p(w | item), largest first."""
         self._require_fitted()
-        log_p, means = self.nb.feature_log_prob_, self._word_means
+        unseen_mean = float(self._unseen.mean())
         seen, out = set(), []
         for word in tokenize(query):
             j = self.word_index.get(word)
             if j is None or word in seen:
                 continue
             seen.add(word)
-            out.append((word, float(log_p[item, j] - means[j])))
+            log_p = self._postings[j, item] + self._unseen[item]
+            out.append((word, float(log_p - (self._seen_means[j] + unseen_mean))))
         return sorted(out, key=lambda pair: -pair[1])[:top]
 
     def _require_fitted(self):
-        if self.nb is None or self.items == 0:
+        if self.items == 0:
             raise ValueError("the Naive Bayes stage has no items; build the index first")
 
     # -------------------------------------------------------------- saving

@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
+from scipy import sparse
 from scipy.special import logsumexp
+from sklearn.naive_bayes import MultinomialNB
 
-from pipeline.retrieval.naive_bayes import NaiveBayesScorer, tokenize
+from pipeline.retrieval.naive_bayes import LOG_PROBA_DECIMALS, NaiveBayesScorer, tokenize
 
 
 def numpy_log_proba(counts: np.ndarray, class_counts: np.ndarray, queries: np.ndarray, alpha: float) -> np.ndarray:
@@ -107,3 +109,50 @@ def test_lexical_scorer_keeps_whole_words_of_either_vocabulary():
     assert scorer.vocabulary[:2] == ["dog", "run"]
     assert not {w for w in scorer.vocabulary if w.startswith(("[", "##"))}
     assert set(scorer.vocabulary[2:]) == {"a", "runs"}  # the indexed text's new words
+
+
+def multinomial_nb(counts: sparse.csr_matrix, class_counts: np.ndarray, alpha: float) -> MultinomialNB:
+    """scikit-learn's MultinomialNB holding exactly these counts: item i's row once, plus
+    class_counts[i] - 1 empty rows of class i (whole class counts only)."""
+    extra = np.repeat(np.arange(counts.shape[0]), class_counts.astype(int) - 1)
+    x = sparse.vstack([counts, sparse.csr_matrix((len(extra), counts.shape[1]))]).tocsr()
+    return MultinomialNB(alpha=alpha, force_alpha=True).fit(x, np.concatenate([np.arange(counts.shape[0]), extra]))
+
+
+def test_scores_are_multinomialnbs_on_the_same_counts_and_after_feedback():
+    rng = np.random.default_rng(1)
+    items, words = 300, 400
+    vocabulary = [f"w{i}" for i in range(words)]
+    counts = sparse.random(items, words, density=0.02, random_state=1, data_rvs=lambda n: rng.integers(1, 4, n)).tocsr()
+    class_counts = rng.integers(1, 4, size=items).astype(float)
+    nb = NaiveBayesScorer(vocabulary, alpha=0.1).fit(counts, class_counts)
+    reference = multinomial_nb(counts, class_counts, 0.1)
+    queries = [" ".join(rng.choice(vocabulary, size=rng.integers(1, 6))) for _ in range(50)] + ["nothing known"]
+
+    def check():
+        expected = np.round(reference.predict_log_proba(nb.count_matrix(queries)), LOG_PROBA_DECIMALS)
+        got = nb.log_proba(queries)
+        # The same formula summed in another order: at most one rounding step apart.
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1.5 * 10.0**-LOG_PROBA_DECIMALS)
+        np.testing.assert_array_equal(
+            np.argsort(-got, kind="stable")[:, :10], np.argsort(-expected, kind="stable")[:, :10]
+        )
+
+    check()
+    feedback, chosen = queries[:5], [3, 7, 7, 0, items - 1]
+    nb.partial_fit(feedback, chosen)
+    reference.partial_fit(nb.count_matrix(feedback), np.array(chosen))
+    check()
+    # Nothing the size of [items, vocabulary]: every array is per item, per word or per count.
+    nonzero = nb.state()[0].nnz
+    for name, value in vars(nb).items():
+        if isinstance(value, np.ndarray):
+            assert value.size <= max(items, words), name
+        elif sparse.issparse(value):
+            assert value.nnz <= nonzero, name
+
+
+def test_partial_fit_refuses_an_item_it_does_not_have():
+    nb = NaiveBayesScorer(["a", "b"]).fit(sparse.csr_matrix(np.eye(2)))
+    with pytest.raises(ValueError, match="0 to 1"):
+        nb.partial_fit(["a"], [2])
