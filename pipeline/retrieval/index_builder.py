@@ -244,15 +244,20 @@ def item_word_counts(
 ) -> tuple[sparse.csr_matrix, list[str]]:
     """Word counts per item for the NB stage, and where each item's words came from."""
     texts = ["" if withhold_captions else t for t in embedded.texts]
-    counts = scorer.count_matrix(texts).tolil()
+    counts = scorer.count_matrix(texts)
     source = ["captions" if t.strip() else "" for t in texts]
     without = [i for i, t in enumerate(texts) if not t.strip()]
     if head is not None and without:
         predicted = head.predicted_words(embedded.without_words[without], top=top, total=PREDICTED_TOTAL)
+        rows, columns, values = [], [], []
         for i, words in zip(without, predicted):
             for word, count in words.items():
-                counts[i, scorer.word_index[word]] = count
+                rows.append(i)
+                columns.append(scorer.word_index[word])
+                values.append(count)
             source[i] = "predicted"
+        # Those items' rows are empty (they have no text): their predicted words are all they hold.
+        counts = counts + sparse.csr_matrix((values, (rows, columns)), shape=counts.shape)
     return counts.tocsr(), source
 
 

@@ -11,8 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from scipy import sparse
 
 from pipeline.io_utils import atomic_path
+
+# Rows made dense at once when predicting: memory is this many rows × the vocabulary, however
+# many items there are.
+PREDICT_ROWS = 1024
 
 
 class WordHead:
@@ -46,23 +51,30 @@ class WordHead:
         seed: int = 0,
     ) -> WordHead:
         """Fits on rows of ``embeddings`` [n, dim] and their ``word_counts`` [n, vocabulary]
-        (dense or sparse; each row normalised to a distribution, empty rows left out)."""
+        (dense or sparse; each row normalised to a distribution, empty rows left out). The
+        targets stay sparse and each shuffled batch is made dense alone, so memory is a batch
+        × the vocabulary, not items × the vocabulary."""
         import keras
 
-        counts = word_counts.toarray() if hasattr(word_counts, "toarray") else np.asarray(word_counts)
-        totals = counts.sum(axis=1)
+        counts = sparse.csr_matrix(word_counts, dtype=np.float64)
+        totals = np.asarray(counts.sum(axis=1)).ravel()
         keep = totals > 0
         if not keep.any():
             raise ValueError("no training text to learn words from")
         x = np.asarray(embeddings, np.float32)[keep]
-        y = (counts[keep] / totals[keep, None]).astype(np.float32)
+        y = (sparse.diags(1.0 / totals[keep]) @ counts[keep]).astype(np.float32).tocsr()
         keras.utils.set_random_seed(seed)
         inputs = keras.Input((x.shape[1],))
         # Unit vectors give small logits; a learned scale lets the softmax become peaked.
         dense = keras.layers.Dense(len(vocabulary), name="words")
         model = keras.Model(inputs, keras.layers.Activation("softmax")(dense(inputs)))
         model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="categorical_crossentropy")
-        model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
+        rng = np.random.default_rng(seed)
+        for _ in range(epochs):
+            shuffled = rng.permutation(len(x))
+            for start in range(0, len(x), batch_size):
+                rows = shuffled[start : start + batch_size]
+                model.train_on_batch(x[rows], y[rows].toarray())
         weights, bias = dense.get_weights()
         return cls(vocabulary, weights, bias)
 
@@ -74,13 +86,16 @@ class WordHead:
 
     def predicted_words(self, embeddings: np.ndarray, top: int = 10, total: float = 10.0) -> list[dict[str, float]]:
         """Per row, the ``top`` most probable words with counts proportional to their
-        probability, summing to ``total`` (about one caption's worth of words)."""
-        p = self.probabilities(embeddings)
+        probability, summing to ``total`` (about one caption's worth of words). Rows are
+        taken ``PREDICT_ROWS`` at a time."""
+        embeddings = np.asarray(embeddings, np.float32)
         out = []
-        for row in p:
-            best = np.argsort(-row)[:top]
-            mass = row[best].sum()
-            out.append({self.vocabulary[j]: float(total * row[j] / mass) for j in best})
+        for start in range(0, len(embeddings), PREDICT_ROWS):
+            p = self.probabilities(embeddings[start : start + PREDICT_ROWS])
+            for row in p:
+                best = np.argsort(-row)[:top]
+                mass = row[best].sum()
+                out.append({self.vocabulary[j]: float(total * row[j] / mass) for j in best})
         return out
 
     def save(self, path: str | Path) -> None:

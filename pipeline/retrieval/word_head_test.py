@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
+from scipy import sparse
 
+from pipeline.retrieval import word_head
 from pipeline.retrieval.word_head import WordHead
 
 
@@ -27,3 +29,21 @@ def test_learns_which_words_go_with_which_direction_and_round_trips(tmp_path):
 def test_refuses_to_train_without_any_words():
     with pytest.raises(ValueError, match="no training text"):
         WordHead.train(np.ones((3, 4), "float32"), np.zeros((3, 2)), ["a", "b"])
+
+
+class WholeDenseRefused(sparse.csr_matrix):
+    """Sparse word counts that refuse to become one dense [rows, vocabulary] array."""
+
+    def toarray(self, *args, **kwargs):
+        raise AssertionError("the whole count matrix was made dense")
+
+
+def test_trains_on_sparse_counts_a_batch_at_a_time_and_predicts_in_chunks(monkeypatch):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((300, 8)).astype("float32")
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    counts = sparse.random(300, 50, density=0.1, random_state=1, format="csr")
+    head = WordHead.train(x, WholeDenseRefused(counts), [f"w{i}" for i in range(50)], epochs=2, batch_size=64)
+    whole = head.predicted_words(x, top=5)
+    monkeypatch.setattr(word_head, "PREDICT_ROWS", 7)  # 300 rows in chunks of 7: the same words and counts
+    assert head.predicted_words(x, top=5) == whole
