@@ -15,8 +15,9 @@ from scipy import sparse
 
 from pipeline.io_utils import atomic_path
 
-# Rows made dense at once when predicting: memory is this many rows × the vocabulary, however
-# many items there are.
+# Training makes at most this many bytes of targets dense at once (rows × vocabulary × 4),
+# predicting this many rows: memory is bounded however many items there are.
+TRAIN_TARGET_BYTES = 256 * 2**20
 PREDICT_ROWS = 1024
 
 
@@ -52,8 +53,8 @@ class WordHead:
     ) -> WordHead:
         """Fits on rows of ``embeddings`` [n, dim] and their ``word_counts`` [n, vocabulary]
         (dense or sparse; each row normalised to a distribution, empty rows left out). The
-        targets stay sparse and each shuffled batch is made dense alone, so memory is a batch
-        × the vocabulary, not items × the vocabulary."""
+        targets stay sparse: each epoch's shuffled rows are made dense a part at a time, at
+        most ``TRAIN_TARGET_BYTES`` of them, not items × the vocabulary at once."""
         import keras
 
         counts = sparse.csr_matrix(word_counts, dtype=np.float64)
@@ -69,12 +70,13 @@ class WordHead:
         dense = keras.layers.Dense(len(vocabulary), name="words")
         model = keras.Model(inputs, keras.layers.Activation("softmax")(dense(inputs)))
         model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="categorical_crossentropy")
+        rows_at_once = max(batch_size, TRAIN_TARGET_BYTES // (4 * max(len(vocabulary), 1)))
         rng = np.random.default_rng(seed)
         for _ in range(epochs):
             shuffled = rng.permutation(len(x))
-            for start in range(0, len(x), batch_size):
-                rows = shuffled[start : start + batch_size]
-                model.train_on_batch(x[rows], y[rows].toarray())
+            for start in range(0, len(x), rows_at_once):
+                rows = shuffled[start : start + rows_at_once]
+                model.fit(x[rows], y[rows].toarray(), batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
         weights, bias = dense.get_weights()
         return cls(vocabulary, weights, bias)
 

@@ -43,6 +43,7 @@ def test_trains_on_sparse_counts_a_batch_at_a_time_and_predicts_in_chunks(monkey
     x = rng.standard_normal((300, 8)).astype("float32")
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     counts = sparse.random(300, 50, density=0.1, random_state=1, format="csr")
+    monkeypatch.setattr(word_head, "TRAIN_TARGET_BYTES", 100 * 50 * 4)  # 300 rows made dense 100 at a time
     head = WordHead.train(x, WholeDenseRefused(counts), [f"w{i}" for i in range(50)], epochs=2, batch_size=64)
     whole = head.predicted_words(x, top=5)
     monkeypatch.setattr(word_head, "PREDICT_ROWS", 7)  # 300 rows in chunks of 7: the same words and counts
