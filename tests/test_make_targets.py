@@ -14,6 +14,7 @@ import json
 import math
 import os
 import urllib.parse
+from pathlib import Path
 
 import pytest
 
@@ -64,8 +65,6 @@ def make_env(tiny_default_dataset, tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def models_dir(make_env):
-    from pathlib import Path
-
     return Path(make_env["PIPELINE_MODELS_DIR"])
 
 

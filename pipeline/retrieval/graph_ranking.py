@@ -46,7 +46,7 @@ def tokenize_graph(texts: tf.Tensor) -> tf.RaggedTensor:
 
 
 class NaiveBayesGraph(tf.Module):
-    """``NaiveBayesScorer.log_proba`` as graph ops, from the scorer's counts.
+    """``NaiveBayesScorer.log_proba`` as graph ops, from the scorer's ``log_terms``.
 
     MultinomialNB's log p(w | item) is log(c + alpha) - log(N_item + alpha |V|) for a word
     counted c times in the item (N_item words in all). Split as
@@ -67,28 +67,19 @@ class NaiveBayesGraph(tf.Module):
 
     def __init__(self, scorer: NaiveBayesScorer, name: str = "naive_bayes"):
         super().__init__(name=name)
-        counts, class_counts = scorer.state()
-        counts = counts.tocoo()
+        seen, unseen, log_prior = scorer.log_terms()
+        seen = seen.tocoo()  # row-major (log_terms sorts it), as a SparseTensor requires
         vocabulary_size = len(scorer.vocabulary)
-        alpha = scorer.alpha
-        item_words = np.asarray(counts.sum(axis=1)).ravel()
-        # Row-major order, as a SparseTensor requires.
-        order = np.lexsort((counts.col, counts.row))
-        indices = np.stack([counts.row[order], counts.col[order]], axis=1).astype(np.int64)
-        seen = np.log(counts.data[order] + alpha) - np.log(alpha)
-        self.items = int(counts.shape[0])
+        indices = np.stack([seen.row, seen.col], axis=1).astype(np.int64)
+        self.items = int(seen.shape[0])
         self.vocabulary_size = vocabulary_size
         # A Keras lookup layer rather than a bare hash table: ExportArchive saves those itself.
         # Index 0 is for unknown words, so word j of the vocabulary is j + 1.
         self.words = keras.layers.StringLookup(vocabulary=list(scorer.vocabulary), num_oov_indices=1, name="nb_words")
         self.seen_indices = tf.Variable(indices.reshape(-1, 2), trainable=False, name="seen_indices")
-        self.seen_values = tf.Variable(seen.astype(np.float64), trainable=False, name="seen_values")
-        self.unseen = tf.Variable(
-            np.log(alpha) - np.log(item_words + alpha * vocabulary_size), trainable=False, name="unseen"
-        )
-        self.log_prior = tf.Variable(
-            np.log(class_counts) - np.log(class_counts.sum()), trainable=False, name="log_prior"
-        )
+        self.seen_values = tf.Variable(seen.data.astype(np.float64), trainable=False, name="seen_values")
+        self.unseen = tf.Variable(unseen, trainable=False, name="unseen")
+        self.log_prior = tf.Variable(log_prior, trainable=False, name="log_prior")
 
     def word_counts(self, words: tf.RaggedTensor) -> tf.Tensor:
         """Counts [batch, vocabulary] (float64) of the known words of each query."""

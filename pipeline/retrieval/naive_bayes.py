@@ -123,9 +123,8 @@ class NaiveBayesScorer:
 
     def clone(self) -> NaiveBayesScorer:
         """An independent copy (its own arrays), for a writer to change while searches read this one."""
-        counts, weights = self.state()
         twin = NaiveBayesScorer(list(self.vocabulary), self.alpha)
-        return twin.fit(counts, weights) if counts.shape[0] else twin
+        return twin.fit(self._counts, self._class_counts) if self.items else twin  # fit copies
 
     def partial_fit(self, queries: list[str], items) -> None:
         """Online learning: each query's words are added to its item (feedback: the user chose
@@ -174,6 +173,14 @@ class NaiveBayesScorer:
         if self._counts is None:
             return sparse.csr_matrix((0, len(self.vocabulary))), np.zeros(0)
         return self._counts.copy(), self._class_counts.copy()
+
+    def log_terms(self) -> tuple[sparse.csr_matrix, np.ndarray, np.ndarray]:
+        """(seen [items, vocabulary] sparse, unseen [items], log prior [items]): the split of
+        the module docstring, what ``graph_ranking.NaiveBayesGraph`` puts in the graph."""
+        self._require_fitted()
+        seen = self._postings.T.tocsr()
+        seen.sort_indices()  # row-major, columns in order: what a SparseTensor requires
+        return seen, self._unseen, self._log_prior
 
     # -------------------------------------------------------------- scoring
 
