@@ -14,7 +14,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data describe train tune evaluate index export serve search tensorboard test test-fast lint format bench-input bench-default bench-fresh-train bench-flickr8k bench-search bench-hybrid bench-fusion bench-serve bench-hostile bench-audio bench-tuning bench-scale bench-lite2-reference clean
+.PHONY: help venv data describe train tune evaluate index export serve search tensorboard test test-fast lint format bench-input bench-default bench-fresh-train bench-flickr8k bench-search bench-hybrid bench-fusion bench-serve bench-million bench-hostile bench-audio bench-tuning bench-scale bench-lite2-reference clean
 
 help: ## List every target with one line each
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -118,6 +118,9 @@ bench-search: $(STAMP) ## Exact search vs FAISS flat and the memory-bandwidth bo
 
 bench-serve: $(STAMP) ## The search service under load: 20 clients, 60 s of text searches on the default index (after make train)
 	$(PY) -m benchmarks.bench_serve $(ARGS)
+
+bench-million: $(STAMP) ## 10k-1M caption items, exact and hnsw: build RSS, query p50/p99 per ranking, 20-client throughput, adds/deletes/feedback, SIGKILL, compact; the old code at 10k (after make train)
+	$(PY) -m benchmarks.bench_million $(ARGS)
 
 bench-hostile: $(STAMP) ## Hostile uploads (lying headers, decompression bombs) against the service: 4xx within 2 s, memory (after make train)
 	$(PY) -m benchmarks.bench_hostile $(ARGS)

@@ -466,16 +466,17 @@ def test_row_13_a_damaged_run_is_named_with_exit_2(smoke_run, tmp_path, capsys, 
 def test_a_version_that_fails_its_own_check_is_never_published(writable, monkeypatch):
     client, folder, _ = writable
     digest = folder_digest(folder)
-    import pipeline.retrieval.index_store as index_store
+    import pipeline.retrieval.index_changes as index_changes
 
-    real = index_store.SearchIndex.read
+    # An add writes one change file (issue 33), checked by reading it back before it is published.
+    real = index_changes.AddedItems.from_arrays.__func__
 
-    def reads_back_wrong(folder_read):
-        index = real(folder_read)
-        index.metadata.loc[len(index.metadata) - 1, "caption"] = "not what was written"
-        return index
+    def reads_back_wrong(cls, arrays):
+        change = real(cls, arrays)
+        change.metadata.loc[len(change.metadata) - 1, "caption"] = "not what was written"
+        return change
 
-    monkeypatch.setattr(index_store.SearchIndex, "read", staticmethod(reads_back_wrong))
+    monkeypatch.setattr(index_changes.AddedItems, "from_arrays", classmethod(reads_back_wrong))
     answer = client.post("/items", data={"caption": "a checked write", "item_id": "checked"}, headers=AUTH)
     monkeypatch.undo()
     assert answer.status_code == 422 and "does not read back" in answer.json()["detail"]

@@ -68,8 +68,11 @@ def test_text_search_ranks_by_the_dense_score_like_numpy(smoke_index, smoke_run,
     top = np.argsort(-expected, kind="stable")[:5]
     assert [h["item_id"] for h in out["hits"]] == index.metadata["item_id"].iloc[top].tolist()
     np.testing.assert_allclose([h["dense_score"] for h in out["hits"]], expected[top], atol=1e-4)
+    # The dense ranking never reads the Naive Bayes stage (issue 33): no NB score, no NB words.
+    assert all(h["nb_log_proba"] is None and h["nb_words"] == [] for h in out["hits"])
+    weighted = search_json(capsys, "--index", "tiny", query, "-k", "5", "--ranking", "weighted")
     assert all(
-        h["nb_words"] and h["nb_words"][0][0] in query.split() for h in out["hits"]
+        h["nb_words"] and h["nb_words"][0][0] in query.split() for h in weighted["hits"]
     )  # why: the words that weighed
 
 
@@ -100,8 +103,8 @@ def test_hybrid_rankings_fuse_the_dense_and_nb_scores(smoke_index, capsys):
     from pipeline.retrieval.hybrid import fuse
 
     query = "a green triangle"
-    dense = search_json(capsys, "--index", "tiny", query, "-k", "200", "--ranking", "dense")
-    hits = {h["item_id"]: h for h in dense["hits"]}
+    every = search_json(capsys, "--index", "tiny", query, "-k", "200", "--ranking", "nb")  # both scores of each
+    hits = {h["item_id"]: h for h in every["hits"]}
     row = {item: i for i, item in enumerate(SearchIndex.open(smoke_index).metadata["item_id"])}
     ids = sorted(hits, key=row.get)  # the searcher's candidate order (ties in a ranking go to the lower row)
     d = np.array([[hits[i]["dense_score"] for i in ids]])

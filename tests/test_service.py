@@ -2,6 +2,7 @@
 through ``python -m pipeline serve``."""
 
 import json
+import os
 import shutil
 import threading
 import urllib.request
@@ -171,6 +172,46 @@ def test_new_items_are_added_and_searchable(writable, tmp_path):
     assert client.post("/items", data={"caption": " "}, headers=auth).status_code == 422  # neither file nor caption
     assert client.post("/items", headers=auth).status_code == 415  # no form at all
     assert client.post("/items", json={"caption": "x"}, headers=auth).status_code == 415
+
+
+def test_items_are_removed_and_the_service_compacts_in_the_background(writable, tmp_path):
+    client, folder = writable
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    n = len(SearchIndex.open(folder))
+    picture = write_image(tmp_path / "kite.png", colour=(20, 200, 20)).read_bytes()
+    form = {"caption": "a kite over a zebra", "item_id": "kite/1"}
+    assert (
+        client.post("/items", files={"file": ("k.png", picture, "image/png")}, data=form, headers=auth).status_code
+        == 201
+    )
+    upload = client.app.state.service.item("kite/1")["image_path"]
+    victim = SearchIndex.open(folder).metadata["item_id"].iloc[0]
+    assert client.delete(f"/items/{victim}").status_code == 401
+    assert client.delete("/items/no-such-item", headers=auth).status_code == 404
+    assert client.delete("/items/kite%2F1", headers=auth).json() == {"item_id": "kite/1", "removed": True}
+    assert client.delete(f"/items/{victim}", headers=auth).status_code == 200
+    assert not os.path.exists(upload)  # its uploaded file went with it
+    assert client.get("/items/kite%2F1").status_code == 404
+    found = client.post("/search", json={"query": "kite zebra", "k": 50, "ranking": "weighted"}).json()
+    assert not {"kite/1", victim} & set(hit_ids(found))
+    before = {r: client.post("/search", json={"query": "a red circle", "k": 10, "ranking": r}).json() for r in RANKINGS}
+    assert len(SearchIndex.open(folder)) == n - 1 and SearchIndex.open(folder).log.files
+
+    assert client.post("/compact").status_code == 401
+    started = client.post("/compact", headers=auth)
+    assert started.status_code == 202 and started.json()["changes"] == 3
+    client.app.state.service._compactor.join(timeout=120)
+    reopened = SearchIndex.open(folder)
+    assert reopened.log.files == () and len(reopened) == n - 1 and reopened.rows == n - 1
+    for ranking, answer in before.items():  # a compaction changes no ranking
+        after = client.post("/search", json={"query": "a red circle", "k": 10, "ranking": ranking}).json()
+        assert [(h["item_id"], round(h["score"], 6)) for h in after["hits"]] == [
+            (h["item_id"], round(h["score"], 6)) for h in answer["hits"]
+        ]
+    assert client.post("/compact", headers=auth).json() == {"compacting": False, "changes": 0}
+
+
+RANKINGS = ("dense", "nb", "weighted", "rrf")
 
 
 def test_bad_requests_get_4xx_with_a_message(client, tmp_path):

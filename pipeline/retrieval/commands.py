@@ -32,8 +32,9 @@ def add_index_arguments(parser: argparse.ArgumentParser) -> None:
         "action",
         nargs="?",
         default="build",
-        choices=("build", "add", "remove", "info"),
-        help="build (default) a new index, add a dataset's items to one, remove items by id, or describe one",
+        choices=("build", "add", "remove", "compact", "info"),
+        help="build (default) a new index, add a dataset's items to one, remove items by id, compact one (fold "
+        "its changes into a new base), or describe one",
     )
     parser.add_argument("ids", nargs="*", help="item ids (remove)")
     parser.add_argument("--name", default="default", help="index name under saved_models/index (default: default)")
@@ -155,6 +156,11 @@ def run_index(args: argparse.Namespace) -> int:
             if problem is not None:
                 raise RetrievalCommandError(str(problem))
             index = SearchIndex.open(args.name).removed(args.ids)
+        elif args.action == "compact":
+            index = SearchIndex.open(args.name)
+            pending = len(index.log.files)
+            index = index.compacted()
+            print(f"compacted: {pending} change file(s) folded into a new base")
         else:
             index = SearchIndex.open(args.name)
     except (IndexProblem, IncompatibleRun, ManifestError, BackendUnavailable) as error:
@@ -168,6 +174,11 @@ def run_index(args: argparse.Namespace) -> int:
     if ranking.why:
         print(f"          ({ranking.why})")
     print(f"run:      {index.record.model.run}")
+    if index.log.files:
+        print(
+            f"changes:  {len(index.log.files)} change file(s) since the base ({index.tail.count} row(s) added, "
+            f"{len(index.removed_rows)} removed); fold them in with: python -m pipeline index compact --name {index.name}"
+        )
     print(
         f"words:    {len(index.naive_bayes.vocabulary)} in the Naive Bayes vocabulary; "
         f"{(index.metadata['words_from'] == 'predicted').sum()} item(s) have predicted words"

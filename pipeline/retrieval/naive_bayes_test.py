@@ -145,11 +145,58 @@ def test_scores_are_multinomialnbs_on_the_same_counts_and_after_feedback():
     check()
     # Nothing the size of [items, vocabulary]: every array is per item, per word or per count.
     nonzero = nb.state()[0].nnz
-    for name, value in vars(nb).items():
+    parts = [*vars(nb).values(), *vars(nb._base).values(), *vars(nb._overlay).values()]
+    for value in parts:
         if isinstance(value, np.ndarray):
-            assert value.size <= max(items, words), name
+            assert value.size <= max(items, words)
         elif sparse.issparse(value):
-            assert value.nnz <= nonzero, name
+            assert value.nnz <= nonzero
+
+
+@pytest.mark.parametrize("dense_columns", [False, True])
+def test_changes_share_the_base_and_score_as_a_model_fitted_on_the_changed_counts(monkeypatch, dense_columns):
+    import pipeline.retrieval.naive_bayes as module
+
+    if dense_columns:  # the frequent words' postings as dense columns, as on a large index
+        monkeypatch.setattr(module, "DENSE_POSTING_MIN_ITEMS", 1)
+    rng = np.random.default_rng(2)
+    items, words = 200, 60
+    vocabulary = [f"w{i}" for i in range(words)]
+    counts = sparse.random(
+        items, words, density=0.05, random_state=2, data_rvs=lambda n: rng.integers(1, 3, n)
+    ).toarray()
+    counts[:, 0] = 1.0  # a word every item has ("a")
+    counts = sparse.csr_matrix(counts)
+    old = NaiveBayesScorer(vocabulary, alpha=0.1).fit(counts)
+    assert bool(old._base.dense_columns) == dense_columns
+    queries = [" ".join(rng.choice(vocabulary, size=rng.integers(1, 5))) for _ in range(30)] + ["w0 newword"]
+    before = old.log_proba(queries)
+
+    changed = old.with_feedback(queries[:3], [5, 5, 190])
+    changed, new_words = changed.with_vocabulary(["newword w1"])
+    assert new_words == ["newword"]
+    changed = changed.with_items(changed.count_matrix(["newword w0 w2", "w3"]))
+    changed = changed.without_items([7, items + 1])
+    assert changed._base is old._base and changed.changed_items == 5  # rows 5, 190, 7 and the two new
+
+    np.testing.assert_array_equal(old.log_proba(queries), before)  # the old version is untouched
+
+    # The reference: a model fitted from scratch on the changed counts, removed rows dropped.
+    state, weights = changed.state()
+    keep = weights > 0
+    assert state.shape == (items + 2, words + 1) and not keep[7] and not keep[items + 1]
+    reference = multinomial_nb(state[np.flatnonzero(keep)], weights[keep], 0.1)
+    got = changed.log_proba(queries)
+    assert np.isneginf(got[:, ~keep]).all()
+    expected = np.round(reference.predict_log_proba(changed.count_matrix(queries)), LOG_PROBA_DECIMALS)
+    np.testing.assert_allclose(got[:, keep], expected, rtol=0, atol=1.5 * 10.0**-LOG_PROBA_DECIMALS)
+    flat = changed.consolidated(keep)
+    assert flat.changed_items == 0
+    np.testing.assert_allclose(flat.log_proba(queries), got[:, keep], rtol=0, atol=1.5 * 10.0**-LOG_PROBA_DECIMALS)
+    # explain's averages leave the removed items out, as the consolidated model does.
+    np.testing.assert_allclose(
+        [v for _, v in changed.explain(queries[0], 5)], [v for _, v in flat.explain(queries[0], 5)], atol=1e-12
+    )
 
 
 def test_partial_fit_refuses_an_item_it_does_not_have():

@@ -153,19 +153,21 @@ class Searcher:
         vectors = self.encoder.encode_text(texts)
         index = self.index  # one version for the whole batch: a writer may swap in another meanwhile
         naive_bayes = index.naive_bayes
-        tokens = [tokenize(t) for t in texts]
-        unknown = [[w for w in words if w not in naive_bayes.word_index] for words in tokens]
-        known = [len(words) > len(u) for words, u in zip(tokens, unknown)]
-        with_words = [t for t, has in zip(texts, known) if has]
-        nb_rows = iter(naive_bayes.log_proba(with_words)) if with_words else iter(())
         default_ranking = index.record.ranking
+        rankings = [queries[i].ranking or default_ranking.method for i in valid]
+        # Only the queries ranked with words pay for the Naive Bayes stage: "dense" never reads it.
+        lexical = [j for j, ranking in enumerate(rankings) if ranking != "dense"]
+        unknown = {j: naive_bayes.unknown_words(texts[j]) for j in lexical}
+        with_words = {j for j in lexical if len(tokenize(texts[j])) > len(unknown[j])}
+        nb_rows = naive_bayes.iter_log_proba([texts[j] for j in sorted(with_words)]) if with_words else iter(())
         for j, i in enumerate(valid):
-            q = queries[i]
-            ranking = q.ranking or default_ranking.method
+            q, ranking = queries[i], rankings[j]
             weight = default_ranking.weight if q.weight is None else q.weight
-            notes = [f"not in the index's vocabulary: {', '.join(unknown[j])}"] if unknown[j] else []
-            nb = next(nb_rows) if known[j] else None
-            if not known[j]:
+            notes = [f"not in the index's vocabulary: {', '.join(unknown[j])}"] if unknown.get(j) else []
+            nb = None
+            if ranking != "dense" and j in with_words:
+                nb = next(nb_rows)  # with_words in order
+            elif ranking != "dense":
                 notes.append(
                     "no query word is in the index's vocabulary: the Naive Bayes stage has only its prior, "
                     "so the ranking is the dense one"
@@ -241,11 +243,10 @@ class Searcher:
         if allowed is not None and not allowed.any():
             return SearchResponse(query, ranking, [], notes + [f"no item matches the filter {filters}"])
         candidates = max(MIN_CANDIDATES, 10 * k)
-        dense_scores, dense_rows = index.backend.search(vector, candidates, allowed, filters=filters)
-        rows = dense_rows[0][dense_rows[0] >= 0]
+        _, rows = index.search_dense(vector, candidates, allowed, filters=filters)
         if nb is not None:
             masked = nb if allowed is None else np.where(allowed, nb, -np.inf)
-            nb_top = np.argsort(-masked, kind="stable")[:candidates]
+            nb_top = top_rows(masked, candidates)
             rows = np.unique(np.concatenate([rows, nb_top[np.isfinite(masked[nb_top])]]))
         rows = np.sort(rows)
         dense = np.asarray(index.vectors[rows] @ vector[0], np.float32)
@@ -277,6 +278,29 @@ class Searcher:
                 )
             )
         return SearchResponse(query, ranking, hits, notes)
+
+
+def top_rows(scores: np.ndarray, count: int, block: int = 1024) -> np.ndarray:
+    """``np.argsort(-scores, kind="stable")[:count]`` (ties by row) without sorting everything:
+    the ``count``-th largest of the block maxima bounds the ``count``-th largest score from
+    below (that many blocks each hold a score at least as high), so only the scores above it
+    are sorted. O(len(scores)) for one query over many items."""
+    n = len(scores)
+    if n <= 4 * max(count, block):
+        return np.argsort(-scores, kind="stable")[:count]
+    blocks = -(-n // block)
+    padded = np.full(blocks * block, -np.inf)
+    padded[:n] = scores
+    maxima = padded.reshape(blocks, block).max(axis=1)
+    if count >= blocks:
+        return np.argsort(-scores, kind="stable")[:count]
+    bound = np.partition(maxima, blocks - count)[blocks - count]
+    if bound == -np.inf:  # fewer finite scores than count (a narrow filter): those, then -inf rows by row
+        above = np.flatnonzero(np.isfinite(scores))
+        rest = np.flatnonzero(~np.isfinite(scores))[: count - len(above)]
+        return np.concatenate([above[np.argsort(-scores[above], kind="stable")], rest])
+    above = np.flatnonzero(scores >= bound)  # in row order, so a stable sort breaks ties by row
+    return above[np.argsort(-scores[above], kind="stable")[:count]]
 
 
 def is_utf8(text: str) -> bool:

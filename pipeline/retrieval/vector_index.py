@@ -44,6 +44,10 @@ class VectorIndex(abc.ABC):
     supports_add: bool = True
     supports_remove: bool = True
     files: tuple[str, ...] = ()
+    # True: the structure takes added and removed rows in place (``insert``, ``delete``), so a
+    # search asks it for every row; False: it holds the base's rows, and an index's added rows
+    # are scored beside it until a compaction builds it again.
+    live_changes: bool = False
 
     def __init__(self, vectors: np.ndarray, **params):
         self.vectors = vectors
@@ -78,6 +82,20 @@ class VectorIndex(abc.ABC):
 
     def moved(self, folder: Path) -> None:
         """The folder this index was saved in now lives at ``folder`` (a version was published)."""
+        return None
+
+    def insert(self, first_row: int, vectors: np.ndarray, metadata) -> None:
+        """Rows ``first_row``... (``vectors``, ``metadata``) added in place; idempotent (a
+        change is applied again when an index is opened). Only for ``live_changes`` kinds."""
+        raise NotImplementedError(f"index kind {self.kind} does not change in place")
+
+    def delete(self, rows: np.ndarray) -> None:
+        """``rows`` removed in place; idempotent. Only for ``live_changes`` kinds."""
+        raise NotImplementedError(f"index kind {self.kind} does not change in place")
+
+    def verify(self, rows: int) -> None:
+        """Raises when the structure does not hold ``rows`` rows (checked once an index's
+        changes are replayed); by default the base's rows are all it holds, as checked at load."""
         return None
 
     @classmethod
@@ -146,7 +164,9 @@ def load_vector_index(kind: str, folder: Path, vectors: np.ndarray, **params) ->
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Best ``k`` columns of each row of ``scores`` [q, n], sorted best first."""
+    """Best ``k`` columns of each row of ``scores`` [q, n], sorted best first; equal scores in
+    column order (``np.argsort(-scores, kind="stable")[:, :k]``), so items with the same vector
+    are answered the same way whatever else the index holds."""
     k = min(k, scores.shape[1])
     if k == 0:
         return np.zeros((scores.shape[0], 0), np.float32), np.zeros((scores.shape[0], 0), np.int64)
@@ -156,7 +176,15 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         else np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
     )
     part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-part_scores, axis=1, kind="stable")
+    if k < scores.shape[1]:
+        kth = part_scores.min(axis=1)
+        for q in np.flatnonzero((scores == kth[:, None]).sum(axis=1) > (part_scores == kth[:, None]).sum(axis=1)):
+            # More columns tie with the k-th score than the partition kept: keep the first ones.
+            above = part[q][part_scores[q] > kth[q]]
+            tied = np.flatnonzero(scores[q] == kth[q])[: k - len(above)]
+            part[q] = np.concatenate([above, tied])
+            part_scores[q] = scores[q][part[q]]
+    order = np.lexsort((part, -part_scores), axis=1)
     return np.take_along_axis(part_scores, order, axis=1), np.take_along_axis(part, order, axis=1)
 
 

@@ -389,6 +389,20 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
         )
         return public_item(added)
 
+    @app.delete("/items/{item_id:path}", responses={401: {}, 404: {}, 422: {}})
+    def remove_item(item_id: str, request: Request):
+        """Remove an item (and its uploaded file). Needs the API token."""
+        state.check_token(_token(request))
+        if state.item(item_id) is None:
+            return _error(404, f"no item {item_id!r} in index {state.index.name}")
+        return state.remove_item(_token(request), item_id)
+
+    @app.post("/compact", status_code=202, responses={401: {}})
+    def compact(request: Request):
+        """Fold the index's changes (added and removed items, feedback) into a new base, in the
+        background: searches go on meanwhile, changes wait for it. Needs the API token."""
+        return state.compact(_token(request))
+
     # -------------------------------------------------------------- feedback
 
     @app.post("/feedback", responses={401: {}, 422: {}})

@@ -5,13 +5,13 @@ write lock, the API token and the limits. Free of HTTP: the routes in ``app.py``
 from __future__ import annotations
 
 import asyncio
-import copy
 import dataclasses
 import hashlib
 import hmac
 import logging
 import re
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -192,6 +192,7 @@ class ServiceState:
         searcher = searcher or Searcher.open(config.index)
         self.searcher = Searcher(searcher.index, dataclasses.replace(searcher.encoder, limits=config.limits))
         self._write_lock = threading.Lock()
+        self._compactor: threading.Thread | None = None
         self._remove_unreferenced_uploads()
         self.searcher.search_text("warm up")  # traces the text encoder now, not on the first request
         self.text_searches = TextSearchBatcher(lambda: self.searcher)
@@ -240,11 +241,12 @@ class ServiceState:
         folder = self.uploads_dir.resolve()
         if not folder.is_dir():
             return
+        removed = self.index.removed_rows
         referenced = {
             Path(p).name
             for column in (f"{m.name}_path" for m in file_modalities())
-            for p in self.index.columns[column]
-            if p and Path(p).parent.resolve() == folder
+            for row, p in enumerate(self.index.columns[column])
+            if p and row not in removed and Path(p).parent.resolve() == folder
         }
         # Only files named as upload_name names them: a folder set by mistake keeps everything else.
         stale = [
@@ -281,15 +283,59 @@ class ServiceState:
             raise QueryError("feedback needs the query's words")
         check_id(item_id)
         with self._write_lock:
-            index = self.index
-            updated = copy.copy(index)
-            updated.naive_bayes = index.naive_bayes.clone()  # searches keep reading the old one, untouched
-            updated.feedback(
-                [query], [item_id]
-            )  # partial_fit on the copy (IndexProblem for an unknown item), saved atomically
-            self.searcher.index = updated
+            # A new version (one change file, O(what changed)); searches keep reading the old one.
+            self.searcher.index = self.index.feedback([query], [item_id])
         log.info("feedback: %r -> %s", query, item_id)
         return {"query": query, "item_id": item_id, "recorded": True}
+
+    def remove_item(self, token: str | None, item_id: str) -> dict:
+        """Removes ``item_id`` (a change file: O(1) whatever the index's size) and its upload."""
+        self.check_token(token)
+        check_id(item_id)
+        with self._write_lock:
+            item = self.item(item_id)
+            if item is None:
+                raise QueryError(f"index {self.index.name} has no item {item_id!r}")
+            self.searcher.index = self.index.removed([item_id])
+        self._remove_upload(item)
+        log.info("removed item %s from index %s", item_id, self.index.name)
+        return {"item_id": item_id, "removed": True}
+
+    def _remove_upload(self, item: dict) -> None:
+        folder = self.uploads_dir.resolve()
+        for modality in file_modalities():
+            path = item.get(f"{modality.name}_path")
+            if path and Path(path).parent.resolve() == folder and UPLOAD_NAME.fullmatch(Path(path).name):
+                Path(path).unlink(missing_ok=True)
+
+    @property
+    def compacting(self) -> bool:
+        return self._compactor is not None and self._compactor.is_alive()
+
+    def compact(self, token: str | None) -> dict:
+        """Starts folding the index's changes into a new base in a background thread (if one is
+        not running). Searches read the current version meanwhile; changes wait for the write lock."""
+        self.check_token(token)
+        pending = len(self.index.log.files)
+        if not self.compacting and pending:
+            self._compactor = threading.Thread(target=self._compact, name="index-compactor", daemon=True)
+            self._compactor.start()
+        return {"compacting": self.compacting, "changes": pending}
+
+    def _compact(self) -> None:
+        try:
+            with self._write_lock:
+                started = time.perf_counter()
+                pending = len(self.index.log.files)
+                self.searcher.index = self.index.compacted()
+            log.info(
+                "index %s compacted (%d change files) in %.1f s",
+                self.index.name,
+                pending,
+                time.perf_counter() - started,
+            )
+        except Exception:  # noqa: BLE001 - the index stays as it was; the log says why
+            log.exception("compacting index %s failed; it is unchanged", self.index.name)
 
     def add_item(
         self, token: str | None, data: bytes | None, content_type: str, caption: str, item_id: str | None, label: str

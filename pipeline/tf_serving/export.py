@@ -206,13 +206,14 @@ def export_for_serving(run=None, index: str | None = None, root: Path | None = N
     if searcher is not None:
         index = searcher.index
         ranking = index.record.ranking
+        vectors, metadata, naive_bayes = index.live_arrays()  # an index's changes since its base included
         archive = retriever_archive(
             encoder.model,
             encoder.vectorizer,
-            index.vectors,
-            index.metadata["item_id"].tolist(),
+            vectors,
+            metadata["item_id"].tolist(),
             k,
-            index.naive_bayes,
+            naive_bayes,
             ranking.method,
             ranking.weight,
         )

@@ -3,8 +3,10 @@
 By default the collection lives in a Milvus Lite database inside the index folder
 (``milvus.db``): embedded, started by ``pymilvus`` in this process, nothing to install beyond
 requirements.txt. ``uri="http://host:19530"`` puts the same index on a Milvus cluster (or
-standalone server); each version of the index (a build, an add, a remove) is a new
-collection, and the version it replaces is dropped once the new one is published.
+standalone server). A build or a compaction makes a new collection, and the one it replaces is
+dropped once the new base is published; an add or a removal is applied to the collection in
+place (upsert and delete by row, after the change is published in the index folder, and again,
+idempotently, whenever the index is opened), so it costs O(what changed).
 
 The index folder keeps ``embeddings.npy`` as every kind does: the ranking rescores its
 candidates with it, and a new version is inserted from it.
@@ -80,6 +82,7 @@ class MilvusIndex(VectorIndex):
 
     kind = "milvus"
     files = (LITE_FILE,)
+    live_changes = True
 
     def __init__(
         self,
@@ -118,6 +121,8 @@ class MilvusIndex(VectorIndex):
         )
         self.folder = None if _folder is None else Path(_folder)
         self._client = None
+        self._rows: int | None = None  # the rows it must hold, once verify has said (None: the base's)
+        self._columns: set[str] = set()
 
     # ------------------------------------------------------------ connection
 
@@ -187,15 +192,50 @@ class MilvusIndex(VectorIndex):
 
     def health(self) -> str | None:
         try:
-            stats = self._call("read", self.client.get_collection_stats, self.collection)
+            rows = self._count()
         except BackendUnavailable as error:
             return str(error)
-        rows = int(stats.get("row_count", -1))
+        expected = self._rows if self._rows is not None else len(self)
         return (
-            None
-            if rows == len(self)
-            else f"Milvus collection {self.collection} holds {rows} rows, the index {len(self)}"
+            None if rows == expected else f"Milvus collection {self.collection} holds {rows} rows, the index {expected}"
         )
+
+    def _count(self) -> int:
+        found = self._call(
+            "count the rows of", self.client.query, self.collection, filter="", output_fields=["count(*)"]
+        )
+        return int(found[0]["count(*)"])
+
+    # ------------------------------------------------------------ changes in place
+
+    def insert(self, first_row: int, vectors, metadata) -> None:
+        self._call("upsert into", self.client.upsert, self.collection, self._records(first_row, vectors, metadata))
+        self._rows = None  # checked again by verify
+
+    def delete(self, rows) -> None:
+        rows = [int(r) for r in rows]
+        if rows:
+            self._call("delete from", self.client.delete, self.collection, filter=f"{ROW} in {rows}")
+        self._rows = None
+
+    def verify(self, rows: int) -> None:
+        self._rows = int(rows)
+        self._check_rows()
+
+    def _records(self, first_row: int, vectors, metadata) -> list[dict]:
+        columns = [
+            c for c in (metadata.columns if metadata is not None else []) if c != "modality" and c in self._columns
+        ]
+        values = {c: metadata[c].to_numpy() for c in columns} if metadata is not None else {}
+        parts = metadata["modality"].to_numpy() if metadata is not None else None
+        records = []
+        for i, vector in enumerate(np.asarray(vectors, np.float32)):
+            record = {ROW: first_row + i, "vector": vector, "modality": []}
+            if parts is not None:
+                record["modality"] = [p for p in str(parts[i]).split("+") if p]
+                record.update({c: _utf8_prefix(values[c][i]) for c in columns})
+            records.append(record)
+        return records
 
     # ------------------------------------------------------------ build and load
 
@@ -217,20 +257,12 @@ class MilvusIndex(VectorIndex):
         if self._call("check", client.has_collection, self.collection):
             self._call("drop", client.drop_collection, self.collection)
         self._call("create", client.create_collection, self.collection, schema=schema, index_params=index_params)
-        # One array per column: a row's fields without pandas' per-row cost.
-        values = {c: metadata[c].to_numpy() for c in columns} if metadata is not None else {}
-        parts = metadata["modality"].to_numpy() if metadata is not None else None
+        self._columns = set(columns)
         for start in range(0, len(self), INSERT_ROWS):
             end = min(start + INSERT_ROWS, len(self))
-            block = np.asarray(self.vectors[start:end], np.float32)
-            rows = []
-            for row, vector in enumerate(block, start=start):
-                record = {ROW: row, "vector": vector, "modality": []}
-                if parts is not None:
-                    record["modality"] = [p for p in str(parts[row]).split("+") if p]
-                    record.update({c: _utf8_prefix(values[c][row]) for c in columns})
-                rows.append(record)
-            self._call("insert into", client.insert, self.collection, rows)
+            block = None if metadata is None else metadata.iloc[start:end]
+            records = self._records(start, self.vectors[start:end], block)
+            self._call("insert into", client.insert, self.collection, records)
         self._call("flush", client.flush, self.collection)
         self._check_rows()
 
@@ -266,8 +298,11 @@ class MilvusIndex(VectorIndex):
             raise ValueError("index.json names no Milvus collection")
         if not index.params["uri"] and not (Path(folder) / LITE_FILE).exists():
             raise FileNotFoundError(f"no {LITE_FILE} in {folder}")
-        index._check_rows()  # reachable, and holding every row: checked before any search
+        # Reachable, and holding every row: checked before any search (by SearchIndex.read, once
+        # the changes since the base are applied: rows added and removed in place are counted).
         index._call("load", index.client.load_collection, index.collection)
+        described = index._call("describe", index.client.describe_collection, index.collection)
+        index._columns = {f["name"] for f in described.get("fields", [])} - {ROW, "vector", "modality"}
         return index
 
     @classmethod
