@@ -251,6 +251,15 @@ def same_tops(a: dict, b: dict, tolerance: float = 1e-6) -> dict:
             for x, y in pairs
         )
         out[ranking] = {"queries": len(pairs), "same_ids": int(ids), "same_ids_and_scores": int(scores)}
+        ties = b.get("ties")
+        if ties is not None:  # the differing queries whose dense scores tie (equal vectors)
+            differ = [
+                q
+                for q, (x, y) in enumerate(pairs)
+                if [i for i, _ in x] != [i for i, _ in y]
+                or not np.allclose([s for _, s in x], [s for _, s in y], atol=tolerance, rtol=0)
+            ]
+            out[ranking]["differing_with_dense_ties"] = sum(bool(ties[q]) for q in differ)
     return out
 
 
@@ -266,6 +275,8 @@ def measure_service(folder: Path, models_dir: Path, queries: list[str], texts: l
             "throughput": throughput(service.base, queries, args.clients, args.seconds),
         }
         log.info("N=%d %s fresh: %s", size, folder.name, row["fresh"])
+        client.close()  # idle through the load test: the server has closed it (keep-alive timeout)
+        client = ServiceClient(service.base, TOKEN, timeout=600)
         done = writes(client, texts, size, args.adds, args.removes, args.feedback, seed=size)
         row["writes"] = {k: v for k, v in done.items() if k not in ("added", "removed")}
         log.info("N=%d %s writes: %s", size, folder.name, row["writes"])
@@ -282,19 +293,27 @@ def measure_service(folder: Path, models_dir: Path, queries: list[str], texts: l
             "acknowledged_removals": len(done["removed"]),
             "removals_absent": gone,
         }
+        client.close()
+        client = ServiceClient(service.base, TOKEN, timeout=600)
         latency, before_tops = query_latency(client, queries)
         row["changes_pending"] = {
             "latency": latency,
             "throughput": throughput(service.base, queries, args.clients, args.seconds),
         }
+        client.close()
+        client = ServiceClient(service.base, TOKEN, timeout=600)
         started = time.perf_counter()
         status, body = client.post_json("/compact", {})
         if status != 202:
             raise RuntimeError(f"POST /compact answered {status}: {body}")
         while body.get("compacting") or body.get("changes"):
+            if time.perf_counter() - started > 3600:
+                raise RuntimeError(f"the compaction did not finish within an hour: {service.log()[-2000:]}")
             time.sleep(2)
             status, body = client.post_json("/compact", {})
         row["compact_seconds"] = round(time.perf_counter() - started, 1)
+        client.close()
+        client = ServiceClient(service.base, TOKEN, timeout=600)
         latency, after_tops = query_latency(client, queries)
         row["after_compact"] = {
             "latency": latency,
@@ -407,6 +426,23 @@ def markdown(payload: dict) -> str:
             f"{w['remove']['p99_ms']} | {w['feedback']['p50_ms']} | {w['feedback']['p99_ms']} | "
             f"{k['adds_present']}/{k['acknowledged_adds']} | {k['removals_absent']}/{k['acknowledged_removals']} | {s['compact_seconds']} | {same} |"
         )
+    retriever = payload.get("retriever")
+    if retriever:
+        lines += [
+            "",
+            "## The exported retriever (a SavedModel, loaded as TF Serving loads it), exact kind",
+            "",
+            "| N | ranking | export s | SavedModel GB | p50 ms | p99 ms | top 10 as the Searcher's (ids, scores 1e-5) |",
+            "|---:|---|---:|---:|---:|---:|---|",
+        ]
+        for row in retriever:
+            for ranking in RANKINGS:
+                if ranking in row:
+                    r = row[ranking]
+                    lines.append(
+                        f"| {row['items']:,} | {ranking} | {r['export_seconds']} | {r['savedmodel_bytes'] / 1e9:.2f} | "
+                        f"{r['p50_ms']} | {r['p99_ms']} | {r['same_top10_as_searcher']}/{r['queries']} |"
+                    )
     old = payload.get("old_code")
     if old:
         lines += [
@@ -427,10 +463,36 @@ def markdown(payload: dict) -> str:
                 f"| {name} | {build['seconds']:.1f} | {build['peak_rss_bytes'] / 1e9:.2f} | {build.get('disk_bytes', 0) / 1e9:.3f} | "
                 f"{search['open_seconds']:.1f} | {search['rss_after_open_bytes'] / 1e9:.2f} | {cells} |"
             )
-        parity = ", ".join(f"{m}: {v['same_ids_and_scores']}/{v['queries']}" for m, v in old["parity"].items())
+        parity = ", ".join(
+            f"{m}: {v['same_ids_and_scores']}/{v['queries']}"
+            + (
+                f" (of the others, {v['differing_with_dense_ties']} have tied dense scores)"
+                if "differing_with_dense_ties" in v
+                else ""
+            )
+            for m, v in old["parity"].items()
+        )
         lines += [
             "",
             f"Same top-10 ids and scores (1e-6), old code vs this version, on the old code's index: {parity}.",
+        ]
+    default = payload.get("default_index_parity")
+    if default:
+        parity = ", ".join(
+            f"{m}: {v['same_ids_and_scores']}/{v['queries']} ({v['same_ids']} same ids"
+            + (
+                f"; of the others, {v['differing_with_dense_ties']} have tied dense scores"
+                if "differing_with_dense_ties" in v
+                else ""
+            )
+            + ")"
+            for m, v in default["parity"].items()
+        )
+        lines += [
+            "",
+            f"The default dataset's index, built by the old code ({default['commit']}: word head, ranking choice), "
+            f"200 of its captions as queries, searched by the old code and by this version: same top-10 ids and "
+            f"scores (1e-6): {parity}.",
         ]
     return "\n".join(lines)
 
@@ -447,12 +509,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--feedback", type=int, default=200)
     parser.add_argument("--old-commit", default="dc47f79", help="the code before issue 33 ('' to skip)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default saved_models/bench-million)")
+    parser.add_argument(
+        "--retriever-sizes",
+        default="10000,100000",
+        help="the sizes at which the exported retriever is measured (exact kind, every ranking; '' to skip)",
+    )
+    parser.add_argument(
+        "--steps",
+        default="main,old,parity,retriever",
+        help="main (the rows), old (the old code's row), parity (on the default index), retriever; without main, the "
+        "other steps are added to the results million.json already holds",
+    )
     args = parser.parse_args(argv)
     setup_logging()
     from pipeline.run_artifacts import resolve_run
 
     sizes = sorted(int(s) for s in args.sizes.split(","))
     kinds = args.kinds.split(",")
+    steps = set(args.steps.split(","))
     run = str(resolve_run(args.run))
     work = args.work or paths.models_dir() / "bench-million"
     work.mkdir(parents=True, exist_ok=True)
@@ -462,31 +536,91 @@ def main(argv: list[str] | None = None) -> int:
     if not link.exists():
         link.symlink_to(run)
     vectors, texts_path, queries, source = items_and_vectors(work, sizes[-1], run)
-    texts = json.loads(texts_path.read_text())
     started = time.perf_counter()
-    payload: dict = {"source": source, "queries": len(queries), "sizes": sizes, "kinds": kinds, "rows": []}
-    if args.old_commit:
+    if "main" in steps:
+        payload: dict = {"source": source, "queries": len(queries), "sizes": sizes, "kinds": kinds, "rows": []}
+        texts = json.loads(texts_path.read_text())
+        for size in sizes:
+            for kind in kinds:
+                folder = work / f"index-{size}-{kind}"
+                shutil.rmtree(folder, ignore_errors=True)
+                log.info("N=%d %s: building", size, kind)
+                built = child("build", folder, vectors, texts_path, size, kind, run, models_dir=models_dir)
+                row = {"size": size, "kind": kind, "build": built, "disk_bytes": folder_bytes(folder)}
+                log.info("N=%d %s built: %s", size, kind, built)
+                row["service"] = measure_service(
+                    folder, models_dir, queries, texts[::-1][: args.adds + args.feedback], size, args
+                )
+                payload["rows"].append(row)
+                payload["seconds"] = round(time.perf_counter() - started)
+                write_results("million", payload, markdown(payload))  # what is measured so far survives a failure
+                shutil.rmtree(folder, ignore_errors=True)
+    else:
+        from benchmarks.results_io import RESULTS_DIR
+
+        payload = json.loads((RESULTS_DIR / "million.json").read_text())
+        payload.pop("machine", None)
+    if "old" in steps and args.old_commit:
         payload["old_code"] = old_code_rows(
             args.old_commit, work, models_dir, vectors, texts_path, sizes[0], run, work / "queries.json"
         )
         log.info("old code: %s", payload["old_code"]["parity"])
-    for size in sizes:
-        for kind in kinds:
-            folder = work / f"index-{size}-{kind}"
-            shutil.rmtree(folder, ignore_errors=True)
-            log.info("N=%d %s: building", size, kind)
-            built = child("build", folder, vectors, texts_path, size, kind, run, models_dir=models_dir)
-            row = {"size": size, "kind": kind, "build": built, "disk_bytes": folder_bytes(folder)}
-            log.info("N=%d %s built: %s", size, kind, built)
-            row["service"] = measure_service(
-                folder, models_dir, queries, texts[::-1][: args.adds + args.feedback], size, args
-            )
-            payload["rows"].append(row)
-            payload["seconds"] = round(time.perf_counter() - started)
-            write_results("million", payload, markdown(payload))  # what is measured so far survives a later failure
-            shutil.rmtree(folder, ignore_errors=True)
+        write_results("million", payload, markdown(payload))
+    if "parity" in steps and args.old_commit:
+        payload["default_index_parity"] = default_index_parity(args.old_commit, work, models_dir, run)
+        log.info("default index parity: %s", payload["default_index_parity"]["parity"])
+        write_results("million", payload, markdown(payload))
+    retriever_sizes = [int(n) for n in args.retriever_sizes.split(",") if n]
+    if retriever_sizes and "retriever" in steps:
+        payload["retriever"] = retriever_rows(work, models_dir, vectors, texts_path, retriever_sizes, run)
+        write_results("million", payload, markdown(payload))
     print(markdown(payload))
     return 0
+
+
+def default_index_parity(commit: str, work: Path, models_dir: Path, run: str) -> dict:
+    """The default dataset's index built by the old code (its word head, its ranking choice),
+    searched by the old code and by this version: the same top 10 for 200 of its captions?"""
+    from pipeline.run_artifacts import read_run_info
+
+    tree = work / f"old-{commit}"
+    data = Path(read_run_info(Path(run)).data.root)
+    folder = work / "old-default-index"
+    shutil.rmtree(folder, ignore_errors=True)
+    env = {**os.environ, "PYTHONPATH": str(tree), "PIPELINE_MODELS_DIR": str(models_dir)}
+    argv = ["index", "--run", run, "--data", str(data), "--name", str(folder)]
+    done = subprocess.run([sys.executable, "-m", "pipeline", *argv], env=env, cwd=tree, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"the old code's index build failed: {done.stderr[-3000:]}")
+    captions = pd.read_csv(data / "manifest.csv")["text"].astype(str).tolist()
+    rng = np.random.default_rng(2)
+    queries_path = work / "default-queries.json"
+    queries_path.write_text(json.dumps([captions[i] for i in rng.choice(len(captions), 200, replace=False)]))
+    old = child(
+        "search", folder, queries_path, work / "old-default-tops.json", 20, models_dir=models_dir, code_root=tree
+    )
+    new = child("search", folder, queries_path, work / "new-default-tops.json", 20, models_dir=models_dir)
+    agreement = same_tops(
+        json.loads((work / "old-default-tops.json").read_text()),
+        json.loads((work / "new-default-tops.json").read_text()),
+    )
+    return {"commit": commit, "parity": agreement, "old": old, "new": new}
+
+
+def retriever_rows(work: Path, models_dir: Path, vectors: Path, texts: Path, sizes: list[int], run: str) -> list:
+    rows = []
+    for size in sizes:
+        folder = work / f"retriever-index-{size}"
+        shutil.rmtree(folder, ignore_errors=True)
+        child("build", folder, vectors, texts, size, "exact", run, models_dir=models_dir)
+        rows.append(
+            child(
+                "retriever", folder, work / "queries.json", work / "export", ",".join(RANKINGS), models_dir=models_dir
+            )
+        )
+        log.info("retriever at N=%d: %s", size, rows[-1])
+        shutil.rmtree(folder, ignore_errors=True)
+    return rows
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ code to measure first on PYTHONPATH, so the same steps run on this version and o
 
     python benchmarks/million_child.py build  FOLDER VECTORS.npy TEXTS.json SIZE KIND RUN
     python benchmarks/million_child.py search FOLDER QUERIES.json OUT.json SINGLE
+    python benchmarks/million_child.py retriever FOLDER QUERIES.json EXPORT_DIR RANKINGS
 """
 
 from __future__ import annotations
@@ -83,6 +84,15 @@ def search(folder: str, queries_path: str, out_path: str, single: int) -> dict:
             searcher.search_text(q, k=10, ranking=ranking)
             times.append(1e3 * (time.perf_counter() - start))
         latency[ranking] = {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
+    # Queries whose dense scores tie (items with equal vectors) within the top 10 or across the
+    # candidate boundary: there the order among the tied is the code's choice, not the data's.
+    vectors = np.asarray(searcher.index.vectors)
+    ties = []
+    for encoded in searcher.encoder.encode_text(queries):
+        order = np.sort(vectors @ encoded)[::-1]
+        boundary = min(100, len(order) - 1)
+        ties.append(bool(np.any(order[:10] == order[1:11]) or order[boundary - 1] == order[boundary]))
+    tops["ties"] = ties
     Path(out_path).write_text(json.dumps(tops))
     return {
         "open_seconds": opened,
@@ -90,6 +100,59 @@ def search(folder: str, queries_path: str, out_path: str, single: int) -> dict:
         "peak_rss_bytes": peak_rss_bytes(),
         "latency": latency,
     }
+
+
+def retriever(folder: str, queries_path: str, export_dir: str, rankings: str) -> dict:
+    """The exported retriever (``retriever_archive``, a SavedModel as TF Serving loads it) over
+    the index: export time and size, single-query latency of the loaded SavedModel, and its top
+    10 against the Searcher's for every query (ids equal, scores within 1e-5: float32 out)."""
+    import shutil
+
+    import tensorflow as tf
+
+    from pipeline.retrieval.searcher import Searcher, TextQuery
+    from pipeline.tf_serving.export import retriever_archive
+
+    searcher = Searcher.open(folder)
+    vectors, metadata, scorer = searcher.index.live_arrays()
+    ids = metadata["item_id"].tolist()
+    queries = json.loads(Path(queries_path).read_text())
+    weight = searcher.index.record.ranking.weight
+    out = {"items": len(ids)}
+    for ranking in rankings.split(","):
+        target = Path(export_dir) / ranking
+        shutil.rmtree(target, ignore_errors=True)
+        started = time.perf_counter()
+        archive = retriever_archive(
+            searcher.encoder.model, searcher.encoder.vectorizer, np.asarray(vectors), ids, 10, scorer, ranking, weight
+        )
+        archive.write_out(str(target), verbose=False)
+        exported = time.perf_counter() - started
+        size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+        loaded = tf.saved_model.load(str(target))
+        serve = loaded.signatures["serving_default"]
+        expected = searcher.search_texts([TextQuery(q, 10, None, ranking) for q in queries])
+        same, times = 0, []
+        for q, answer in zip(queries, expected):
+            start = time.perf_counter()
+            result = serve(tf.constant([q]))
+            times.append(1e3 * (time.perf_counter() - start))
+            got_ids = [i.decode("utf-8") for i in result["item_ids"].numpy()[0]]
+            got_scores = result["scores"].numpy()[0]
+            same += got_ids == [h.item_id for h in answer.hits] and np.allclose(
+                got_scores, [h.score for h in answer.hits], atol=1e-5, rtol=0
+            )
+        out[ranking] = {
+            "export_seconds": round(exported, 1),
+            "savedmodel_bytes": size,
+            "p50_ms": round(float(np.percentile(times[1:], 50)), 2),
+            "p99_ms": round(float(np.percentile(times[1:], 99)), 2),
+            "same_top10_as_searcher": int(same),
+            "queries": len(queries),
+        }
+        shutil.rmtree(target, ignore_errors=True)
+    out["peak_rss_bytes"] = peak_rss_bytes()
+    return out
 
 
 if __name__ == "__main__":
@@ -100,6 +163,9 @@ if __name__ == "__main__":
     elif mode == "search":
         folder, queries, out, single = args
         result = search(folder, queries, out, int(single))
+    elif mode == "retriever":
+        folder, queries, export_dir, rankings = args
+        result = retriever(folder, queries, export_dir, rankings)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     print("RESULT " + json.dumps(result))

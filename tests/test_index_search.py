@@ -171,6 +171,16 @@ def test_add_and_remove_without_rebuilding(smoke_index, smoke_run, tmp_path, cap
     assert main(["index", "remove", "--name", str(tmp_path / "copy"), "no-such-item"]) == 2
     assert "has no item(s) no-such-item" in capsys.readouterr().err
     assert len(SearchIndex.open(tmp_path / "copy")) == n - 1
+    assert main(["index", "info", "--name", str(tmp_path / "copy")]) == 0
+    assert "2 change file(s) since the base" in capsys.readouterr().out
+    assert main(["index", "compact", "--name", str(tmp_path / "copy")]) == 0
+    assert "2 change file(s) folded into a new base" in capsys.readouterr().out
+    compacted = SearchIndex.open(tmp_path / "copy")
+    assert len(compacted) == compacted.rows == n - 1 and not (tmp_path / "copy" / "changes.json").exists()
+    again = search_json(capsys, "--index", str(tmp_path / "copy"), "a circle", "-k", "500")
+    assert [(h["item_id"], round(h["score"], 6)) for h in again["hits"]] == [
+        (h["item_id"], round(h["score"], 6)) for h in out["hits"]
+    ]  # a compaction changes no ranking
 
 
 def test_feedback_teaches_the_nb_stage_online(smoke_index, tmp_path):

@@ -130,3 +130,27 @@ def test_unknown_milvus_index_type_and_uri_without_the_kind_are_refused(smoke_ru
         MilvusIndex(np.zeros((1, 4), np.float32), milvus_index="DISKANN")
     assert main(["index", "--run", str(smoke_run), "--name", "x", "--milvus-uri", "http://h:19530"]) == 2
     assert "--milvus-uri is for --kind milvus" in capsys.readouterr().err
+
+
+def test_adds_and_removals_change_the_collection_in_place(smoke_index, tmp_path):
+    import shutil
+
+    shutil.copytree(smoke_index, tmp_path / "copy")
+    index = SearchIndex.open(tmp_path / "copy")
+    collection, n = index.record.params["collection"], len(index)
+    rows = [3, 4]
+    metadata = index.metadata.iloc[rows].assign(item_id=["again-3", "again-4"])
+    counts = index.naive_bayes.count_matrix(metadata["caption"].tolist())
+    changed = index.added(np.asarray(index.vectors[rows]), metadata, counts).removed(
+        [index.metadata["item_id"].iloc[0]]
+    )
+    assert changed.record.params["collection"] == collection  # no new collection for a change
+    assert changed.backend._count() == n + 1 and changed.backend.health() is None
+    scores, found = changed.search_dense(np.asarray(index.vectors[[3]]), 3)
+    assert {3, n} <= set(found.tolist()) and 0 not in changed.search_dense(np.asarray(index.vectors[[0]]), 50)[1]
+    changed.backend.close()
+    reopened = SearchIndex.open(tmp_path / "copy")  # the changes replayed: upserts and deletes are idempotent
+    assert reopened.backend._count() == n + 1 and len(reopened) == n + 1
+    compacted = reopened.compacted()
+    assert compacted.record.params["collection"] != collection and compacted.backend._count() == n + 1
+    compacted.backend.close()

@@ -179,3 +179,24 @@ def test_change_files_hold_arrays_only(tmp_path):
         with np.load(folder / "changes" / name, allow_pickle=False) as arrays:  # would raise on an object array
             assert all(arrays[key].dtype != object for key in arrays.files)
     assert os.path.getsize(folder / "changes" / index.log.files[0]) < 4096
+
+
+@pytest.mark.parametrize("ranking", ["dense", "nb", "weighted", "rrf"])
+def test_the_exported_ranker_over_a_changed_index_ranks_as_the_searcher(tmp_path, ranking):
+    import tensorflow as tf
+
+    from pipeline.retrieval.graph_ranking import HybridRanker
+    from pipeline.retrieval.searcher import MIN_CANDIDATES
+
+    index = build(tmp_path / "idx", items=150)
+    index = add(index, np.random.default_rng(6), 4, "new").removed(["item-2", "new-0"])
+    index = index.feedback(["small zebra"], ["new-3"])
+    vectors, metadata, scorer = index.live_arrays()  # what an export of this version holds
+    ranker = HybridRanker(vectors, metadata["item_id"].tolist(), scorer, ranking, 0.5, 10, MIN_CANDIDATES)
+    queries = QUERIES + ["zebra"]
+    encoded = HashingTextEncoder().encode_text(queries)
+    got = ranker(tf.constant(encoded), tf.constant(queries))
+    expected = Searcher(index, HashingTextEncoder()).search_texts([TextQuery(q, 10, None, ranking) for q in queries])
+    for q, answer in enumerate(expected):
+        assert [i.decode() for i in got["item_ids"].numpy()[q]] == [h.item_id for h in answer.hits]
+        np.testing.assert_allclose(got["scores"].numpy()[q], [h.score for h in answer.hits], atol=1e-5)

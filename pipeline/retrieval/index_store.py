@@ -470,6 +470,8 @@ class SearchIndex:
             # After the change is published: a structure that changes in place never holds a
             # change the index does not (a crash here is mended when the index is next opened).
             self._apply_to_backend(change)
+            if self.backend.live_changes:
+                self.backend.verify(len(applied))  # and it now holds exactly the new version's rows
         return dataclasses.replace(applied, log=published)
 
     def _apply_to_backend(self, change: Change) -> None:

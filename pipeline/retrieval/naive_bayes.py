@@ -51,6 +51,50 @@ DENSE_POSTING_SHARE = 1 / 8
 DENSE_POSTING_MIN_ITEMS = 4096
 
 
+LENGTH_TERMS_KEPT = 16
+
+
+class QueryScores:
+    """One query's log p(item | query) over the items, rounded to ``LOG_PROBA_DECIMALS`` where
+    read: ``values(rows)``, ``top(count)`` (as a stable sort of the rounded scores would give),
+    ``rounded()`` (all of them)."""
+
+    def __init__(self, joint: np.ndarray, log_z: float):
+        self.joint, self.log_z = joint, float(log_z)
+
+    def __len__(self) -> int:
+        return len(self.joint)
+
+    def values(self, rows) -> np.ndarray:
+        return np.round(self.joint[rows] - self.log_z, LOG_PROBA_DECIMALS)
+
+    def rounded(self) -> np.ndarray:
+        return self.values(slice(None))
+
+    def top(self, count: int, allowed: np.ndarray | None = None, block: int = 1024) -> np.ndarray:
+        """The rows of the ``count`` best rounded scores (ties by row; removed and disallowed
+        rows, -inf, come last), without rounding or sorting all of them: the ``count``-th best
+        block maximum bounds the ``count``-th best score from below, and rounding moves a score
+        by at most half a unit of the last decimal, so only scores within one unit of that bound
+        can reach the top."""
+        scores = self.joint if allowed is None else np.where(allowed, self.joint, -np.inf)
+        n = len(scores)
+        blocks = -(-n // block)
+        if count >= blocks or n <= 4 * block:
+            candidates = np.arange(n)
+        else:
+            padded = np.full(blocks * block, -np.inf)
+            padded[:n] = scores
+            maxima = padded.reshape(blocks, block).max(axis=1)
+            bound = np.partition(maxima, blocks - count)[blocks - count]
+            if bound == -np.inf:
+                candidates = np.arange(n)
+            else:
+                candidates = np.flatnonzero(scores >= bound - 2 * 10.0**-LOG_PROBA_DECIMALS)
+        values = np.round(scores[candidates] - self.log_z, LOG_PROBA_DECIMALS)
+        return candidates[np.argsort(-values, kind="stable")[:count]]
+
+
 def tokenize(text: str) -> list[str]:
     """Lower-cased words, as the text encoders' standardisation splits them (punctuation is a
     separator, inner apostrophes are kept)."""
@@ -75,6 +119,8 @@ class _Base:
     dense_columns: dict  # word -> seen [items], for the words in many items
     word_totals: np.ndarray  # [items] N(item)
     log_class: np.ndarray  # [items] log class count
+    # (vocabulary size, query length) -> that length's per-item terms (``_length_terms``)
+    length_terms: dict = dataclasses.field(default_factory=dict, compare=False)
 
     @property
     def items(self) -> int:
@@ -392,26 +438,30 @@ class NaiveBayesScorer:
         query with no known word gets the prior (every item's log p(item))."""
         queries = list(queries)
         out = np.empty((len(queries), self.items))
-        for q, row in enumerate(self.iter_log_proba(queries)):
-            out[q] = row
+        for q, scores in enumerate(self.iter_scores(queries)):
+            out[q] = scores.rounded()
         return out
 
     def iter_log_proba(self, queries: list[str]):
-        """``log_proba`` one query at a time ([items] each): a batch of queries over many items
-        never holds more than one row."""
+        """``log_proba`` one query at a time ([items] each)."""
+        for scores in self.iter_scores(queries):
+            yield scores.rounded()
+
+    def iter_scores(self, queries: list[str]):
+        """One ``QueryScores`` per query: a batch of queries over many items never holds more
+        than one row, and only the values read are rounded."""
         self._require_fitted()
         counts = self.count_matrix(list(queries))
         for q in range(counts.shape[0]):
             start, end = counts.indptr[q], counts.indptr[q + 1]
-            yield self._query_log_proba(counts.indices[start:end], counts.data[start:end], counts[q])
+            yield self._query_scores(counts.indices[start:end], counts.data[start:end], counts[q])
 
-    def _query_log_proba(self, words: np.ndarray, times: np.ndarray, query_row) -> np.ndarray:
+    def _query_scores(self, words: np.ndarray, times: np.ndarray, query_row) -> QueryScores:
         base, overlay = self._base, self._overlay
         length = float(times.sum())
         joint = np.empty(self.items)
         head = joint[: base.items]
-        np.multiply(self._unseen, length, out=head)
-        head += base.log_class
+        head[:] = self._length_terms(length)
         postings = base.postings
         for word, n in zip(words.tolist(), times.tolist()):
             if word >= postings.shape[0]:
@@ -426,11 +476,25 @@ class NaiveBayesScorer:
             joint[overlay.items] = (
                 np.asarray((overlay.seen @ query_row.T).todense()).ravel() + length * overlay.unseen + overlay.log_class
             )
-        joint -= np.log(self._total)
         top = joint.max()
-        log_z = top + np.log(np.exp(joint - top).sum())
-        joint -= log_z
-        return np.round(joint, LOG_PROBA_DECIMALS, out=joint)
+        shifted = np.subtract(joint, top)
+        np.exp(shifted, out=shifted)
+        # The prior's log total is the same for every item: it cancels in the normalisation.
+        return QueryScores(joint, top + np.log(shifted.sum()))
+
+    def _length_terms(self, length: float) -> np.ndarray:
+        """|q| unseen + log class count over the base's items, for a query of ``length`` known
+        words: the same for every query of that length, so it is kept (a few lengths, per base
+        and vocabulary size)."""
+        key = (len(self.vocabulary), length)
+        cache = self._base.length_terms
+        terms = cache.get(key)
+        if terms is None:
+            terms = length * self._unseen + self._base.log_class
+            if len(cache) >= LENGTH_TERMS_KEPT:
+                cache.pop(next(iter(cache)), None)
+            cache[key] = terms
+        return terms
 
     def explain(self, query: str, item: int, top: int = 3) -> list[tuple[str, float]]:
         """The query words that weigh most for ``item``: each known word's contribution

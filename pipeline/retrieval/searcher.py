@@ -159,7 +159,7 @@ class Searcher:
         lexical = [j for j, ranking in enumerate(rankings) if ranking != "dense"]
         unknown = {j: naive_bayes.unknown_words(texts[j]) for j in lexical}
         with_words = {j for j in lexical if len(tokenize(texts[j])) > len(unknown[j])}
-        nb_rows = naive_bayes.iter_log_proba([texts[j] for j in sorted(with_words)]) if with_words else iter(())
+        nb_rows = naive_bayes.iter_scores([texts[j] for j in sorted(with_words)]) if with_words else iter(())
         for j, i in enumerate(valid):
             q, ranking = queries[i], rankings[j]
             weight = default_ranking.weight if q.weight is None else q.weight
@@ -245,13 +245,14 @@ class Searcher:
         candidates = max(MIN_CANDIDATES, 10 * k)
         _, rows = index.search_dense(vector, candidates, allowed, filters=filters)
         if nb is not None:
-            masked = nb if allowed is None else np.where(allowed, nb, -np.inf)
-            nb_top = top_rows(masked, candidates)
-            rows = np.unique(np.concatenate([rows, nb_top[np.isfinite(masked[nb_top])]]))
+            nb_top = nb.top(candidates, allowed)
+            usable = np.isfinite(nb.values(nb_top)) & (True if allowed is None else allowed[nb_top])
+            rows = np.unique(np.concatenate([rows, nb_top[usable]]))
         rows = np.sort(rows)
         dense = np.asarray(index.vectors[rows] @ vector[0], np.float32)
+        nb_values = None if nb is None else nb.values(rows)
         if nb is not None and ranking != "dense":
-            scores = fuse(dense[None, :], nb[rows][None, :], ranking, weight)[0]
+            scores = fuse(dense[None, :], nb_values[None, :], ranking, weight)[0]
         else:
             scores = dense
         order = np.argsort(-scores, kind="stable")[:k]
@@ -273,7 +274,7 @@ class Searcher:
                     files=files,
                     score=float(scores[at]),
                     dense_score=float(dense[at]),
-                    nb_log_proba=None if nb is None else float(nb[row]),
+                    nb_log_proba=None if nb is None else float(nb_values[at]),
                     nb_words=[] if nb is None else index.naive_bayes.explain(query, row),
                 )
             )
