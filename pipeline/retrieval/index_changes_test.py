@@ -12,8 +12,8 @@ import pytest
 from pipeline.records import IndexModel, IndexRecord, RankingChoice
 from pipeline.retrieval import index_changes
 from pipeline.retrieval.index_store import IndexProblem, SearchIndex
-from pipeline.retrieval.naive_bayes import NaiveBayesScorer
-from pipeline.retrieval.searcher import Searcher, TextQuery, top_rows
+from pipeline.retrieval.naive_bayes import NaiveBayesScorer, QueryScores
+from pipeline.retrieval.searcher import Searcher, TextQuery
 
 DIM = 16
 WORDS = ["red", "blue", "green", "circle", "square", "star", "big", "small", "a", "the"]
@@ -163,13 +163,16 @@ def test_exact_top_k_breaks_ties_by_row_however_the_partition_falls():
         np.testing.assert_array_equal(top_k(scores, k)[1], np.argsort(-scores, axis=1, kind="stable")[:, :k])
 
 
-def test_top_rows_is_a_stable_argsort_prefix():
+def test_the_naive_bayes_top_rows_are_a_stable_sort_of_the_rounded_scores():
     rng = np.random.default_rng(0)
-    for n, decimals, count in [(10, 9, 3), (50_000, 1, 100), (200_003, 9, 1000), (100_000, 9, 100)]:
-        scores = np.round(rng.normal(size=n), decimals)  # one decimal: many ties, broken by row
-        if n == 100_000:
-            scores[rng.random(n) < 0.999] = -np.inf  # a narrow filter: fewer finite scores than count
-        np.testing.assert_array_equal(top_rows(scores, count), np.argsort(-scores, kind="stable")[:count])
+    cases = [(10, 3, None), (50_000, 100, None), (200_003, 1000, None), (100_000, 100, "narrow"), (300_000, 100, None)]
+    for n, count, mask in cases:
+        # Scores one rounding step apart and exact repeats: rounding makes some of them tie, broken by row.
+        joint = rng.normal(size=n) * 3 + np.round(rng.normal(size=n), 1) + rng.integers(0, 3, n) * 4e-10
+        allowed = rng.random(n) < 0.001 if mask else None  # a narrow filter: fewer allowed rows than count
+        scores = QueryScores(joint, log_z=0.3)
+        rounded = np.where(allowed, scores.rounded(), -np.inf) if mask else scores.rounded()
+        np.testing.assert_array_equal(scores.top(count, allowed), np.argsort(-rounded, kind="stable")[:count])
 
 
 def test_change_files_hold_arrays_only(tmp_path):

@@ -71,7 +71,7 @@ class QueryScores:
     def rounded(self) -> np.ndarray:
         return self.values(slice(None))
 
-    def top(self, count: int, allowed: np.ndarray | None = None, block: int = 1024) -> np.ndarray:
+    def top(self, count: int, allowed: np.ndarray | None = None) -> np.ndarray:
         """The rows of the ``count`` best rounded scores (ties by row; removed and disallowed
         rows, -inf, come last), without rounding or sorting all of them: the ``count``-th best
         block maximum bounds the ``count``-th best score from below, and rounding moves a score
@@ -79,8 +79,9 @@ class QueryScores:
         can reach the top."""
         scores = self.joint if allowed is None else np.where(allowed, self.joint, -np.inf)
         n = len(scores)
-        blocks = -(-n // block)
-        if count >= blocks or n <= 4 * block:
+        block = min(1024, n // (8 * max(count, 1)))  # several times more blocks than rows wanted
+        blocks = -(-n // max(block, 1))
+        if block < 16:  # few items: sorting them all is as quick
             candidates = np.arange(n)
         else:
             padded = np.full(blocks * block, -np.inf)

@@ -281,29 +281,6 @@ class Searcher:
         return SearchResponse(query, ranking, hits, notes)
 
 
-def top_rows(scores: np.ndarray, count: int, block: int = 1024) -> np.ndarray:
-    """``np.argsort(-scores, kind="stable")[:count]`` (ties by row) without sorting everything:
-    the ``count``-th largest of the block maxima bounds the ``count``-th largest score from
-    below (that many blocks each hold a score at least as high), so only the scores above it
-    are sorted. O(len(scores)) for one query over many items."""
-    n = len(scores)
-    if n <= 4 * max(count, block):
-        return np.argsort(-scores, kind="stable")[:count]
-    blocks = -(-n // block)
-    padded = np.full(blocks * block, -np.inf)
-    padded[:n] = scores
-    maxima = padded.reshape(blocks, block).max(axis=1)
-    if count >= blocks:
-        return np.argsort(-scores, kind="stable")[:count]
-    bound = np.partition(maxima, blocks - count)[blocks - count]
-    if bound == -np.inf:  # fewer finite scores than count (a narrow filter): those, then -inf rows by row
-        above = np.flatnonzero(np.isfinite(scores))
-        rest = np.flatnonzero(~np.isfinite(scores))[: count - len(above)]
-        return np.concatenate([above[np.argsort(-scores[above], kind="stable")], rest])
-    above = np.flatnonzero(scores >= bound)  # in row order, so a stable sort breaks ties by row
-    return above[np.argsort(-scores[above], kind="stable")[:count]]
-
-
 def is_utf8(text: str) -> bool:
     """False for a str UTF-8 cannot hold (a lone surrogate, as a JSON "\\ud800" escape gives)."""
     try:
