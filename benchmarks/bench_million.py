@@ -441,7 +441,13 @@ def markdown(payload: dict) -> str:
                     r = row[ranking]
                     lines.append(
                         f"| {row['items']:,} | {ranking} | {r['export_seconds']} | {r['savedmodel_bytes'] / 1e9:.2f} | "
-                        f"{r['p50_ms']} | {r['p99_ms']} | {r['same_top10_as_searcher']}/{r['queries']} |"
+                        f"{r['p50_ms']} | {r['p99_ms']} | {r['same_top10_as_searcher']}/{r['queries']}"
+                        + (
+                            f" (of the others, {r['differing_with_dense_ties']} have tied dense scores)"
+                            if "differing_with_dense_ties" in r
+                            else ""
+                        )
+                        + " |"
                     )
     old = payload.get("old_code")
     if old:
@@ -455,7 +461,12 @@ def markdown(payload: dict) -> str:
             "|---|---:|---:|---:|---:|---:|" + "---:|" * (2 * len(RANKINGS)),
         ]
         for name, search in ((old["commit"], old["old_search"]), ("this version", old["new_search_same_index"])):
-            build = old["build"] if name == old["commit"] else payload.get("new_small_build", old["build"])
+            same_rows = [r for r in payload["rows"] if r["size"] == old["size"] and r["kind"] == "exact"]
+            build = (
+                old["build"]
+                if name == old["commit"]
+                else {**same_rows[0]["build"], "disk_bytes": same_rows[0]["disk_bytes"]}
+            )
             cells = " | ".join(
                 f"{search['latency'][k]['p50_ms']:.1f} | {search['latency'][k]['p99_ms']:.1f}" for k in RANKINGS
             )

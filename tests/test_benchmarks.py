@@ -100,3 +100,36 @@ def test_scale_steady_rate_leaves_out_the_start_up_both_runs_pay():
 
     # 1,000 items in 30 s, 64 items in 10.64 s: 936 more items in 19.36 more seconds.
     assert steady({"items": 1000, "seconds": 30.0}, {"items": 64, "seconds": 10.64}) == 936 / 19.36
+
+
+def test_million_items_are_a_head_of_one_caption_and_a_tail_of_another():
+    from benchmarks.bench_million import recombined_captions
+
+    pool = ["a dog runs on the beach", "two children play in the snow", "a man rides a red bike"]
+    texts = recombined_captions(pool, 200, seed=3)
+    words = [c.split() for c in pool]
+    for text in texts:
+        parts = text.split()
+        assert any(
+            parts[:i] == a[:i] and parts[i:] == b[len(b) - (len(parts) - i) :]
+            for a in words
+            for b in words
+            for i in range(1, len(a))
+            if 0 < len(parts) - i <= len(b)
+        ), text
+    assert len(set(texts)) > 20  # recombined, not copied
+
+
+def test_million_top10_agreement_counts_ids_then_scores_and_the_ties_behind_the_rest():
+    from benchmarks.bench_million import RANKINGS, same_tops
+
+    a = {r: [[("x", 1.0), ("y", 0.5)], [("x", 1.0)], [("z", 2.0)]] for r in RANKINGS}
+    b = {r: [[("x", 1.0), ("y", 0.5 + 1e-7)], [("x", 1.1)], [("q", 2.0)]] for r in RANKINGS}
+    b["ties"] = [False, False, True]
+    # query 0 agrees within 1e-6; query 1 has the same ids, another score; query 2 differs and tied
+    assert same_tops(a, b)["dense"] == {
+        "queries": 3,
+        "same_ids": 2,
+        "same_ids_and_scores": 1,
+        "differing_with_dense_ties": 1,
+    }
