@@ -194,6 +194,11 @@ def _same(change: Change, again: Change) -> bool:
     )
 
 
+def write_change_log(folder: Path, log: ChangeLog) -> None:
+    """Publishes ``log`` as the manifest of ``folder`` (its files already there)."""
+    _write_manifest(folder, log)
+
+
 def _write_manifest(folder: Path, log: ChangeLog) -> None:
     tmp = folder / f".{MANIFEST}.{os.getpid()}.tmp"
     try:

@@ -203,3 +203,27 @@ def test_the_exported_ranker_over_a_changed_index_ranks_as_the_searcher(tmp_path
     for q, answer in enumerate(expected):
         assert [i.decode() for i in got["item_ids"].numpy()[q]] == [h.item_id for h in answer.hits]
         np.testing.assert_allclose(got["scores"].numpy()[q], [h.score for h in answer.hits], atol=1e-5)
+
+
+def test_changes_published_while_a_compaction_runs_are_carried_over(tmp_path):
+    import contextlib
+
+    folder = tmp_path / "idx"
+    index = add(build(folder, items=120), np.random.default_rng(7), 3, "new").removed(["item-4"])
+    during = {}
+
+    @contextlib.contextmanager
+    def writer_got_in_first():
+        # Another writer published two changes while the new base was being built, from the
+        # version the compaction started from; the compaction takes the lock after them.
+        later = index.removed(["item-9"])
+        during["version"] = add(later, np.random.default_rng(8), 2, "late")
+        yield
+
+    published = []
+    compacted = index.compacted(hold=writer_got_in_first, on_published=published.append)
+    assert published == [compacted] and [f.split(".")[1] for f in compacted.log.files] == ["remove", "add"]
+    assert "item-9" not in compacted.row_of and compacted.row_of["late-1"] == compacted.rows - 1
+    assert compacted.base.rows == 120 + 3 - 1  # the base holds what the compaction started from
+    assert answers(compacted) == answers(during["version"])  # same items, same rankings
+    assert answers(SearchIndex.open(folder)) == answers(during["version"])

@@ -31,6 +31,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,7 @@ from pipeline.retrieval.index_changes import (
     read_change,
     read_log,
     write_change,
+    write_change_log,
 )
 from pipeline.retrieval.index_rows import RowColumn, RowLookup, RowVectors, Tail
 from pipeline.retrieval.naive_bayes import NaiveBayesScorer
@@ -351,12 +353,14 @@ class SearchIndex:
         naive_bayes: NaiveBayesScorer,
         word_head: WordHead | None,
         make_backend=None,
+        before_publish=None,
     ) -> SearchIndex:
         """Writes a complete index (a base, no changes) to ``folder`` atomically and opens it:
         ``record`` says what built it and its kind and parameters (its size and version are
         filled in here). ``vectors`` may be an array or a callable that writes
         ``embeddings.npy`` into the folder it is given; ``make_backend(stored vectors)`` gives
-        the search structure (default: built anew)."""
+        the search structure (default: built anew). ``before_publish(temporary folder)`` runs
+        once the new version is checked, just before it replaces the old one."""
         folder = Path(folder)
         replaced = _stored_record(folder)
         with atomic_path(folder) as tmp:
@@ -393,6 +397,8 @@ class SearchIndex:
                     f"index {folder.name}: the metadata written does not read back as given; the index was not changed"
                 )
             written.backend.close()  # its connections name the temporary folder
+            if before_publish is not None:
+                before_publish(tmp)
         if replaced is not None:
             try:
                 index_kind(replaced.kind).dropped(folder, replaced.params)
@@ -526,38 +532,75 @@ class SearchIndex:
         vectors = self.vectors[np.flatnonzero(keep)]
         return vectors, self.metadata.reset_index(drop=True), self.naive_bayes.consolidated(keep)
 
-    def compacted(self) -> SearchIndex:
+    def compacted(self, hold=contextlib.nullcontext, on_published=None) -> SearchIndex:
         """The same items as a new base (changes folded in, removed rows dropped), written
-        atomically in place of this one. The ranking of every query stays the same; the
-        vector structure is extended in place when nothing was removed, else built anew."""
-        with self._locked():
-            if read_log(self.folder) != self.log:
-                raise IndexProblem(
-                    f"index {self.name} was changed by another process since it was opened; open it again and retry"
-                )
-            if not self.log.files:
-                return self
-            keep_rows = np.flatnonzero(~np.isin(np.arange(self.rows), sorted(self.removed_rows)))
-            naive_bayes = self.naive_bayes.consolidated(np.isin(np.arange(self.rows), keep_rows))
-            metadata = self.metadata.reset_index(drop=True)
-            source = self.vectors
+        atomically in place of this one; the vector structure is extended in place when
+        nothing was removed, else built anew. On ``exact`` the ranking of every query stays
+        the same.
 
-            def write_vectors(path):
-                out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(keep_rows), self.dim))
-                for start in range(0, len(keep_rows), COPY_CHUNK_ROWS):  # streamed: may not fit in memory
-                    out[start : start + COPY_CHUNK_ROWS] = source[keep_rows[start : start + COPY_CHUNK_ROWS]]
-                out.flush()
-
-            make_backend = None
-            if not self.removed_rows:
-                tail = self.tail.vectors.copy()
-
-                def make_backend(stored):
-                    return index_kind(self.record.kind).extended(self.folder, stored, tail, **self.record.params)
-
-            return self.write(
-                self.folder, self.record, write_vectors, metadata, naive_bayes, self.word_head, make_backend
+        Writers are not stopped meanwhile: the new base is built from this version, and the
+        changes published since are carried over, under ``hold()`` (the caller's write lock)
+        and the index's lock, as the new folder replaces the old one; ``on_published(new
+        version)`` runs while both are still held (a service swaps its version there)."""
+        if read_log(self.folder) != self.log:
+            raise IndexProblem(
+                f"index {self.name} was changed by another process since it was opened; open it again and retry"
             )
+        if not self.log.files:
+            return self
+        keep_rows = np.flatnonzero(~np.isin(np.arange(self.rows), sorted(self.removed_rows)))
+        naive_bayes = self.naive_bayes.consolidated(np.isin(np.arange(self.rows), keep_rows))
+        metadata = self.metadata.reset_index(drop=True)
+        source = self.vectors
+
+        def write_vectors(path):
+            out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(keep_rows), self.dim))
+            for start in range(0, len(keep_rows), COPY_CHUNK_ROWS):  # streamed: may not fit in memory
+                out[start : start + COPY_CHUNK_ROWS] = source[keep_rows[start : start + COPY_CHUNK_ROWS]]
+            out.flush()
+
+        make_backend = None
+        if not self.removed_rows:
+            tail = self.tail.vectors.copy()
+
+            def make_backend(stored):
+                return index_kind(self.record.kind).extended(self.folder, stored, tail, **self.record.params)
+
+        with contextlib.ExitStack() as held:
+            carried: list[str] = []
+
+            def carry_changes(tmp: Path) -> None:
+                held.enter_context(hold())
+                held.enter_context(self._locked())
+                latest = read_log(self.folder)
+                if latest.files[: len(self.log.files)] != self.log.files or _stored_record(self.folder) != self.record:
+                    raise IndexProblem(f"index {self.name} was replaced while it was compacted; it is unchanged")
+                carried.extend(latest.files[len(self.log.files) :])
+                if carried:  # published while the new base was built: they apply to it as they are
+                    (tmp / "changes").mkdir()
+                    for name in carried:
+                        shutil.copy2(self.folder / "changes" / name, tmp / "changes" / name)
+                    write_change_log(tmp, ChangeLog(tuple(carried), latest.next_number))
+
+            written = self.write(
+                self.folder,
+                self.record,
+                write_vectors,
+                metadata,
+                naive_bayes,
+                self.word_head,
+                make_backend,
+                before_publish=carry_changes,
+            )
+            for name in carried:
+                change = read_change(self.folder / "changes" / name)
+                applied = written._applied(change)
+                written._apply_to_backend(change)
+                written = applied
+            written = dataclasses.replace(written, log=read_log(self.folder))
+            if on_published is not None:
+                on_published(written)
+            return written
 
     # -------------------------------------------------------------- search
 

@@ -400,7 +400,7 @@ def create_app(config: ServiceConfig | None = None, state: ServiceState | None =
     @app.post("/compact", status_code=202, responses={401: {}})
     def compact(request: Request):
         """Fold the index's changes (added and removed items, feedback) into a new base, in the
-        background: searches go on meanwhile, changes wait for it. Needs the API token."""
+        background: searches and changes go on meanwhile (they are carried over). Needs the API token."""
         return state.compact(_token(request))
 
     # -------------------------------------------------------------- feedback

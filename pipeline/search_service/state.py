@@ -314,7 +314,8 @@ class ServiceState:
 
     def compact(self, token: str | None) -> dict:
         """Starts folding the index's changes into a new base in a background thread (if one is
-        not running). Searches read the current version meanwhile; changes wait for the write lock."""
+        not running). Searches and changes go on meanwhile; the changes made while it runs are
+        carried over to the new base when it is published."""
         self.check_token(token)
         pending = len(self.index.log.files)
         if not self.compacting and pending:
@@ -323,11 +324,13 @@ class ServiceState:
         return {"compacting": self.compacting, "changes": pending}
 
     def _compact(self) -> None:
+        def publish(version) -> None:  # under the write lock: no change is lost between the versions
+            self.searcher.index = version
+
         try:
-            with self._write_lock:
-                started = time.perf_counter()
-                pending = len(self.index.log.files)
-                self.searcher.index = self.index.compacted()
+            started = time.perf_counter()
+            pending = len(self.index.log.files)
+            self.index.compacted(hold=lambda: self._write_lock, on_published=publish)
             log.info(
                 "index %s compacted (%d change files) in %.1f s",
                 self.index.name,
