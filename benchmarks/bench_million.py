@@ -30,6 +30,7 @@ its top 10 of 200 queries per ranking are compared with this version's on the sa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -263,65 +264,62 @@ def same_tops(a: dict, b: dict, tolerance: float = 1e-6) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def connected(service: ServiceProcess):
+    """A fresh keep-alive connection for one phase: the server closes one left idle through a load test."""
+    client = ServiceClient(service.base, TOKEN, timeout=600)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def query_figures(service: ServiceProcess, queries: list[str], args) -> tuple[dict, dict]:
+    """Per-ranking latency (one client) and throughput (``args.clients`` clients), and each query's top 10."""
+    with connected(service) as client:
+        latency, tops = query_latency(client, queries)
+    return {"latency": latency, "throughput": throughput(service.base, queries, args.clients, args.seconds)}, tops
+
+
 def measure_service(folder: Path, models_dir: Path, queries: list[str], texts: list[str], size: int, args) -> dict:
     service = ServiceProcess(folder, models_dir, TOKEN, timeout=900)
     row: dict = {}
     try:
         took, _ = timed(service.start)
         row["start_seconds"], row["rss_after_start_bytes"] = round(took, 1), service.rss_bytes()
-        client = ServiceClient(service.base, TOKEN, timeout=600)
-        row["fresh"] = {
-            "latency": query_latency(client, queries)[0],
-            "throughput": throughput(service.base, queries, args.clients, args.seconds),
-        }
+        row["fresh"], _ = query_figures(service, queries, args)
         log.info("N=%d %s fresh: %s", size, folder.name, row["fresh"])
-        client.close()  # idle through the load test: the server has closed it (keep-alive timeout)
-        client = ServiceClient(service.base, TOKEN, timeout=600)
-        done = writes(client, texts, size, args.adds, args.removes, args.feedback, seed=size)
+        with connected(service) as client:
+            done = writes(client, texts, size, args.adds, args.removes, args.feedback, seed=size)
         row["writes"] = {k: v for k, v in done.items() if k not in ("added", "removed")}
         log.info("N=%d %s writes: %s", size, folder.name, row["writes"])
-        client.close()
         service.stop(signal.SIGKILL)
         took, _ = timed(service.start)
         row["restart_after_sigkill_seconds"] = round(took, 1)
-        client = ServiceClient(service.base, TOKEN, timeout=600)
-        present = sum(client.get(f"/items/{urllib.parse.quote(i, safe='')}")[0] == 200 for i in done["added"])
-        gone = sum(client.get(f"/items/{urllib.parse.quote(i, safe='')}")[0] == 404 for i in done["removed"])
+        with connected(service) as client:
+            present = sum(client.get(f"/items/{urllib.parse.quote(i, safe='')}")[0] == 200 for i in done["added"])
+            gone = sum(client.get(f"/items/{urllib.parse.quote(i, safe='')}")[0] == 404 for i in done["removed"])
         row["after_sigkill"] = {
             "acknowledged_adds": len(done["added"]),
             "adds_present": present,
             "acknowledged_removals": len(done["removed"]),
             "removals_absent": gone,
         }
-        client.close()
-        client = ServiceClient(service.base, TOKEN, timeout=600)
-        latency, before_tops = query_latency(client, queries)
-        row["changes_pending"] = {
-            "latency": latency,
-            "throughput": throughput(service.base, queries, args.clients, args.seconds),
-        }
-        client.close()
-        client = ServiceClient(service.base, TOKEN, timeout=600)
-        started = time.perf_counter()
-        status, body = client.post_json("/compact", {})
-        if status != 202:
-            raise RuntimeError(f"POST /compact answered {status}: {body}")
-        while body.get("compacting") or body.get("changes"):
-            if time.perf_counter() - started > 3600:
-                raise RuntimeError(f"the compaction did not finish within an hour: {service.log()[-2000:]}")
-            time.sleep(2)
+        row["changes_pending"], before_tops = query_figures(service, queries, args)
+        with connected(service) as client:
+            started = time.perf_counter()
             status, body = client.post_json("/compact", {})
-        row["compact_seconds"] = round(time.perf_counter() - started, 1)
-        client.close()
-        client = ServiceClient(service.base, TOKEN, timeout=600)
-        latency, after_tops = query_latency(client, queries)
-        row["after_compact"] = {
-            "latency": latency,
-            "throughput": throughput(service.base, queries, args.clients, args.seconds),
-        }
+            if status != 202:
+                raise RuntimeError(f"POST /compact answered {status}: {body}")
+            while body.get("compacting") or body.get("changes"):
+                if time.perf_counter() - started > 3600:
+                    raise RuntimeError(f"the compaction did not finish within an hour: {service.log()[-2000:]}")
+                time.sleep(2)
+                status, body = client.post_json("/compact", {})
+            row["compact_seconds"] = round(time.perf_counter() - started, 1)
+        row["after_compact"], after_tops = query_figures(service, queries, args)
         row["compact_changed_no_ranking"] = same_tops(before_tops, after_tops)
         row["rss_end_bytes"] = service.rss_bytes()
-        client.close()
     except Exception:
         log.error("service log:\n%s", service.log()[-4000:])
         raise

@@ -107,9 +107,6 @@ class RowVectors:
         whole = np.concatenate([np.asarray(self.base), self.tail.vectors])
         return whole if dtype is None else whole.astype(dtype)
 
-    def __matmul__(self, other):
-        return np.asarray(self) @ other
-
 
 class RowColumn:
     """One metadata column over every row (base, then tail): ``column[row]`` and iteration."""

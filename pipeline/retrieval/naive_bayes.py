@@ -443,11 +443,6 @@ class NaiveBayesScorer:
             out[q] = scores.rounded()
         return out
 
-    def iter_log_proba(self, queries: list[str]):
-        """``log_proba`` one query at a time ([items] each)."""
-        for scores in self.iter_scores(queries):
-            yield scores.rounded()
-
     def iter_scores(self, queries: list[str]):
         """One ``QueryScores`` per query: a batch of queries over many items never holds more
         than one row, and only the values read are rounded."""
